@@ -1,0 +1,54 @@
+"""The seed -> latent and pixel contracts (ARCHITECTURE.md contracts 1 and 2), numpy only.
+
+Every component that turns a request into images (training samples, evaluation, ONNX serving,
+the TorchServe handler) calls these functions, so the same (model version, seed, n, labels) gives
+the same images everywhere, and a request for n images is a prefix of one for m > n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MAX_SEED = 2**63 - 1
+NUM_CLASSES = 10
+
+
+def latent_for_seed(seed: int, n: int, latent_dim: int) -> np.ndarray:
+    """Return ``z`` of shape (n, latent_dim), float32, standard normal, from a PCG64 stream.
+
+    Row i depends only on (seed, i): numpy fills the array row by row from one stream, so the
+    first n rows for a seed are the same whatever the total count.
+    """
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return rng.standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def labels_for_request(n: int, digits: int | Sequence[int] | None) -> np.ndarray:
+    """Labels (int64[n]) for a request: one digit for all, one per image, or the cycle 0..9."""
+    if digits is None:
+        return np.arange(n, dtype=np.int64) % NUM_CLASSES
+    if isinstance(digits, int | np.integer):
+        labels = np.full(n, int(digits), dtype=np.int64)
+    else:
+        labels = np.asarray(list(digits), dtype=np.int64)
+        if labels.shape != (n,):
+            raise ValueError(f"digits has {labels.size} entries but {n} images were asked for")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(f"digits must be in 0..{NUM_CLASSES - 1}")
+    return labels
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Generator output in [-1, 1] -> uint8 pixels: round((x + 1) * 127.5) clipped to 0..255."""
+    return np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid_labels(rows: int = NUM_CLASSES, per_row: int = NUM_CLASSES) -> np.ndarray:
+    """Labels for a sample grid with one row per digit: 0 0 0 ... 1 1 1 ... 9 9 9."""
+    return np.repeat(np.arange(rows, dtype=np.int64) % NUM_CLASSES, per_row)

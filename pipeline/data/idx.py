@@ -1,0 +1,63 @@
+"""Reading IDX files (the MNIST container format), raw or gzipped, with md5 verification."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+# IDX type codes -> numpy dtypes (big-endian where multi-byte).
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_bytes(path: Path) -> bytes:
+    """The uncompressed bytes of ``path`` (transparently gunzipped if it ends in .gz)."""
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array, checking the header against the payload size."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise DataError(f"{source}: not an IDX file (bad magic number)")
+    dtype = np.dtype(_DTYPES[data[2]])
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{source}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        raise DataError(f"{source}: IDX size mismatch: header says {expected} bytes, file has {len(data)}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def find_file(directory: Path, name: str) -> Path | None:
+    """The raw or gzipped copy of ``name`` in ``directory``, raw preferred."""
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_verified(path: Path, expected_md5: str) -> np.ndarray:
+    """Read an IDX file and refuse it unless its uncompressed md5 is the expected one."""
+    data = read_bytes(path)
+    actual = md5_hex(data)
+    if actual != expected_md5:
+        raise DataError(
+            f"{path}: md5 of the uncompressed file is {actual}, expected {expected_md5} "
+            "(corrupt, truncated or a different file): replace it or delete it to re-fetch"
+        )
+    return parse_idx(data, str(path))

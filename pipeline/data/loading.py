@@ -1,0 +1,91 @@
+"""Load a verified dataset into memory from whichever source the user named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.catalog import SPLIT_FILES, DatasetSpec, get_spec
+from pipeline.data.idx import find_file, read_verified
+from pipeline.data.sources import download, fetch_from_s3
+from pipeline.errors import DataError, DataSourceError
+from pipeline.settings import get_settings
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A whole dataset in memory: uint8 images (N, 28, 28) and int64 labels (N,)."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    md5: dict[str, str]
+    class_names: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short key for caches that depend on the exact data (the md5s, in file order)."""
+        import hashlib
+
+        joined = ",".join(f"{k}={v}" for k, v in sorted(self.md5.items()))
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def train_subset(self, limit: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A random, class-mixed subset of the training split (all of it when limit is None)."""
+        if limit is None or limit >= len(self.train_labels):
+            return self.train_images, self.train_labels
+        idx = np.random.default_rng(seed).permutation(len(self.train_labels))[:limit]
+        idx.sort()
+        return self.train_images[idx], self.train_labels[idx]
+
+
+def read_directory(spec: DatasetSpec, directory: Path) -> ImageDataset:
+    """Read and verify all four files from a directory (raw or .gz)."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, (images_name, labels_name) in SPLIT_FILES.items():
+        for name in (images_name, labels_name):
+            path = find_file(directory, name)
+            if path is None:
+                raise DataError(
+                    f"{directory}: missing {name} (or {name}.gz), expected md5 {spec.md5[name]}"
+                )
+            arrays[name] = read_verified(path, spec.md5[name])
+        images, labels = arrays[images_name], arrays[labels_name]
+        if images.ndim != 3 or labels.shape != (images.shape[0],) or images.shape[0] != spec.counts[split]:
+            raise DataError(f"{directory}: {split} split has inconsistent shapes")
+    return ImageDataset(
+        name=spec.name,
+        train_images=arrays["train-images-idx3-ubyte"],
+        train_labels=arrays["train-labels-idx1-ubyte"].astype(np.int64),
+        test_images=arrays["t10k-images-idx3-ubyte"],
+        test_labels=arrays["t10k-labels-idx1-ubyte"].astype(np.int64),
+        md5=dict(spec.md5),
+        class_names=spec.class_names,
+    )
+
+
+def load_dataset(name: str = "mnist", source: str | None = None) -> ImageDataset:
+    """Load ``name`` from ``source``:
+
+    - ``None``/``"auto"``: ``$DCGAN_DATA_DIR/<name>``, downloading from the mirrors what is missing;
+    - ``"download"``: the same, but always check the mirrors for missing files;
+    - ``"s3://bucket/prefix"``: copy from S3/MinIO into the cache, then read;
+    - anything else: a directory holding the four IDX files, read in place.
+    """
+    spec = get_spec(name)
+    settings = get_settings()
+    if source in (None, "auto", "download"):
+        directory = settings.data_dir / spec.name
+        download(spec, directory, timeout=settings.download_timeout_s)
+    elif source.startswith("s3://"):
+        directory = settings.cache_dir / "datasets" / spec.name
+        fetch_from_s3(spec, source, directory)
+    else:
+        directory = Path(source)
+        if not directory.is_dir():
+            raise DataSourceError(f"data directory {directory} does not exist")
+    return read_directory(spec, directory)
