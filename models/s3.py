@@ -5,10 +5,13 @@ Credentials come only from the environment (or .env): never from code or images.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlparse
 
+import certifi
+import urllib3
 from minio import Minio
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,12 +23,32 @@ class S3Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secure: bool = False  # TLS
     region: str | None = None
+    # minio's own defaults are a 5-minute connect timeout and 5 retries: a firewalled endpoint
+    # would hang for half an hour, a refused one for 6 s. These fail within seconds instead.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)  # per socket read, not per transfer
+    max_retries: int = Field(default=3, ge=0)  # errors and 500/502/503/504; backoff 0.2 s, x2
 
     def host_and_secure(self) -> tuple[str, bool]:
         if "://" in self.endpoint:
             parsed = urlparse(self.endpoint)
             return parsed.netloc, parsed.scheme == "https"
         return self.endpoint, self.secure
+
+
+def make_http_client(settings: S3Settings) -> urllib3.PoolManager:
+    """The connection pool minio would build, with our timeouts and retry budget."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(
+            total=settings.max_retries,
+            backoff_factor=0.2,
+            status_forcelist=[500, 502, 503, 504],
+        ),
+    )
 
 
 def make_client(settings: S3Settings | None = None) -> Minio:
@@ -37,6 +60,7 @@ def make_client(settings: S3Settings | None = None) -> Minio:
         secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
         secure=secure,
         region=settings.region,
+        http_client=make_http_client(settings),
     )
 
 

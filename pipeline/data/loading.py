@@ -55,7 +55,8 @@ def read_directory(spec: DatasetSpec, directory: Path) -> ImageDataset:
                 )
             arrays[name] = read_verified(path, spec.md5[name])
         images, labels = arrays[images_name], arrays[labels_name]
-        if images.ndim != 3 or labels.shape != (images.shape[0],) or images.shape[0] != spec.counts[split]:
+        count = images.shape[0]
+        if images.ndim != 3 or labels.shape != (count,) or count != spec.counts[split]:
             raise DataError(f"{directory}: {split} split has inconsistent shapes")
     return ImageDataset(
         name=spec.name,

@@ -6,16 +6,20 @@ place, so an interrupted or corrupt fetch never leaves a file that looks valid.
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import io
 import os
 import tarfile
 import tempfile
-import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from minio.error import S3Error
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
 
 from models.s3 import S3Settings, make_client, split_s3_uri
 from pipeline.data.catalog import DatasetSpec, Mirror
@@ -40,7 +44,9 @@ def missing_or_invalid(spec: DatasetSpec, directory: Path) -> list[str]:
     return bad
 
 
-def _write_verified(directory: Path, name: str, data: bytes, expected_md5: str, origin: str) -> None:
+def _write_verified(
+    directory: Path, name: str, data: bytes, expected_md5: str, origin: str
+) -> None:
     """Write raw IDX bytes atomically as ``directory/name`` once their md5 checks out."""
     actual = md5_hex(data)
     if actual != expected_md5:
@@ -61,11 +67,9 @@ def _write_verified(directory: Path, name: str, data: bytes, expected_md5: str, 
 
 def _maybe_gunzip(data: bytes, origin: str) -> bytes:
     if data[:2] == b"\x1f\x8b":
-        import gzip
-
         try:
             return gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{origin}: corrupt gzip ({exc})") from exc
     return data
 
@@ -73,38 +77,55 @@ def _maybe_gunzip(data: bytes, origin: str) -> bytes:
 # --- S3 / MinIO ----------------------------------------------------------------------------
 
 
+def _s3_get(client: Minio, bucket: str, key: str, endpoint: str) -> bytes | None:
+    """The object's bytes, None if there is no such key; DataSourceError for everything else."""
+    try:
+        response = client.get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NotFound"):
+            return None
+        if exc.code == "NoSuchBucket":
+            raise DataSourceError(f"S3 bucket {bucket!r} does not exist at {endpoint}") from exc
+        if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise DataSourceError(
+                f"S3 at {endpoint} refused the credentials ({exc.code}): "
+                "check DCGAN_S3_ACCESS_KEY and DCGAN_S3_SECRET_KEY"
+            ) from exc
+        raise DataSourceError(f"S3 error from {endpoint}: {exc.code}: {exc.message}") from exc
+    except MinioException as exc:  # an HTTP answer that is not S3's (wrong port, a proxy page)
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataSourceError(
+            f"{endpoint} did not answer like an S3 server ({first_line}): check DCGAN_S3_ENDPOINT"
+        ) from exc
+    except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, DNS, timeouts, resets
+        reason = getattr(exc, "reason", None) or exc
+        raise DataSourceError(
+            f"cannot reach S3 endpoint {endpoint}: {reason} (check DCGAN_S3_ENDPOINT)"
+        ) from exc
+
+
 def fetch_from_s3(
     spec: DatasetSpec, uri: str, dest: Path, settings: S3Settings | None = None
 ) -> None:
     """Copy the dataset's files (raw or .gz) from ``s3://bucket/prefix`` into ``dest``."""
     settings = settings or S3Settings()
-    bucket, prefix = split_s3_uri(uri)
-    client = make_client(settings)
+    try:
+        bucket, prefix = split_s3_uri(uri)
+        client = make_client(settings)
+    except ValueError as exc:  # a malformed URI, an access key without a secret key
+        raise DataSourceError(str(exc)) from exc
     endpoint = settings.endpoint
     for name in missing_or_invalid(spec, dest):
         data = None
         for key in (f"{prefix}{name}", f"{prefix}{name}.gz"):
-            try:
-                response = client.get_object(bucket, key)
-                try:
-                    data = response.read()
-                finally:
-                    response.close()
-                    response.release_conn()
+            data = _s3_get(client, bucket, key, endpoint)
+            if data is not None:
                 break
-            except S3Error as exc:
-                if exc.code in ("NoSuchKey", "NotFound"):
-                    continue
-                if exc.code == "NoSuchBucket":
-                    raise DataSourceError(f"S3 bucket {bucket!r} does not exist at {endpoint}") from exc
-                if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                    raise DataSourceError(
-                        f"S3 at {endpoint} refused the credentials ({exc.code}): "
-                        "check DCGAN_S3_ACCESS_KEY and DCGAN_S3_SECRET_KEY"
-                    ) from exc
-                raise DataSourceError(f"S3 error from {endpoint}: {exc.code}: {exc.message}") from exc
-            except OSError as exc:  # connection refused, DNS, timeouts (urllib3 errors are OSErrors)
-                raise DataSourceError(f"cannot reach S3 endpoint {endpoint}: {exc}") from exc
         if data is None:
             raise DataSourceError(f"{uri}: no {name} or {name}.gz under that prefix")
         origin = f"s3://{bucket}/{prefix}{name}"
@@ -121,7 +142,9 @@ def _http_get(url: str, timeout: float) -> bytes:
         return data
 
 
-def _fetch_mirror(spec: DatasetSpec, mirror: Mirror, names: Iterable[str], dest: Path, timeout: float) -> None:
+def _fetch_mirror(
+    spec: DatasetSpec, mirror: Mirror, names: Iterable[str], dest: Path, timeout: float
+) -> None:
     names = list(names)
     if mirror.tarball_member_dir is not None:
         blob = _http_get(mirror.base, timeout)
@@ -139,7 +162,8 @@ def _fetch_mirror(spec: DatasetSpec, mirror: Mirror, names: Iterable[str], dest:
         return
     for name in names:
         url = f"{mirror.base}{name}{mirror.suffix}"
-        _write_verified(dest, name, _maybe_gunzip(_http_get(url, timeout), url), spec.md5[name], url)
+        data = _maybe_gunzip(_http_get(url, timeout), url)
+        _write_verified(dest, name, data, spec.md5[name], url)
 
 
 def download(
@@ -153,7 +177,15 @@ def download(
             return
         try:
             _fetch_mirror(spec, mirror, names, dest, timeout)
-        except (urllib.error.URLError, OSError, DataError, DataSourceError, tarfile.TarError) as exc:
+        except (
+            OSError,  # urllib.error.URLError/HTTPError, refused, reset, timeouts
+            http.client.HTTPException,  # IncompleteRead, BadStatusLine
+            zlib.error,  # a corrupt gzip stream inside a tarball
+            EOFError,
+            tarfile.TarError,
+            DataError,
+            DataSourceError,
+        ) as exc:
             failures.append(f"{mirror.base}: {getattr(exc, 'reason', exc)}")
     if missing_or_invalid(spec, dest):
         tried = "; ".join(failures) or "no mirrors configured"

@@ -1,0 +1,50 @@
+"""Images for people: sample grids as PNG. numpy + Pillow only (the server uses it too)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.latent import to_uint8
+
+
+def make_grid(images: np.ndarray, per_row: int = 10, pad: int = 2) -> np.ndarray:
+    """Tile generator output (N, 1, H, W) in [-1, 1] into one uint8 (rows*H', per_row*W') image."""
+    pixels = to_uint8(images)[:, 0]  # (N, H, W)
+    n, h, w = pixels.shape
+    rows = max(1, -(-n // per_row))
+    grid = np.zeros((rows * (h + pad) + pad, per_row * (w + pad) + pad), dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, per_row)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        grid[top : top + h, left : left + w] = pixels[i]
+    return grid
+
+
+def png_bytes(gray: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gray, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_grid_png(images: np.ndarray, path: Path, per_row: int = 10) -> None:
+    """Write a sample grid atomically (a reader never sees half a PNG)."""
+    write_atomic(path, png_bytes(make_grid(images, per_row)))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

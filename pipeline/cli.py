@@ -1,0 +1,135 @@
+"""``dcgan``: the command line. Thin wiring over the pipeline's plain functions.
+
+Every failure a user can fix ends the command with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from pipeline.errors import UserError
+from pipeline.train_config import TrainConfig
+
+app = typer.Typer(
+    help="Train, evaluate and serve a conditional DCGAN for synthetic MNIST digits.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_DEFAULTS = TrainConfig()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _validation_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]).replace("_", "-")
+    return f"invalid --{field}: {err['msg']}" if field else err["msg"]
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint, metrics.json, samples.")] = Path("runs/latest"),
+    dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = _DEFAULTS.dataset,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Directory of IDX files, s3://bucket/prefix, or unset for ./data + mirrors."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on a random subset of this many images.")] = None,
+    arch: Annotated[str, typer.Option(help="dcgan, or fc for the fully connected baseline.")] = _DEFAULTS.arch,
+    conditional: Annotated[
+        bool, typer.Option("--conditional/--unconditional", help="Condition G and D on the digit.")
+    ] = _DEFAULTS.conditional,
+    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = _DEFAULTS.latent_dim,
+    g_width: Annotated[int, typer.Option(help="Generator base channels (ngf).")] = _DEFAULTS.g_width,
+    d_width: Annotated[int, typer.Option(help="Discriminator base channels (ndf).")] = _DEFAULTS.d_width,
+    epochs: Annotated[int, typer.Option(help="Total epochs (with --resume: the new total).")] = _DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = _DEFAULTS.batch_size,
+    lr_g: Annotated[float, typer.Option(help="Generator learning rate (Adam).")] = _DEFAULTS.lr_g,
+    lr_d: Annotated[float, typer.Option(help="Discriminator learning rate (Adam).")] = _DEFAULTS.lr_d,
+    beta1: Annotated[float, typer.Option(help="Adam beta1.")] = _DEFAULTS.beta1,
+    beta2: Annotated[float, typer.Option(help="Adam beta2.")] = _DEFAULTS.beta2,
+    g_loss: Annotated[
+        str, typer.Option(help="non-saturating (max log D(G(z))) or minimax (min log(1 - D(G(z)))).")
+    ] = _DEFAULTS.g_loss,
+    real_label: Annotated[
+        float, typer.Option(help="Target for real images (one-sided label smoothing; 1.0 = off).")
+    ] = _DEFAULTS.real_label,
+    d_steps: Annotated[int, typer.Option(help="Discriminator updates per generator update.")] = _DEFAULTS.d_steps,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, device and data -> same run.")] = _DEFAULTS.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _DEFAULTS.device,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where supported), fp32 or bf16.")] = _DEFAULTS.precision,
+    compile: Annotated[bool, typer.Option(help="torch.compile the networks.")] = _DEFAULTS.compile,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint file or run directory to continue.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet", help="Log one line per epoch.")] = True,
+) -> None:
+    """Train a GAN; writes a checkpoint and a sample grid every epoch."""
+    _setup_logging(verbose)
+    options: dict[str, Any] = {k: v for k, v in locals().items() if k not in {"out", "resume", "progress", "verbose"}}
+    cfg = TrainConfig(**options)
+    from pipeline.data.loading import load_dataset
+    from pipeline.train import train as run_training
+
+    ds = load_dataset(cfg.dataset, cfg.data)
+    result = run_training(cfg, ds, out, resume=resume, progress=progress)
+    last = result.history[-1] if result.history else {}
+    typer.echo(
+        f"trained {result.gan_config.arch} to epoch {len(result.history)}: "
+        f"loss_d={last.get('loss_d', float('nan')):.3f} loss_g={last.get('loss_g', float('nan')):.3f} "
+        f"D(x)={last.get('d_x', float('nan')):.2f} D(G(z))={last.get('d_g_z', float('nan')):.2f}\n"
+        f"checkpoint: {result.checkpoint}\nsamples:    {out / 'samples.png'}"
+    )
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
+    source: Annotated[str | None, typer.Option(help="Directory, s3://bucket/prefix, or unset for mirrors.")] = None,
+) -> None:
+    """Fetch a dataset (if needed) and verify every file's md5."""
+    from pipeline.data.loading import load_dataset
+
+    ds = load_dataset(dataset, source)
+    typer.echo(f"{ds.name}: {len(ds.train_labels)} train + {len(ds.test_labels)} test images, md5s verified")
+
+
+def main() -> None:
+    """Console entry point: map user errors to one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad option values, unknown options
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:
+        print(f"error: {_validation_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the last completed epoch's checkpoint is kept", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

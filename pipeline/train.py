@@ -1,0 +1,335 @@
+"""The GAN training loop: D and G in alternation with binary cross entropy.
+
+Built for throughput on one device: the whole dataset lives on the device, batches are index
+gathers, statistics accumulate in device tensors and reach the host only every ``check_every``
+steps (for the NaN check and the progress bar) and at the end of an epoch. On GPUs and on CPUs with
+bf16 support it trains in bf16 autocast; BCE-with-logits keeps the loss in fp32.
+
+Per epoch it records D loss, G loss, mean D(x), mean D(G(z)) (both drift toward 0.5 as G gets
+good), D accuracy and the minimax value E[log D(x)] + E[log(1 - D(G(z)))] (-log 4 at the
+equilibrium), writes a sample grid from fixed noise (one row per digit) and a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models.images import save_grid_png, write_atomic
+from models.latent import grid_labels
+from models.netconfig import GANConfig
+from models.networks import build_discriminator, build_generator
+from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pipeline.data.loading import ImageDataset
+from pipeline.errors import CheckpointError, TrainingDiverged, UserError
+from pipeline.sampling import generate
+from pipeline.train_config import TrainConfig
+
+log = logging.getLogger("dcgan.train")
+
+# Order of the per-step statistics accumulated on the device.
+_D_STATS = ("loss_d", "d_x", "d_g_z", "d_accuracy", "minimax_value")
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    history: list[dict[str, Any]]
+    generator: nn.Module
+    gan_config: GANConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for but no CUDA GPU is available: use --device cpu")
+    return device
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def _to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1], resident on the device."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return x.unsqueeze(1).float().div_(127.5).sub_(1.0)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    write_atomic(path, json.dumps(payload, indent=2).encode())
+
+
+class GANTrainer:
+    """Owns the networks, optimizers and RNG of one run; ``fit`` trains epoch by epoch."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: Path) -> None:
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.gan_cfg = cfg.gan_config()
+        self.device = resolve_device(cfg.device)
+        self.bf16 = use_bf16(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)  # weight init
+        self.generator = build_generator(self.gan_cfg).to(self.device)
+        self.discriminator = build_discriminator(self.gan_cfg).to(self.device)
+        if self.gan_cfg.arch == "dcgan":  # oneDNN / cuDNN convolutions prefer NHWC
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.opt_g = torch.optim.Adam(
+            self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused
+        )
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused
+        )
+        self.rng = torch.Generator(device=self.device)
+        self.rng.manual_seed(cfg.seed)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.dataset_info: dict[str, Any] = {}
+        # Compiled views share parameters with the plain modules, which are what we save.
+        self._g = torch.compile(self.generator) if cfg.compile else self.generator
+        self._d = torch.compile(self.discriminator) if cfg.compile else self.discriminator
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "train_config": self.cfg.model_dump(),
+            "gan_config": self.gan_cfg.to_dict(),
+            "signature": self.gan_cfg.signature.to_dict(),
+            "epoch": self.epoch,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "dataset": self.dataset_info,
+            "torch_version": str(torch.__version__),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.rng.set_state(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint does not fit this run's networks: {exc}") from exc
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    # --- one step --------------------------------------------------------------------------
+
+    def _train_step(self, real: torch.Tensor, labels: torch.Tensor, update_g: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One D update (and a G update if ``update_g``). Returns device tensors, no host sync."""
+        cfg, n = self.cfg, real.shape[0]
+        conditional = self.gan_cfg.conditional
+        z = torch.randn(n, self.gan_cfg.latent_dim, device=self.device, generator=self.rng)
+        fake_labels = torch.randint(0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng)
+        g_labels = fake_labels if conditional else None
+        d_labels = labels if conditional else None
+
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))), real targets smoothed to real_label.
+        with _autocast(self.device, self.bf16):
+            fake = self._g(z, g_labels)
+            real_logits = self._d(real, d_labels).float()
+            fake_logits = self._d(fake.detach(), g_labels).float()
+        loss_d = F.binary_cross_entropy_with_logits(
+            real_logits, torch.full_like(real_logits, cfg.real_label)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        with torch.no_grad():
+            d_stats = torch.stack(
+                [
+                    loss_d.detach(),
+                    torch.sigmoid(real_logits).mean(),
+                    torch.sigmoid(fake_logits).mean(),
+                    ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2,
+                    F.logsigmoid(real_logits).mean() + F.logsigmoid(-fake_logits).mean(),
+                ]
+            )
+        if not update_g:
+            return d_stats, torch.zeros((), device=self.device)
+
+        # (2) Update G: non-saturating maximises log D(G(z)); minimax minimises log(1 - D(G(z))).
+        with _autocast(self.device, self.bf16):
+            logits = self._d(fake, g_labels).float()
+        if cfg.g_loss == "non-saturating":
+            loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        else:
+            loss_g = -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return d_stats, loss_g.detach()
+
+    # --- epochs ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        progress: bool = True,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        cfg = self.cfg
+        x = _to_device_images(images, self.device)
+        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(self.device)
+        n = x.shape[0]
+        batch = min(cfg.batch_size, n)
+        steps = n // batch  # drop the ragged tail: static shapes, as compile and cuDNN like
+        if steps < 1:
+            raise UserError(f"need at least 2 training images, got {n}")
+        log.info(
+            "event=train_start device=%s bf16=%s images=%d batch=%d steps_per_epoch=%d epochs=%d start_epoch=%d",
+            self.device, self.bf16, n, batch, steps, cfg.epochs, self.epoch + 1,
+        )
+        self.generator.train()
+        self.discriminator.train()
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            started = time.perf_counter()
+            d_sum = torch.zeros(len(_D_STATS), device=self.device)
+            g_sum = torch.zeros((), device=self.device)
+            g_steps = 0
+            perm = torch.randperm(n, device=self.device, generator=self.rng)
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+            for step in range(steps):
+                idx = perm[step * batch : (step + 1) * batch]
+                update_g = (step + 1) % cfg.d_steps == 0
+                d_stats, loss_g = self._train_step(x[idx], y[idx], update_g)
+                d_sum += d_stats
+                g_sum += loss_g
+                g_steps += int(update_g)
+                bar.update(1)
+                if (step + 1) % cfg.check_every == 0:
+                    self._check_finite(d_sum, g_sum, epoch, step + 1)
+                    means = (d_sum / (step + 1)).tolist()
+                    bar.set_postfix(loss_d=f"{means[0]:.3f}", d_x=f"{means[1]:.2f}", d_g_z=f"{means[2]:.2f}")
+            bar.close()
+            self._check_finite(d_sum, g_sum, epoch, steps)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - started
+            record = dict(zip(_D_STATS, (d_sum / steps).tolist(), strict=True))
+            record = {
+                "epoch": epoch,
+                **record,
+                "loss_g": float(g_sum) / max(g_steps, 1),
+                "seconds": seconds,
+                "images_per_s": steps * batch / seconds,
+            }
+            self.epoch = epoch
+            record["sample_diversity"] = self._write_samples(epoch)
+            self.history.append(record)
+            self._save()
+            log.info("event=epoch_end %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+            if on_epoch is not None:
+                on_epoch(record)
+
+    def _check_finite(self, d_sum: torch.Tensor, g_sum: torch.Tensor, epoch: int, step: int) -> None:
+        if bool(torch.isfinite(d_sum).all()) and bool(torch.isfinite(g_sum)):
+            return
+        last = self.out_dir / CHECKPOINT_NAME
+        kept = f"the last good checkpoint {last} (epoch {self.epoch}) is kept" if last.exists() else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"a loss became NaN/inf in epoch {epoch} by step {step}; {kept}. "
+            "Lower --lr-d/--lr-g, or try --precision fp32"
+        )
+
+    def _write_samples(self, epoch: int) -> float:
+        """Sample grid from fixed noise, one row per digit; returns its within-row pixel spread.
+
+        The spread (mean over rows of the per-pixel std across the row's samples, pixels in [0, 1])
+        falls toward 0 when the generator collapses onto one image per class.
+        """
+        labels = grid_labels()
+        images = generate(self.generator, self.gan_cfg, self.cfg.sample_seed, labels, self.device)
+        save_grid_png(images, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
+        save_grid_png(images, self.out_dir / "samples.png")
+        rows = (images.reshape(10, 10, -1) + 1) / 2
+        return float(rows.std(axis=1).mean())
+
+    def _save(self) -> None:
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())
+        _write_json(
+            self.out_dir / "metrics.json",
+            {"train_config": self.cfg.model_dump(), "dataset": self.dataset_info, "history": self.history},
+        )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def train(
+    cfg: TrainConfig,
+    dataset: ImageDataset,
+    out_dir: Path,
+    resume: Path | None = None,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train (or resume) a GAN on ``dataset`` and leave checkpoint, metrics and samples in out_dir.
+
+    On resume the checkpoint's config is used, except ``epochs`` (the new total), ``device``,
+    ``compile`` and ``check_every`` which come from ``cfg``.
+    """
+    if resume is not None:
+        state = load_checkpoint(resume)
+        saved = TrainConfig.model_validate(state["train_config"])
+        cfg = saved.model_copy(
+            update={"epochs": cfg.epochs, "device": cfg.device, "compile": cfg.compile, "check_every": cfg.check_every}
+        )
+        if state.get("dataset", {}).get("md5") not in (None, dataset.md5):
+            raise CheckpointError(f"checkpoint {resume} was trained on different data than {dataset.name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = GANTrainer(cfg, out_dir)
+    trainer.dataset_info = {"name": dataset.name, "md5": dataset.md5, "limit": cfg.limit}
+    if resume is not None:
+        trainer.load_state_dict(state)
+        if trainer.epoch >= cfg.epochs:
+            log.info("event=nothing_to_do epoch=%d epochs=%d", trainer.epoch, cfg.epochs)
+    images, labels = dataset.train_subset(cfg.limit, cfg.seed)
+    trainer.fit(images, labels, progress=progress, on_epoch=on_epoch)
+    if not (out_dir / CHECKPOINT_NAME).exists():  # resumed a finished run into a new directory
+        trainer._save()
+    return TrainResult(out_dir, out_dir / CHECKPOINT_NAME, trainer.history, trainer.generator, trainer.gan_cfg)
+
+
+__all__ = ["GANTrainer", "TrainResult", "resolve_device", "train", "use_bf16"]
