@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from models.fileio import write_atomic
 from models.latent import to_uint8
 
 
@@ -35,16 +34,3 @@ def png_bytes(gray: np.ndarray) -> bytes:
 def save_grid_png(images: np.ndarray, path: Path, per_row: int = 10) -> None:
     """Write a sample grid atomically (a reader never sees half a PNG)."""
     write_atomic(path, png_bytes(make_grid(images, per_row)))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.images import write_atomic
+from models.fileio import write_atomic
 from models.netconfig import GANConfig
 from models.networks import build_generator
 from pipeline.errors import CheckpointError
@@ -22,11 +22,15 @@ FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Serialize to memory, then write atomically: a crash never leaves half a checkpoint."""
+def save_torch_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Serialize to memory, then write atomically: a crash never leaves half a file."""
     buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    torch.save(payload, buffer)
     write_atomic(path, buffer.getvalue())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    save_torch_atomic(path, {"format_version": FORMAT_VERSION, **state})
 
 
 def resolve_checkpoint_path(path: Path) -> Path:
@@ -43,7 +47,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(f"checkpoint {path} cannot be read safely: {_reason(exc)}") from exc
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} is not a dcgan checkpoint (format {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"checkpoint {path} is not a dcgan checkpoint (format {FORMAT_VERSION})"
+        )
     return state
 
 
@@ -66,5 +72,7 @@ def load_generator(
     try:
         generator.load_state_dict(state["generator"])
     except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path}: generator weights do not fit its config") from exc
+        raise CheckpointError(
+            f"checkpoint {path}: generator weights do not fit its config"
+        ) from exc
     return generator.to(device).eval(), cfg, state

@@ -5,6 +5,7 @@ Every failure a user can fix ends the command with exit code 2 and one line on s
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -44,69 +45,167 @@ def _validation_line(exc: ValidationError) -> str:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Run directory: checkpoint, metrics.json, samples.")] = Path("runs/latest"),
+    out: Annotated[
+        Path, typer.Option(help="Run directory: checkpoint, metrics.json, samples.")
+    ] = Path("runs/latest"),
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = _DEFAULTS.dataset,
     data: Annotated[
         str | None,
-        typer.Option(help="Directory of IDX files, s3://bucket/prefix, or unset for ./data + mirrors."),
+        typer.Option(
+            help="Directory of IDX files, s3://bucket/prefix, or unset for ./data + mirrors."
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Train on a random subset of this many images.")] = None,
-    arch: Annotated[str, typer.Option(help="dcgan, or fc for the fully connected baseline.")] = _DEFAULTS.arch,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on a random subset of this many images.")
+    ] = None,
+    arch: Annotated[
+        str, typer.Option(help="dcgan, or fc for the fully connected baseline.")
+    ] = _DEFAULTS.arch,
     conditional: Annotated[
         bool, typer.Option("--conditional/--unconditional", help="Condition G and D on the digit.")
     ] = _DEFAULTS.conditional,
-    latent_dim: Annotated[int, typer.Option(help="Size of the noise vector z.")] = _DEFAULTS.latent_dim,
-    g_width: Annotated[int, typer.Option(help="Generator base channels (ngf).")] = _DEFAULTS.g_width,
-    d_width: Annotated[int, typer.Option(help="Discriminator base channels (ndf).")] = _DEFAULTS.d_width,
-    epochs: Annotated[int, typer.Option(help="Total epochs (with --resume: the new total).")] = _DEFAULTS.epochs,
+    latent_dim: Annotated[
+        int, typer.Option(help="Size of the noise vector z.")
+    ] = _DEFAULTS.latent_dim,
+    g_width: Annotated[
+        int, typer.Option(help="Generator base channels (ngf).")
+    ] = _DEFAULTS.g_width,
+    d_width: Annotated[
+        int, typer.Option(help="Discriminator base channels (ndf).")
+    ] = _DEFAULTS.d_width,
+    epochs: Annotated[
+        int, typer.Option(help="Total epochs (with --resume: the new total).")
+    ] = _DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = _DEFAULTS.batch_size,
     lr_g: Annotated[float, typer.Option(help="Generator learning rate (Adam).")] = _DEFAULTS.lr_g,
-    lr_d: Annotated[float, typer.Option(help="Discriminator learning rate (Adam).")] = _DEFAULTS.lr_d,
+    lr_d: Annotated[
+        float, typer.Option(help="Discriminator learning rate (Adam).")
+    ] = _DEFAULTS.lr_d,
     beta1: Annotated[float, typer.Option(help="Adam beta1.")] = _DEFAULTS.beta1,
     beta2: Annotated[float, typer.Option(help="Adam beta2.")] = _DEFAULTS.beta2,
     g_loss: Annotated[
-        str, typer.Option(help="non-saturating (max log D(G(z))) or minimax (min log(1 - D(G(z)))).")
+        str,
+        typer.Option(help="non-saturating (max log D(G(z))) or minimax (min log(1 - D(G(z))))."),
     ] = _DEFAULTS.g_loss,
     real_label: Annotated[
         float, typer.Option(help="Target for real images (one-sided label smoothing; 1.0 = off).")
     ] = _DEFAULTS.real_label,
-    d_steps: Annotated[int, typer.Option(help="Discriminator updates per generator update.")] = _DEFAULTS.d_steps,
-    seed: Annotated[int, typer.Option(help="Seed: same seed, device and data -> same run.")] = _DEFAULTS.seed,
+    d_steps: Annotated[
+        int, typer.Option(help="Discriminator updates per generator update.")
+    ] = _DEFAULTS.d_steps,
+    seed: Annotated[
+        int, typer.Option(help="Seed: same seed, device and data -> same run.")
+    ] = _DEFAULTS.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _DEFAULTS.device,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where supported), fp32 or bf16.")] = _DEFAULTS.precision,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where supported), fp32 or bf16.")
+    ] = _DEFAULTS.precision,
     compile: Annotated[bool, typer.Option(help="torch.compile the networks.")] = _DEFAULTS.compile,
-    resume: Annotated[Path | None, typer.Option(help="Checkpoint file or run directory to continue.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Checkpoint file or run directory to continue.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose/--quiet", help="Log one line per epoch.")] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose/--quiet", help="Log one line per epoch.")
+    ] = True,
 ) -> None:
     """Train a GAN; writes a checkpoint and a sample grid every epoch."""
     _setup_logging(verbose)
-    options: dict[str, Any] = {k: v for k, v in locals().items() if k not in {"out", "resume", "progress", "verbose"}}
+    options: dict[str, Any] = {
+        k: v for k, v in locals().items() if k not in {"out", "resume", "progress", "verbose"}
+    }
     cfg = TrainConfig(**options)
     from pipeline.data.loading import load_dataset
     from pipeline.train import train as run_training
 
     ds = load_dataset(cfg.dataset, cfg.data)
     result = run_training(cfg, ds, out, resume=resume, progress=progress)
-    last = result.history[-1] if result.history else {}
+    last, nan = (result.history[-1] if result.history else {}), float("nan")
     typer.echo(
         f"trained {result.gan_config.arch} to epoch {len(result.history)}: "
-        f"loss_d={last.get('loss_d', float('nan')):.3f} loss_g={last.get('loss_g', float('nan')):.3f} "
-        f"D(x)={last.get('d_x', float('nan')):.2f} D(G(z))={last.get('d_g_z', float('nan')):.2f}\n"
+        f"loss_d={last.get('loss_d', nan):.3f} loss_g={last.get('loss_g', nan):.3f} "
+        f"D(x)={last.get('d_x', nan):.2f} D(G(z))={last.get('d_g_z', nan):.2f}\n"
         f"checkpoint: {result.checkpoint}\nsamples:    {out / 'samples.png'}"
     )
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    out: Annotated[
+        Path | None, typer.Option(help="JSON report (default: <run dir>/evaluation.json).")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset source, as for train.")] = None,
+    samples: Annotated[
+        int, typer.Option(min=100, help="Generated digits for accuracy, FD, IS.")
+    ] = 10_000,
+    tstr_count: Annotated[
+        int,
+        typer.Option(min=0, help="Generated digits to train the TSTR classifier on (0 skips it)."),
+    ] = 60_000,
+    tstr_epochs: Annotated[int, typer.Option(min=1, help="Epochs of the TSTR classifier.")] = 3,
+    min_accuracy: Annotated[float, typer.Option(help="Quality gate: conditional accuracy.")] = 0.97,
+    max_fd: Annotated[float | None, typer.Option(help="Quality gate: Frechet distance.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Measure a generator with a classifier of its own (never the discriminator)."""
+    _setup_logging(False)
+    from pipeline.checkpoint import load_generator, resolve_checkpoint_path
+    from pipeline.data.loading import load_dataset
+    from pipeline.evaluation import MAX_FD, evaluate_generator, gate_failures
+    from pipeline.evaluation.report import print_report
+    from pipeline.train import resolve_device
+
+    torch_device = resolve_device(device)
+    generator, cfg, state = load_generator(checkpoint, torch_device)
+    ds = load_dataset(state["train_config"]["dataset"], data)
+    report = evaluate_generator(
+        generator,
+        cfg,
+        ds,
+        device=torch_device,
+        num_samples=samples,
+        tstr_count=tstr_count if cfg.conditional else 0,
+        tstr_epochs=tstr_epochs,
+        progress=progress,
+    )
+    threshold = MAX_FD if max_fd is None else max_fd
+    failures = gate_failures(report, min_accuracy, threshold)
+    path = out or resolve_checkpoint_path(checkpoint).parent / "evaluation.json"
+    payload = {
+        "checkpoint": str(resolve_checkpoint_path(checkpoint)),
+        "epoch": state["epoch"],
+        **report.to_dict(),
+        "gate": {
+            "passed": not failures,
+            "failures": failures,
+            "min_accuracy": min_accuracy,
+            "max_fd": threshold,
+        },
+    }
+    from models.fileio import write_atomic
+
+    write_atomic(path, json.dumps(payload, indent=2).encode())
+    print_report(report, failures)
+    typer.echo(f"report: {path}")
 
 
 @data_app.command("fetch")
 def data_fetch(
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
-    source: Annotated[str | None, typer.Option(help="Directory, s3://bucket/prefix, or unset for mirrors.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Directory, s3://bucket/prefix, or unset for mirrors.")
+    ] = None,
 ) -> None:
     """Fetch a dataset (if needed) and verify every file's md5."""
     from pipeline.data.loading import load_dataset
 
     ds = load_dataset(dataset, source)
-    typer.echo(f"{ds.name}: {len(ds.train_labels)} train + {len(ds.test_labels)} test images, md5s verified")
+    typer.echo(
+        f"{ds.name}: {len(ds.train_labels)} train + {len(ds.test_labels)} test images, "
+        "md5s verified"
+    )
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.images import save_grid_png, write_atomic
+from models.fileio import write_atomic
+from models.images import save_grid_png
 from models.latent import grid_labels
 from models.netconfig import GANConfig
 from models.networks import build_discriminator, build_generator
@@ -61,7 +62,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} was asked for but no CUDA GPU is available: use --device cpu")
+        raise UserError(
+            f"--device {name} was asked for but no CUDA GPU is available: use --device cpu"
+        )
     return device
 
 
@@ -152,12 +155,16 @@ class GANTrainer:
 
     # --- one step --------------------------------------------------------------------------
 
-    def _train_step(self, real: torch.Tensor, labels: torch.Tensor, update_g: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(
+        self, real: torch.Tensor, labels: torch.Tensor, update_g: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One D update (and a G update if ``update_g``). Returns device tensors, no host sync."""
         cfg, n = self.cfg, real.shape[0]
         conditional = self.gan_cfg.conditional
         z = torch.randn(n, self.gan_cfg.latent_dim, device=self.device, generator=self.rng)
-        fake_labels = torch.randint(0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng)
+        fake_labels = torch.randint(
+            0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng
+        )
         g_labels = fake_labels if conditional else None
         d_labels = labels if conditional else None
 
@@ -216,8 +223,15 @@ class GANTrainer:
         if steps < 1:
             raise UserError(f"need at least 2 training images, got {n}")
         log.info(
-            "event=train_start device=%s bf16=%s images=%d batch=%d steps_per_epoch=%d epochs=%d start_epoch=%d",
-            self.device, self.bf16, n, batch, steps, cfg.epochs, self.epoch + 1,
+            "event=train_start device=%s bf16=%s images=%d batch=%d steps_per_epoch=%d "
+            "epochs=%d start_epoch=%d",
+            self.device,
+            self.bf16,
+            n,
+            batch,
+            steps,
+            cfg.epochs,
+            self.epoch + 1,
         )
         self.generator.train()
         self.discriminator.train()
@@ -228,7 +242,9 @@ class GANTrainer:
             g_sum = torch.zeros((), device=self.device)
             g_steps = 0
             perm = torch.randperm(n, device=self.device, generator=self.rng)
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+            bar = tqdm(
+                total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False
+            )
             for step in range(steps):
                 idx = perm[step * batch : (step + 1) * batch]
                 update_g = (step + 1) % cfg.d_steps == 0
@@ -240,7 +256,9 @@ class GANTrainer:
                 if (step + 1) % cfg.check_every == 0:
                     self._check_finite(d_sum, g_sum, epoch, step + 1)
                     means = (d_sum / (step + 1)).tolist()
-                    bar.set_postfix(loss_d=f"{means[0]:.3f}", d_x=f"{means[1]:.2f}", d_g_z=f"{means[2]:.2f}")
+                    bar.set_postfix(
+                        loss_d=f"{means[0]:.3f}", d_x=f"{means[1]:.2f}", d_g_z=f"{means[2]:.2f}"
+                    )
             bar.close()
             self._check_finite(d_sum, g_sum, epoch, steps)
             if self.device.type == "cuda":
@@ -262,11 +280,17 @@ class GANTrainer:
             if on_epoch is not None:
                 on_epoch(record)
 
-    def _check_finite(self, d_sum: torch.Tensor, g_sum: torch.Tensor, epoch: int, step: int) -> None:
+    def _check_finite(
+        self, d_sum: torch.Tensor, g_sum: torch.Tensor, epoch: int, step: int
+    ) -> None:
         if bool(torch.isfinite(d_sum).all()) and bool(torch.isfinite(g_sum)):
             return
         last = self.out_dir / CHECKPOINT_NAME
-        kept = f"the last good checkpoint {last} (epoch {self.epoch}) is kept" if last.exists() else "no checkpoint was written yet"
+        kept = (
+            f"the last good checkpoint {last} (epoch {self.epoch}) is kept"
+            if last.exists()
+            else "no checkpoint was written yet"
+        )
         raise TrainingDiverged(
             f"a loss became NaN/inf in epoch {epoch} by step {step}; {kept}. "
             "Lower --lr-d/--lr-g, or try --precision fp32"
@@ -289,7 +313,11 @@ class GANTrainer:
         save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())
         _write_json(
             self.out_dir / "metrics.json",
-            {"train_config": self.cfg.model_dump(), "dataset": self.dataset_info, "history": self.history},
+            {
+                "train_config": self.cfg.model_dump(),
+                "dataset": self.dataset_info,
+                "history": self.history,
+            },
         )
 
 
@@ -314,10 +342,17 @@ def train(
         state = load_checkpoint(resume)
         saved = TrainConfig.model_validate(state["train_config"])
         cfg = saved.model_copy(
-            update={"epochs": cfg.epochs, "device": cfg.device, "compile": cfg.compile, "check_every": cfg.check_every}
+            update={
+                "epochs": cfg.epochs,
+                "device": cfg.device,
+                "compile": cfg.compile,
+                "check_every": cfg.check_every,
+            }
         )
         if state.get("dataset", {}).get("md5") not in (None, dataset.md5):
-            raise CheckpointError(f"checkpoint {resume} was trained on different data than {dataset.name}")
+            raise CheckpointError(
+                f"checkpoint {resume} was trained on different data than {dataset.name}"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = GANTrainer(cfg, out_dir)
     trainer.dataset_info = {"name": dataset.name, "md5": dataset.md5, "limit": cfg.limit}
@@ -329,7 +364,9 @@ def train(
     trainer.fit(images, labels, progress=progress, on_epoch=on_epoch)
     if not (out_dir / CHECKPOINT_NAME).exists():  # resumed a finished run into a new directory
         trainer._save()
-    return TrainResult(out_dir, out_dir / CHECKPOINT_NAME, trainer.history, trainer.generator, trainer.gan_cfg)
+    return TrainResult(
+        out_dir, out_dir / CHECKPOINT_NAME, trainer.history, trainer.generator, trainer.gan_cfg
+    )
 
 
 __all__ = ["GANTrainer", "TrainResult", "resolve_device", "train", "use_bf16"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,10 +14,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dcgan(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def dcgan(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("dcgan", path=str(Path(sys.executable).parent)) or "dcgan"
     return subprocess.run(
-        [exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+        [exe, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -30,10 +38,16 @@ def dcgan(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> su
         (["train", "--real-label", "0"], "invalid --real-label"),
         (["train", "--batch-size", "1"], "invalid --batch-size"),
         (["train", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
-        (["train", "--data", "/nonexistent/mnist"], "data directory /nonexistent/mnist does not exist"),
+        (
+            ["train", "--data", "/nonexistent/mnist"],
+            "data directory /nonexistent/mnist does not exist",
+        ),
         (["train", "--device", "tpu"], "unknown --device"),
         (["train", "--no-such-option"], "No such option"),
-        (["evaluate", "/nonexistent/checkpoint.pt"], "checkpoint /nonexistent/checkpoint.pt does not exist"),
+        (
+            ["evaluate", "/nonexistent/checkpoint.pt"],
+            "checkpoint /nonexistent/checkpoint.pt does not exist",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
@@ -52,7 +66,10 @@ def test_corrupt_dataset_exits_2_naming_file_and_md5(tmp_path: Path) -> None:
     target.write_bytes(target.read_bytes()[:-100])
     result = dcgan("train", "--data", str(data), "--limit", "64", "--out", str(tmp_path / "run"))
     assert result.returncode == 2
-    assert "t10k-labels-idx1-ubyte" in result.stderr and "27ae3e4e09519cfbb04c329615203637" in result.stderr
+    assert (
+        "t10k-labels-idx1-ubyte" in result.stderr
+        and "27ae3e4e09519cfbb04c329615203637" in result.stderr
+    )
     assert "trained" not in result.stdout
     assert not (tmp_path / "run").exists()
 
@@ -60,12 +77,51 @@ def test_corrupt_dataset_exits_2_naming_file_and_md5(tmp_path: Path) -> None:
 def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = dcgan(
-        "train", "--out", str(out), "--limit", "256", "--epochs", "1", "--batch-size", "64",
-        "--g-width", "8", "--d-width", "8", "--no-progress", "--quiet",
+        "train",
+        "--out",
+        str(out),
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--g-width",
+        "8",
+        "--d-width",
+        "8",
+        "--no-progress",
+        "--quiet",
     )
     assert result.returncode == 0, result.stderr
     assert "checkpoint:" in result.stdout
     assert (out / "checkpoint.pt").is_file() and (out / "samples.png").is_file()
-    again = dcgan("train", "--out", str(out), "--resume", str(out), "--epochs", "2", "--no-progress", "--quiet")
+    again = dcgan(
+        "train",
+        "--out",
+        str(out),
+        "--resume",
+        str(out),
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--quiet",
+    )
     assert again.returncode == 0, again.stderr
     assert "to epoch 2" in again.stdout
+    report = dcgan(
+        "evaluate",
+        str(out),
+        "--samples",
+        "500",
+        "--tstr-count",
+        "1000",
+        "--tstr-epochs",
+        "1",
+        "--no-progress",
+    )
+    assert report.returncode == 0, report.stderr
+    assert "conditional accuracy" in report.stdout and "quality gate: FAIL" in report.stdout
+    payload = json.loads((out / "evaluation.json").read_text())
+    assert payload["epoch"] == 2 and payload["num_samples"] == 500 and payload["tstr_count"] == 1000
+    assert 0 <= payload["accuracy"] <= 1 and payload["gate"]["passed"] is False

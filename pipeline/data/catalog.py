@@ -70,8 +70,16 @@ FASHION_MNIST = DatasetSpec(
     },
     counts={"train": 60000, "test": 10000},
     class_names=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
     mirrors=(Mirror("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),),
 )

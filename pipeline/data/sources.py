@@ -9,9 +9,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import io
-import os
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Iterable
@@ -21,6 +19,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from models.fileio import write_atomic
 from models.s3 import S3Settings, make_client, split_s3_uri
 from pipeline.data.catalog import DatasetSpec, Mirror
 from pipeline.data.idx import find_file, md5_hex, read_bytes
@@ -51,18 +50,8 @@ def _write_verified(
     actual = md5_hex(data)
     if actual != expected_md5:
         raise DataError(f"{origin}: md5 of {name} is {actual}, expected {expected_md5}; not saved")
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in (directory / name, directory / f"{name}.gz"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; datasets are not secret
-        os.replace(tmp, directory / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(directory / name, data)
+    (directory / f"{name}.gz").unlink(missing_ok=True)  # the raw copy now takes precedence
 
 
 def _maybe_gunzip(data: bytes, origin: str) -> bytes:

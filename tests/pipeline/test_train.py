@@ -30,7 +30,15 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 def test_run_writes_checkpoint_metrics_and_samples(mnist: ImageDataset, tmp_path: Path) -> None:
     result = train(small(epochs=2), mnist, tmp_path, progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2]
-    for key in ("loss_d", "loss_g", "d_x", "d_g_z", "d_accuracy", "minimax_value", "sample_diversity"):
+    for key in (
+        "loss_d",
+        "loss_g",
+        "d_x",
+        "d_g_z",
+        "d_accuracy",
+        "minimax_value",
+        "sample_diversity",
+    ):
         assert all(isinstance(r[key], float) for r in result.history), key
     assert 0 < result.history[-1]["d_x"] < 1 and 0 < result.history[-1]["d_g_z"] < 1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -47,7 +55,9 @@ def test_run_writes_checkpoint_metrics_and_samples(mnist: ImageDataset, tmp_path
 def test_resume_equals_an_uninterrupted_run(mnist: ImageDataset, tmp_path: Path) -> None:
     straight = train(small(epochs=2), mnist, tmp_path / "straight", progress=False)
     train(small(epochs=1), mnist, tmp_path / "split", progress=False)
-    resumed = train(small(epochs=2), mnist, tmp_path / "split", resume=tmp_path / "split", progress=False)
+    resumed = train(
+        small(epochs=2), mnist, tmp_path / "split", resume=tmp_path / "split", progress=False
+    )
     assert_same_weights(straight.generator.state_dict(), resumed.generator.state_dict())
     assert straight.history == [
         {**r, "seconds": s["seconds"], "images_per_s": s["images_per_s"]}
@@ -55,15 +65,21 @@ def test_resume_equals_an_uninterrupted_run(mnist: ImageDataset, tmp_path: Path)
     ]
 
 
-def test_same_seed_same_run_different_seed_different_run(mnist: ImageDataset, tmp_path: Path) -> None:
+def test_same_seed_same_run_different_seed_different_run(
+    mnist: ImageDataset, tmp_path: Path
+) -> None:
     a = train(small(epochs=1, seed=3), mnist, tmp_path / "a", progress=False)
     b = train(small(epochs=1, seed=3), mnist, tmp_path / "b", progress=False)
     c = train(small(epochs=1, seed=4), mnist, tmp_path / "c", progress=False)
     assert_same_weights(a.generator.state_dict(), b.generator.state_dict())
-    assert not torch.equal(a.generator.state_dict()["net.0.weight"], c.generator.state_dict()["net.0.weight"])
+    assert not torch.equal(
+        a.generator.state_dict()["net.0.weight"], c.generator.state_dict()["net.0.weight"]
+    )
 
 
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(mnist: ImageDataset, tmp_path: Path) -> None:
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+    mnist: ImageDataset, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     train(small(epochs=1), mnist, run, progress=False)
     good = (run / "checkpoint.pt").read_bytes()
@@ -79,8 +95,17 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(mnist: ImageDatase
 def test_other_architectures_and_options_train(
     mnist: ImageDataset, tmp_path: Path, arch: str, conditional: bool
 ) -> None:
-    cfg = small(epochs=1, arch=arch, conditional=conditional, g_loss="minimax", d_steps=2, real_label=1.0,
-                lr_g=1e-3, lr_d=5e-4, precision="fp32")
+    cfg = small(
+        epochs=1,
+        arch=arch,
+        conditional=conditional,
+        g_loss="minimax",
+        d_steps=2,
+        real_label=1.0,
+        lr_g=1e-3,
+        lr_d=5e-4,
+        precision="fp32",
+    )
     result = train(cfg, mnist, tmp_path, progress=False)
     assert result.history[0]["epoch"] == 1
     assert load_checkpoint(tmp_path)["gan_config"]["arch"] == arch

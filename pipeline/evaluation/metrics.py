@@ -1,0 +1,262 @@
+"""Metrics of a generator, measured with the evaluation classifier, and the quality gate.
+
+Generated digits come from ``pipeline.sampling.generate`` with a fixed seed and are rounded to the
+uint8 pixels a client receives, so a metric is a reproducible function of the generator and
+measures what is served. Real references are the 10,000 test digits; the "floor" is the same
+metric between 10,000 training digits and the test digits, the best a generator can hope for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.classifier import DigitClassifier
+from models.latent import labels_for_request, to_uint8
+from models.netconfig import GANConfig
+from pipeline.data.loading import ImageDataset
+from pipeline.evaluation import stats
+from pipeline.evaluation.classifier import (
+    ClassifierRecipe,
+    accuracy,
+    get_classifier,
+    predict,
+    train_classifier,
+)
+from pipeline.sampling import generate
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED = 20_240_601  # latents of the metric samples; fixed so metrics are comparable
+TSTR_SEED = EVAL_SEED + 1  # train-on-synthetic uses other latents than the metric samples
+REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor
+
+# Gate thresholds, set from measurement. FD against the 10k test digits with the default
+# classifier (recipe hash 964e345b5f39), measured 2026-11-22 on 2 CPU cores:
+#   10k real train digits (the floor) 3.0 | 2k real train 6.8 | real + N(0, 0.1) pixel noise 7.7
+#   real without one digit class 76 | cDCGAN after 1 epoch (acc 0.64) 303, after 2.7 epochs
+#   (acc 0.93) 50 | random-init DCGAN 1475 | one image repeated 1770.
+#   Full default run (benchmarks/results/train_speed-cpu-2026-11-22.json), FD per epoch:
+#   298 106 36 17 14 23 12 11 10 9.9 (accuracy 0.66 ... 0.99); reference loop at epoch 5: 12.8.
+# 30 is ~10x the floor: every epoch with accuracy >= 0.97 passes, with room for the
+# epoch-to-epoch wobble (23 at epoch 6), while under-trained (36 at epoch 3, accuracy 0.95) and
+# class-dropping (76) generators fail.
+MAX_FD = 30.0
+# Normalised entropy of predicted classes: real test digits 0.9992; one class lost 0.954.
+MIN_CLASS_ENTROPY = 0.98
+# Worst class's spread / real spread: real 0.97-1.0, cDCGAN at 1-3 epochs 0.86-0.92, one image
+# per class 0.0. Mean distances barely see collapse to K >> 2 modes per class; FD does.
+MIN_DIVERSITY_RATIO = 0.5
+
+
+@dataclass(frozen=True)
+class RealReference:
+    """Classifier statistics of the real digits, computed once per classifier and reused."""
+
+    test_features: np.ndarray  # (10000, D)
+    test_labels: np.ndarray  # (10000,)
+    mu: np.ndarray
+    sigma: np.ndarray
+    fd_floor: float  # 10,000 training digits vs the test digits
+    inception_score: float  # of the test digits
+
+
+def real_reference(
+    classifier: DigitClassifier,
+    dataset: ImageDataset,
+    device: torch.device | str = "cpu",
+    floor_samples: int = 10_000,
+) -> RealReference:
+    logits, feats = predict(classifier, dataset.test_images, device)
+    train_images, _ = dataset.train_subset(floor_samples, seed=REAL_SUBSET_SEED)
+    _, train_feats = predict(classifier, train_images, device)
+    mu, sigma = stats.gaussian_stats(feats)
+    return RealReference(
+        test_features=feats,
+        test_labels=dataset.test_labels,
+        mu=mu,
+        sigma=sigma,
+        fd_floor=stats.frechet_distance(*stats.gaussian_stats(train_feats), mu, sigma),
+        inception_score=stats.inception_score(logits),
+    )
+
+
+@dataclass(frozen=True)
+class GeneratorReport:
+    """Everything ``evaluate_generator`` measured; JSON-ready through ``to_dict``."""
+
+    dataset: str
+    conditional: bool
+    num_samples: int
+    seed: int
+    classifier_test_accuracy: float
+    accuracy: float | None  # share classified as the requested digit (conditional only)
+    per_class_accuracy: list[float] | None
+    fd: float  # Frechet distance to the real test digits, classifier feature space
+    fd_floor: float  # the same between real training and test digits
+    inception_score: float
+    real_inception_score: float
+    class_histogram: list[float]  # share of samples predicted as each class
+    class_entropy: float  # normalised: 1 = even coverage, 0 = one class
+    diversity_ratio: float | None  # mean over classes of generated / real within-class spread
+    min_diversity_ratio: float | None  # the worst class: within-class mode collapse shows here
+    per_class_diversity_ratio: list[float] | None
+    tstr_accuracy: float | None  # real test accuracy of a classifier trained on generated digits
+    tstr_count: int
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorReport:
+        return cls(**data)
+
+
+def served_images(
+    generator: nn.Module,
+    cfg: GANConfig,
+    n: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (n, 1, 28, 28) digits for the label cycle 0..9, as a client would receive them."""
+    labels = labels_for_request(n, None)
+    return to_uint8(generate(generator, cfg, seed, labels, device)), labels
+
+
+def train_on_synthetic(
+    generator: nn.Module,
+    cfg: GANConfig,
+    dataset: ImageDataset,
+    count: int = 60_000,
+    epochs: int = 3,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> float:
+    """TSTR: train a fresh classifier on ``count`` generated digits (balanced labels), score it
+    on the real test digits. A generator that covers each class as richly as real data scores
+    close to a classifier trained on real data; one that is right but monotonous does not."""
+    if not cfg.conditional:
+        raise ValueError("train-on-synthetic needs a conditional generator (labels to learn)")
+    images, labels = served_images(generator, cfg, count, TSTR_SEED, device)
+    recipe = ClassifierRecipe(epochs=epochs, train_limit=None)
+    model = train_classifier(images, labels, recipe, device, progress)
+    return accuracy(model, dataset.test_images, dataset.test_labels, device)
+
+
+def evaluate_generator(
+    generator: nn.Module,
+    cfg: GANConfig,
+    dataset: ImageDataset,
+    classifier: tuple[DigitClassifier, float] | None = None,
+    reference: RealReference | None = None,
+    device: torch.device | str = "cpu",
+    num_samples: int = 10_000,
+    seed: int = EVAL_SEED,
+    tstr_count: int = 60_000,
+    tstr_epochs: int = 3,
+    progress: bool = False,
+) -> GeneratorReport:
+    """Measure ``generator`` against ``dataset``'s real test digits.
+
+    ``classifier`` is (model, test accuracy) as from ``get_classifier`` (loaded or trained with
+    the default recipe when omitted); ``reference`` can be passed to reuse real statistics across
+    checkpoints. ``tstr_count=0`` skips train-on-synthetic, the slowest part.
+    """
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    model, clf_acc = classifier or get_classifier(dataset, device, progress=progress)
+    ref = reference or real_reference(model, dataset, device)
+    seconds["classifier_and_reference"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    images, labels = served_images(generator, cfg, num_samples, seed, device)
+    seconds["generate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    logits, feats = predict(model, images, device)
+    preds = logits.argmax(axis=1)
+    k = model.cfg.num_classes
+    hist = stats.class_histogram(preds, k)
+    fd = stats.frechet_distance(*stats.gaussian_stats(feats), ref.mu, ref.sigma)
+
+    acc = per_class = ratios = None
+    if cfg.conditional:
+        hits = preds == labels
+        acc = float(hits.mean())
+        per_class = [float(hits[labels == c].mean()) for c in range(k)]
+        ratios = stats.diversity_ratios(feats, labels, ref.test_features, ref.test_labels, k)
+    seconds["metrics"] = time.perf_counter() - t
+
+    tstr = None
+    if cfg.conditional and tstr_count > 0:
+        t = time.perf_counter()
+        tstr = train_on_synthetic(
+            generator, cfg, dataset, tstr_count, tstr_epochs, device, progress
+        )
+        seconds["tstr"] = time.perf_counter() - t
+
+    report = GeneratorReport(
+        dataset=dataset.name,
+        conditional=cfg.conditional,
+        num_samples=num_samples,
+        seed=seed,
+        classifier_test_accuracy=clf_acc,
+        accuracy=acc,
+        per_class_accuracy=per_class,
+        fd=fd,
+        fd_floor=ref.fd_floor,
+        inception_score=stats.inception_score(logits),
+        real_inception_score=ref.inception_score,
+        class_histogram=hist.tolist(),
+        class_entropy=stats.normalized_entropy(hist),
+        diversity_ratio=None if ratios is None else float(ratios.mean()),
+        min_diversity_ratio=None if ratios is None else float(ratios.min()),
+        per_class_diversity_ratio=None if ratios is None else ratios.tolist(),
+        tstr_accuracy=tstr,
+        tstr_count=tstr_count if tstr is not None else 0,
+        seconds=seconds,
+    )
+    log.info("generator evaluated: accuracy=%s fd=%.3f is=%.3f", acc, fd, report.inception_score)
+    return report
+
+
+# --- quality gate ---------------------------------------------------------------------------
+
+
+def gate_failures(
+    report: GeneratorReport,
+    min_accuracy: float = 0.97,
+    max_fd: float = MAX_FD,
+    min_entropy: float = MIN_CLASS_ENTROPY,
+    min_diversity: float = MIN_DIVERSITY_RATIO,
+) -> list[str]:
+    """One line per failed check, saying what was measured and what was required."""
+    failures = []
+    if report.accuracy is not None and report.accuracy < min_accuracy:
+        failures.append(f"conditional accuracy {report.accuracy:.4f} < {min_accuracy}")
+    if report.fd > max_fd:
+        floor = report.fd_floor
+        failures.append(f"Frechet distance {report.fd:.3f} > {max_fd} (floor {floor:.3f})")
+    if report.class_entropy < min_entropy:
+        failures.append(f"class entropy {report.class_entropy:.4f} < {min_entropy} (mode collapse)")
+    worst = report.min_diversity_ratio
+    if worst is not None and worst < min_diversity:
+        failures.append(f"within-class diversity ratio {worst:.3f} < {min_diversity} (collapse)")
+    return failures
+
+
+def passes_gate(
+    report: GeneratorReport,
+    min_accuracy: float = 0.97,
+    max_fd: float = MAX_FD,
+    min_entropy: float = MIN_CLASS_ENTROPY,
+    min_diversity: float = MIN_DIVERSITY_RATIO,
+) -> bool:
+    return not gate_failures(report, min_accuracy, max_fd, min_entropy, min_diversity)

@@ -1,0 +1,60 @@
+"""A readable table of a GeneratorReport for the terminal (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.evaluation.metrics import GeneratorReport
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def print_report(
+    report: GeneratorReport, failures: list[str], console: Console | None = None
+) -> None:
+    console = console or Console()
+    table = Table(title=f"generator evaluation ({report.dataset}, {report.num_samples} samples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("reference", justify="right")
+    table.add_row("conditional accuracy", _pct(report.accuracy), ">= 97% gate")
+    if report.per_class_accuracy is not None:
+        worst = min(
+            range(len(report.per_class_accuracy)), key=lambda c: report.per_class_accuracy[c]
+        )  # type: ignore[index]
+        table.add_row(
+            "worst class accuracy", f"{_pct(report.per_class_accuracy[worst])} (digit {worst})", ""
+        )
+    table.add_row(
+        "Frechet distance", f"{report.fd:.2f}", f"{report.fd_floor:.2f} real train vs test"
+    )
+    table.add_row(
+        "inception-style score",
+        f"{report.inception_score:.2f}",
+        f"{report.real_inception_score:.2f} real test",
+    )
+    table.add_row(
+        "class entropy (coverage)", f"{report.class_entropy:.4f}", "1 = every class equally"
+    )
+    if report.min_diversity_ratio is not None:
+        table.add_row(
+            "within-class diversity, worst",
+            f"{report.min_diversity_ratio:.3f}",
+            "1 = as varied as real",
+        )
+    table.add_row(
+        "train on synthetic, test on real",
+        _pct(report.tstr_accuracy),
+        f"{report.tstr_count} generated",
+    )
+    table.add_row(
+        "classifier accuracy (real test)", _pct(report.classifier_test_accuracy), ">= 99%"
+    )
+    console.print(table)
+    if failures:
+        console.print("[bold red]quality gate: FAIL[/] " + "; ".join(failures))
+    else:
+        console.print("[bold green]quality gate: PASS[/]")
