@@ -1,0 +1,1 @@
+"""Reproducible measurements; results with machine and date go to benchmarks/results/."""
