@@ -1,0 +1,136 @@
+"""Registry errors: each names what was wrong and what to do, in one line.
+
+UserFacingError               base for errors a user can act on (CLI: one line, exit code 2)
+└── RegistryError
+    ├── InvalidName            a model name, version id, alias or file name that is not allowed
+    ├── StoreError             the store itself failed (anything not listed below)
+    │   ├── StoreUnreachable   no answer from the endpoint (names it)
+    │   ├── BadCredentials     the endpoint refused the credentials
+    │   └── BucketMissing      the bucket (or local root directory) does not exist
+    ├── ObjectNotFound         a key is absent (store level; the registry turns it into the below)
+    ├── PreconditionFailed     a conditional write lost (store level: create-only, CAS)
+    ├── VersionExists          publishing a version id that already has a manifest
+    ├── PublishInProgress      another publish holds the version id (or one was interrupted)
+    ├── VersionNotFound
+    ├── AliasNotFound
+    ├── IntegrityError         a file's sha256 or size differs from the manifest
+    ├── VersionInUse           deleting a version an alias points to
+    └── ConcurrentUpdate       an alias kept changing under us (too many lost compare-and-swaps)
+
+``UserFacingError`` lives here because ``models`` must not import ``pipeline``: the CLI should
+catch ``(pipeline.errors.UserError, models.registry.errors.UserFacingError)`` alike (or
+``pipeline.errors.UserError`` could subclass this one).
+"""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """Something the user can fix; ``str(exc)`` is the one-line message to show."""
+
+
+class RegistryError(UserFacingError):
+    """Base of every error the model registry raises on purpose."""
+
+
+class InvalidName(RegistryError, ValueError):
+    pass
+
+
+class StoreError(RegistryError):
+    pass
+
+
+class StoreUnreachable(StoreError):
+    def __init__(self, endpoint: str, reason: object) -> None:
+        self.endpoint = endpoint
+        super().__init__(
+            f"cannot reach the S3 endpoint {endpoint}: {reason} "
+            "(check DCGAN_S3_ENDPOINT and that the server is running)"
+        )
+
+
+class BadCredentials(StoreError):
+    def __init__(self, endpoint: str, code: str) -> None:
+        self.endpoint = endpoint
+        self.code = code
+        hint = (
+            "the credentials are wrong or lack permission for this bucket"
+            if code == "AccessDenied"
+            else "the access key or secret key is wrong"
+        )
+        super().__init__(
+            f"S3 at {endpoint} refused the credentials ({code}): {hint}; "
+            "check DCGAN_S3_ACCESS_KEY and DCGAN_S3_SECRET_KEY"
+        )
+
+
+class BucketMissing(StoreError):
+    pass
+
+
+class ObjectNotFound(RegistryError):
+    def __init__(self, key: str, where: str) -> None:
+        self.key = key
+        super().__init__(f"no object {key!r} in {where}")
+
+
+class PreconditionFailed(RegistryError):
+    def __init__(self, key: str, where: str) -> None:
+        self.key = key
+        super().__init__(f"conditional write of {key!r} in {where} lost to another writer")
+
+
+class VersionExists(RegistryError):
+    pass
+
+
+class PublishInProgress(RegistryError):
+    pass
+
+
+class VersionNotFound(RegistryError):
+    pass
+
+
+class AliasNotFound(RegistryError):
+    pass
+
+
+class IntegrityError(RegistryError):
+    def __init__(
+        self,
+        file: str,
+        expected_sha256: str,
+        actual_sha256: str,
+        *,
+        where: str,
+        expected_size: int | None = None,
+        actual_size: int | None = None,
+    ) -> None:
+        self.file = file
+        self.expected_sha256 = expected_sha256
+        self.actual_sha256 = actual_sha256
+        sizes = ""
+        if expected_size is not None and actual_size is not None and expected_size != actual_size:
+            sizes = f"; size {actual_size} bytes, manifest says {expected_size}"
+        super().__init__(
+            f"{file} of {where} failed verification: sha256 {actual_sha256}, manifest says "
+            f"{expected_sha256}{sizes}. The stored file was modified or corrupted: do not use "
+            "this version; publish the model again under a new version id"
+        )
+
+
+class VersionInUse(RegistryError):
+    def __init__(self, version: str, aliases: list[str]) -> None:
+        self.version = version
+        self.aliases = aliases
+        names = ", ".join(aliases)
+        super().__init__(
+            f"version {version} is the target of alias(es) {names}: "
+            "point them at another version first (promote), then delete"
+        )
+
+
+class ConcurrentUpdate(RegistryError):
+    pass

@@ -1,0 +1,78 @@
+"""``manifest.json``: what a published model version is, written last so its presence publishes it.
+
+Unknown fields are kept (``extra="allow"``): a manifest written by a newer release still reads,
+and ``schema_version`` says which layout a reader is looking at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.registry.errors import RegistryError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    model_name: str
+    version: str
+    created_at: datetime
+    files: dict[str, FileEntry]
+    signature: dict[str, Any] = Field(default_factory=dict)  # contract 2, GeneratorSignature
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training_config: dict[str, Any] = Field(default_factory=dict)
+    dataset_md5: dict[str, str] = Field(default_factory=dict)  # file name -> md5
+    code_version: str | None = None  # e.g. git commit, "+dirty" when modified
+    library_versions: dict[str, str] = Field(default_factory=dict)  # torch, onnx, onnxruntime...
+    extra: dict[str, Any] = Field(default_factory=dict)  # export parity, opset, ...
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("created_at must carry a timezone")
+        return value.astimezone(UTC)
+
+    def to_json(self) -> bytes:
+        """Stable bytes (sorted keys): equal manifests serialise identically."""
+        return (json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> Manifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise RegistryError(
+                f"{origin} is not a valid manifest ({where}: {first['msg']}); "
+                "the version cannot be used"
+            ) from exc
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(hex sha256, size) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -1,0 +1,568 @@
+"""The model registry, one suite run against both stores: a local directory and a real S3 server
+(SeaweedFS on loopback, see tests/s3_server.py). Kills and races use real processes and threads."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from models.registry import (
+    AliasNotFound,
+    AliasRecord,
+    BadCredentials,
+    BucketMissing,
+    IntegrityError,
+    InvalidName,
+    LocalStore,
+    ModelRegistry,
+    ObjectStore,
+    PublishInProgress,
+    RegistryError,
+    S3Store,
+    StoreUnreachable,
+    VersionExists,
+    VersionInUse,
+    VersionNotFound,
+    sha256_file,
+)
+from tests.s3_server import S3TestServer, empty_and_remove_bucket
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "mnist-test"
+KiB = 1024
+
+
+class CountingLocalStore(LocalStore):
+    """A real LocalStore that counts object downloads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.downloads: Counter[str] = Counter()
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        self.downloads[key] += 1
+        yield from super().iter_chunks(key)
+
+
+class CountingS3Store(S3Store):
+    """A real S3Store that counts object downloads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.downloads: Counter[str] = Counter()
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        self.downloads[key] += 1
+        yield from super().iter_chunks(key)
+
+
+@dataclass
+class Backend:
+    kind: str
+    store: CountingLocalStore | CountingS3Store
+    spec: dict[str, Any]  # how a child process opens the same store
+    env: dict[str, str] = field(default_factory=dict)
+
+    def registry(self, **kwargs: Any) -> ModelRegistry:
+        return ModelRegistry(self.store, MODEL, **kwargs)
+
+    def objects(self) -> dict[str, str]:
+        """Every object under the model, with its etag."""
+        return {info.key: info.etag for info in self.store.list(f"{MODEL}/")}
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "local":
+        root = tmp_path / "registry"
+        return Backend("local", CountingLocalStore(root), {"kind": "local", "root": str(root)})
+    server: S3TestServer = request.getfixturevalue("s3_server")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return Backend(
+        "s3",
+        CountingS3Store(bucket, server.settings()),
+        {"kind": "s3", "bucket": bucket},
+        env=server.env(),
+    )
+
+
+def _write(path: Path, size: int, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = uuid.UUID(int=seed).bytes * 64  # 1 KiB, distinct per seed
+    path.write_bytes((block * (size // len(block) + 1))[:size])
+    return path
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> dict[str, Path]:
+    src = tmp_path / "src"
+    return {
+        "generator.onnx": _write(src / "generator.onnx", 300 * KiB, 1),
+        "generator.torchscript.pt": _write(src / "generator.torchscript.pt", 200 * KiB, 2),
+        "checkpoint.pt": _write(src / "checkpoint.pt", 500 * KiB, 3),
+        "samples.png": _write(src / "samples.png", 3 * KiB, 4),
+    }
+
+
+def _publish(registry: ModelRegistry, files: dict[str, Path], version: str, **kw: Any) -> Any:
+    return registry.publish(files, version=version, metrics={"accuracy": 0.9, "fid": 11.0}, **kw)
+
+
+# --- publish / list / show / pull -----------------------------------------------------------------
+
+
+def test_round_trip(backend: Backend, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    registry = backend.registry()
+    manifest = registry.publish(
+        artifacts,
+        version="v1",
+        signature={"latent_dim": 100, "conditional": True},
+        metrics={"accuracy": 0.97, "fid": 9.5},
+        training_config={"epochs": 2},
+        dataset_md5={"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb"},
+        code_version="abc123",
+        library_versions={"torch": "2.13.0"},
+        extra={"parity": {"onnx_max_abs": 1e-7}},
+    )
+    assert set(manifest.files) == set(artifacts)
+    for name, path in artifacts.items():
+        assert (manifest.files[name].sha256, manifest.files[name].size) == sha256_file(path)
+
+    # Exactly the contract-3 layout: files, manifest, the latest alias; no claim left behind.
+    expected = {f"{MODEL}/versions/v1/{name}" for name in [*artifacts, "manifest.json"]}
+    assert set(backend.objects()) == expected | {f"{MODEL}/aliases/latest.json"}
+
+    rows = registry.list_versions()
+    assert [(r.version, r.aliases, r.metrics["fid"]) for r in rows] == [("v1", ["latest"], 9.5)]
+    assert registry.show("latest") == registry.show("v1") == manifest
+    assert registry.get_alias("latest").version == "v1"
+
+    pulled = registry.pull("latest", tmp_path / "cache")
+    assert pulled == tmp_path / "cache" / MODEL / "v1"
+    for name, path in artifacts.items():
+        assert (pulled / name).read_bytes() == path.read_bytes()
+    assert json.loads((pulled / "manifest.json").read_bytes())["version"] == "v1"
+
+    # A generated id is sortable by time; latest follows the newest publish.
+    second = registry.publish({"samples.png": artifacts["samples.png"]})
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", second.version)
+    assert [r.version for r in registry.list_versions()] == ["v1", second.version]
+    assert registry.get_alias("latest").version == second.version
+
+
+def test_existing_version_is_refused_and_nothing_changes(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    _publish(registry, artifacts, "v1")
+    before = backend.objects()
+    other = {"generator.onnx": _write(tmp_path / "other.onnx", 10 * KiB, 99)}
+    with pytest.raises(VersionExists, match=r"v1 .*already exists"):
+        registry.publish(other, version="v1")
+    assert backend.objects() == before
+    for bad in ("a/b", "..", "x..y", ".hidden", "", "v" * 101):
+        with pytest.raises(InvalidName):
+            registry.publish(other, version=bad)
+    with pytest.raises(InvalidName, match="reserved"):
+        registry.publish({"manifest.json": other["generator.onnx"]}, version="v2")
+    with pytest.raises(InvalidName):
+        registry.publish({"../x": other["generator.onnx"]}, version="v2")
+    assert backend.objects() == before
+
+
+def test_version_without_manifest_is_invisible_and_cleaned_up(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    _publish(registry, artifacts, "v1")
+    orphan = f"{MODEL}/versions/orphan/"
+    backend.store.put_file(orphan + "generator.onnx", artifacts["generator.onnx"])
+    backend.store.put_bytes(orphan + "samples.png", b"png")
+
+    assert [r.version for r in registry.list_versions()] == ["v1"]
+    assert not registry.exists("orphan")
+    with pytest.raises(VersionNotFound):
+        registry.show("orphan")
+    with pytest.raises(VersionNotFound):
+        registry.pull("orphan", tmp_path / "cache")
+    with pytest.raises(VersionNotFound):
+        registry.promote("orphan")
+
+    assert registry.cleanup() == []  # younger than the grace period: maybe a live publish
+    assert any(key.startswith(orphan) for key in backend.objects())
+    assert registry.cleanup(grace_period_s=0) == ["orphan"]
+    assert not any(key.startswith(orphan) for key in backend.objects())
+    assert [r.version for r in registry.list_versions()] == ["v1"]  # published one untouched
+    assert registry.pull("v1", tmp_path / "cache").is_dir()
+
+
+def test_tampered_file_is_refused(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    manifest = _publish(registry, artifacts, "v1")
+    tampered = bytearray(artifacts["generator.onnx"].read_bytes())
+    tampered[1000] ^= 0xFF  # same size: only the checksum can tell
+    evil = tmp_path / "evil.onnx"
+    evil.write_bytes(bytes(tampered))
+    backend.store.put_file(f"{MODEL}/versions/v1/generator.onnx", evil)
+    actual = sha256_file(evil)[0]
+
+    cache = tmp_path / "cache"
+    with pytest.raises(IntegrityError) as caught:
+        registry.pull("v1", cache)
+    message = str(caught.value)
+    assert "generator.onnx" in message
+    assert manifest.files["generator.onnx"].sha256 in message
+    assert actual in message
+    # Nothing under the version's name, no staging directory left: nothing that looks valid.
+    assert not (cache / MODEL / "v1").exists()
+    assert list((cache / MODEL).iterdir()) == []
+
+
+def test_valid_cache_is_reused_and_a_damaged_one_repaired(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    _publish(registry, artifacts, "v1")
+    cache = tmp_path / "cache"
+    first = registry.pull("v1", cache)
+    keys = {f"{MODEL}/versions/v1/{name}" for name in artifacts}
+    assert backend.store.downloads == Counter(dict.fromkeys(keys, 1))
+
+    assert registry.pull("latest", cache) == first
+    assert registry.pull("v1", cache) == first
+    assert backend.store.downloads == Counter(dict.fromkeys(keys, 1))  # no download at all
+
+    (first / "checkpoint.pt").write_bytes(b"damaged")  # a damaged cache is replaced, not used
+    again = registry.pull("v1", cache)
+    assert (again / "checkpoint.pt").read_bytes() == artifacts["checkpoint.pt"].read_bytes()
+    assert backend.store.downloads == Counter(dict.fromkeys(keys, 2))
+
+    # Concurrent pulls into one empty cache all get the same complete directory.
+    other = tmp_path / "cache2"
+    with ThreadPoolExecutor(4) as pool:
+        dirs = set(pool.map(lambda _: registry.pull("v1", other), range(4)))
+    assert dirs == {other / MODEL / "v1"}
+    assert sorted(p.name for p in (other / MODEL).iterdir()) == ["v1"]  # no staging left
+    for name, path in artifacts.items():
+        assert (other / MODEL / "v1" / name).read_bytes() == path.read_bytes()
+
+
+def test_concurrent_publishes_of_one_id(backend: Backend, tmp_path: Path) -> None:
+    registry = backend.registry()
+    contenders = [
+        {
+            "checkpoint.pt": _write(tmp_path / f"c{n}" / "checkpoint.pt", 200 * KiB, 10 + n),
+            "generator.onnx": _write(tmp_path / f"c{n}" / "generator.onnx", 50 * KiB, 20 + n),
+        }
+        for n in range(4)
+    ]
+    barrier = threading.Barrier(len(contenders))
+
+    def attempt(files: dict[str, Path]) -> str:
+        barrier.wait()
+        try:
+            registry.publish(files, version="v1")
+        except (VersionExists, PublishInProgress) as exc:
+            return type(exc).__name__
+        return "published"
+
+    with ThreadPoolExecutor(len(contenders)) as pool:
+        outcomes = list(pool.map(attempt, contenders))
+    assert outcomes.count("published") == 1, outcomes
+    winner = contenders[outcomes.index("published")]
+    pulled = registry.pull("v1", tmp_path / "cache")  # verifies every checksum
+    for name, path in winner.items():
+        assert (pulled / name).read_bytes() == path.read_bytes()
+    assert not any(key.endswith(".claim.json") for key in backend.objects())
+
+
+# --- an interrupted publish -----------------------------------------------------------------------
+
+CHILD = r"""
+import json, random, sys, time
+from pathlib import Path
+from models.registry import LocalStore, ModelRegistry, S3Store
+from models.s3 import S3Settings
+
+spec = json.loads(sys.argv[1])
+if spec["kind"] == "local":
+    store = LocalStore(spec["root"])
+else:
+    store = S3Store(spec["bucket"], S3Settings(_env_file=None))
+registry = ModelRegistry(store, spec["model"])
+if spec["mode"] == "publish":
+    def hang(name, size):
+        print("uploaded", name, flush=True)
+        time.sleep(120)  # killed here, between two uploads
+    files = {name: Path(path) for name, path in spec["files"].items()}
+    registry.publish(files, version=spec["version"], on_file_uploaded=hang)
+else:
+    rng = random.Random(spec["seed"])
+    for _ in range(spec["moves"]):
+        record = registry.promote(rng.choice(spec["versions"]))
+        print(record.to_json().decode().replace("\n", ""), flush=True)
+"""
+
+
+def _child(backend: Backend, **spec: Any) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_S3_")}
+    env.update(backend.env, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps({**backend.spec, "model": MODEL, **spec})],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_line(process: subprocess.Popen[str], timeout_s: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            process.kill()
+            pytest.fail(f"child printed nothing in {timeout_s} s")
+    return process.stdout.readline()
+
+
+def test_publish_killed_between_uploads_leaves_no_version(backend: Backend, tmp_path: Path) -> None:
+    # Large enough for multipart uploads on S3 (> 5 MiB).
+    files = {
+        "checkpoint.pt": _write(tmp_path / "big" / "checkpoint.pt", 6 * 1024 * KiB, 7),
+        "generator.onnx": _write(tmp_path / "big" / "generator.onnx", 6 * 1024 * KiB, 8),
+        "samples.png": _write(tmp_path / "big" / "samples.png", 2 * KiB, 9),
+    }
+    child = _child(
+        backend,
+        mode="publish",
+        version="v9",
+        files={name: str(path) for name, path in files.items()},
+    )
+    try:
+        line = _read_line(child, 30)
+        assert line.startswith("uploaded checkpoint.pt"), line
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+        assert child.stdout is not None
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    registry = backend.registry()
+    assert any("/versions/v9/" in key for key in backend.objects())  # leftovers exist...
+    assert registry.list_versions() == []  # ...but no version
+    with pytest.raises(VersionNotFound):
+        registry.pull("v9", tmp_path / "cache")
+    with pytest.raises(AliasNotFound):
+        registry.get_alias("latest")
+    with pytest.raises(PublishInProgress, match="claimed by a publish"):
+        registry.publish(files, version="v9")  # the dead publisher's claim holds the id
+
+    assert registry.cleanup(grace_period_s=0) == ["v9"]
+    assert backend.objects() == {}
+    registry.publish(files, version="v9")
+    assert [r.version for r in registry.list_versions()] == ["v9"]
+
+
+# --- aliases --------------------------------------------------------------------------------------
+
+
+def test_concurrent_alias_moves_never_corrupt_the_alias(
+    backend: Backend, artifacts: dict[str, Path]
+) -> None:
+    registry = backend.registry()
+    versions = ["v1", "v2", "v3"]
+    for version in versions:
+        _publish(registry, {"samples.png": artifacts["samples.png"]}, version)
+    registry.promote("v1")
+    key = f"{MODEL}/aliases/production.json"
+    records: list[AliasRecord] = [registry.get_alias("production")]
+    problems: list[str] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def read_constantly() -> None:
+        while not done.is_set():
+            try:
+                body = json.loads(backend.store.read(key))
+                if body["version"] not in versions:
+                    problems.append(f"alias points at {body['version']}")
+            except Exception as exc:
+                problems.append(f"unreadable alias: {exc!r}")
+
+    def move(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(8):
+                record = registry.promote(rng.choice(versions))
+                with lock:
+                    records.append(record)
+        except Exception as exc:
+            problems.append(f"move failed: {exc!r}")
+
+    processes = [
+        _child(backend, mode="moves", seed=100 + n, moves=8, versions=versions) for n in range(2)
+    ]
+    reader = threading.Thread(target=read_constantly)
+    writers = [threading.Thread(target=move, args=(n,)) for n in range(4)]
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(60)
+        assert not thread.is_alive()
+    for process in processes:
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        records += [AliasRecord.from_json(line.encode(), "child") for line in out.splitlines()]
+    done.set()
+    reader.join(10)
+
+    assert problems == []
+    final = registry.get_alias("production")
+    assert final.version in versions
+    # Compare-and-swap makes the moves one chain: each write's previous is the write before it.
+    chain = sorted({(r.updated_at, r.version, r.previous) for r in records})
+    assert len(chain) >= 2
+    for (_, before, _), (_, after, previous) in itertools.pairwise(chain):
+        assert previous == before != after
+    assert chain[-1][1:] == (final.version, final.previous)
+
+
+def test_promote_and_rollback(backend: Backend, artifacts: dict[str, Path]) -> None:
+    registry = backend.registry()
+    for version in ("v1", "v2", "v3"):
+        _publish(registry, {"samples.png": artifacts["samples.png"]}, version)
+    with pytest.raises(AliasNotFound, match="promote"):
+        registry.get_alias("production")
+    with pytest.raises(AliasNotFound):
+        registry.rollback()
+
+    assert registry.promote("v1").version == "v1"
+    with pytest.raises(RegistryError, match="no previous version"):
+        registry.rollback()
+    record = registry.promote("v2")
+    assert (record.version, record.previous) == ("v2", "v1")
+    assert registry.promote("v2") == record  # idempotent: keeps the rollback target
+    assert registry.rollback().version == "v1"
+    assert registry.get_alias("production").previous == "v2"
+    assert registry.rollback().version == "v2"  # a second rollback undoes the first
+    assert registry.promote("latest").version == "v3"  # an alias resolves to its version
+
+    with pytest.raises(VersionNotFound):
+        registry.promote("v404")
+    assert registry.get_alias("production").version == "v3"
+    with pytest.raises(InvalidName):
+        registry.promote("v1", alias="Bad/Alias")
+
+
+def test_delete_is_refused_while_aliased(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    for version in ("v1", "v2"):
+        _publish(registry, artifacts, version)  # latest -> v2
+    registry.promote("v1")
+    with pytest.raises(VersionInUse, match="production"):
+        registry.delete("v1")
+    with pytest.raises(VersionInUse, match="latest"):
+        registry.delete("v2")
+    assert [r.version for r in registry.list_versions()] == ["v1", "v2"]
+
+    registry.promote("v2")
+    registry.delete("v1")
+    assert [r.version for r in registry.list_versions()] == ["v2"]
+    assert not any("/versions/v1/" in key for key in backend.objects())
+    with pytest.raises(VersionNotFound):
+        registry.pull("v1", tmp_path / "cache")
+    with pytest.raises(VersionNotFound):
+        registry.delete("v1")
+    with pytest.raises(VersionNotFound, match="was deleted"):
+        registry.rollback()  # production's previous was v1
+
+
+# --- store failures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_missing_bucket(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, artifacts: dict[str, Path]
+) -> None:
+    store: ObjectStore
+    if kind == "local":
+        store = LocalStore(tmp_path / "nowhere", create=False)
+        creating: ObjectStore = LocalStore(tmp_path / "nowhere", create=True)
+    else:
+        server: S3TestServer = request.getfixturevalue("s3_server")
+        bucket = f"missing-{uuid.uuid4().hex[:12]}"
+        store = S3Store(bucket, server.settings(), create_bucket=False)
+        creating = S3Store(bucket, server.settings(), create_bucket=True)
+        request.addfinalizer(lambda: empty_and_remove_bucket(server.client(), bucket))
+    registry = ModelRegistry(store, MODEL)
+    with pytest.raises(BucketMissing, match=r"does not exist.*not allowed"):
+        registry.publish(artifacts, version="v1")
+    with pytest.raises(BucketMissing, match="does not exist"):
+        registry.list_versions()
+
+    created = ModelRegistry(creating, MODEL)
+    created.publish(artifacts, version="v1")  # allowed: created on the first publish
+    assert [r.version for r in ModelRegistry(store, MODEL).list_versions()] == ["v1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_s3_unreachable_endpoint_is_named(
+    s3_server: S3TestServer, artifacts: dict[str, Path]
+) -> None:
+    endpoint = f"127.0.0.1:{_free_port()}"
+    settings = s3_server.settings(endpoint=endpoint, connect_timeout_s=0.5, max_retries=0)
+    registry = ModelRegistry(S3Store("models", settings), MODEL)
+    started = time.monotonic()
+    with pytest.raises(StoreUnreachable, match=re.escape(endpoint)):
+        registry.list_versions()
+    with pytest.raises(StoreUnreachable, match=re.escape(endpoint)):
+        registry.publish(artifacts, version="v1")
+    assert time.monotonic() - started < 5
+
+
+def test_s3_bad_credentials_say_so(s3_server: S3TestServer, s3_bucket: str) -> None:
+    settings = s3_server.settings(secret_key=SecretStr("not-the-secret"))
+    registry = ModelRegistry(S3Store(s3_bucket, settings), MODEL)
+    with pytest.raises(BadCredentials, match=r"refused the credentials.*DCGAN_S3_SECRET_KEY"):
+        registry.list_versions()
+
+
+def test_local_store_keys_cannot_escape(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "root")
+    for key in ("../x", "a/../../x", "/abs", "a//b", "a\\b", ""):
+        with pytest.raises(InvalidName):
+            store.put_bytes(key, b"x")
+    assert not (tmp_path / "x").exists()
