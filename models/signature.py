@@ -28,7 +28,10 @@ class GeneratorSignature:
     def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
-            "inputs": {"z": ["N", self.latent_dim], **({"labels": ["N"]} if self.conditional else {})},
+            "inputs": {
+                "z": ["N", self.latent_dim],
+                **({"labels": ["N"]} if self.conditional else {}),
+            },
             "output": {self.output_name: ["N", self.channels, self.image_size, self.image_size]},
             "output_range": [-1.0, 1.0],
         }

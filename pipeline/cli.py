@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from pipeline.errors import UserError
+from models.errors import UserFacingError
 from pipeline.train_config import TrainConfig
 
 app = typer.Typer(
@@ -222,7 +222,7 @@ def main() -> None:
     except ValidationError as exc:
         print(f"error: {_validation_line(exc)}", file=sys.stderr)
         sys.exit(2)
-    except UserError as exc:
+    except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -17,16 +17,13 @@ UserFacingError               base for errors a user can act on (CLI: one line, 
     ├── VersionInUse           deleting a version an alias points to
     └── ConcurrentUpdate       an alias kept changing under us (too many lost compare-and-swaps)
 
-``UserFacingError`` lives here because ``models`` must not import ``pipeline``: the CLI should
-catch ``(pipeline.errors.UserError, models.registry.errors.UserFacingError)`` alike (or
-``pipeline.errors.UserError`` could subclass this one).
+``UserFacingError`` (models/errors.py) is also the base of ``pipeline.errors.UserError``, so the
+CLI catches every user-facing error with one clause.
 """
 
 from __future__ import annotations
 
-
-class UserFacingError(Exception):
-    """Something the user can fix; ``str(exc)`` is the one-line message to show."""
+from models.errors import UserFacingError
 
 
 class RegistryError(UserFacingError):
