@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from models.errors import UserFacingError
+from pipeline.cli_models import models_app
 from pipeline.train_config import TrainConfig
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 _DEFAULTS = TrainConfig()
 

@@ -1,0 +1,108 @@
+"""``dcgan models ...``: the registry from the command line (list, show, promote, rollback, ...).
+
+The registry is chosen by DCGAN_REGISTRY_URI (a directory, default ./registry, or
+s3://bucket[/prefix] with DCGAN_S3_*); errors are one line and exit code 2 via pipeline.cli.main.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.registry import ModelRegistry
+from models.registry.settings import RegistrySettings, open_registry
+
+models_app = typer.Typer(help="List, inspect, promote, roll back, pull and delete model versions.")
+
+
+def _registry() -> ModelRegistry:
+    return open_registry()
+
+
+def _metric(metrics: dict[str, Any], key: str, percent: bool = False) -> str:
+    value = metrics.get(key)
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{100 * value:.2f}%" if percent else f"{value:.2f}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+@models_app.command("list")
+def list_versions() -> None:
+    """Every published version, oldest first, with its aliases and key metrics."""
+    rows = _registry().list_versions()
+    table = Table(title=f"models in {RegistrySettings().uri}")
+    for column in ("version", "created (UTC)", "aliases", "accuracy", "FD", "TSTR", "size"):
+        table.add_column(
+            column, justify="right" if column in ("accuracy", "FD", "TSTR", "size") else "left"
+        )
+    for row in rows:
+        table.add_row(
+            row.version,
+            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            ", ".join(sorted(row.aliases)) or "-",
+            _metric(row.metrics, "accuracy", percent=True),
+            _metric(row.metrics, "fd"),
+            _metric(row.metrics, "tstr_accuracy", percent=True),
+            _size(row.size),
+        )
+    Console().print(table if rows else "no versions published yet")
+
+
+@models_app.command()
+def show(ref: Annotated[str, typer.Argument(help="Version id or alias.")]) -> None:
+    """The manifest of a version (files with sha256, signature, metrics, config) as JSON."""
+    typer.echo(_registry().show(ref).to_json().decode().rstrip())
+
+
+@models_app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="Version id or alias to promote.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "production",
+) -> None:
+    """Point an alias (default: production) at a version; the previous target is remembered."""
+    record = _registry().promote(ref, alias)
+    typer.echo(f"{alias} -> {record.version} (previous: {record.previous or 'none'})")
+
+
+@models_app.command()
+def rollback(
+    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "production",
+) -> None:
+    """Return an alias to its previous version."""
+    record = _registry().rollback(alias)
+    typer.echo(f"{alias} -> {record.version} (previous: {record.previous or 'none'})")
+
+
+@models_app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="Version id or alias.")],
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Local cache (default from settings).")
+    ] = None,
+) -> None:
+    """Download a version into the local cache, verifying every file's sha256."""
+    target = cache_dir or RegistrySettings().cache_dir.expanduser()
+    typer.echo(str(_registry().pull(ref, target)))
+
+
+@models_app.command()
+def delete(version: Annotated[str, typer.Argument(help="Version id (not an alias).")]) -> None:
+    """Delete a version that no alias points to."""
+    _registry().delete(version)
+    typer.echo(f"deleted {version}")
+
+
+@models_app.command()
+def cleanup() -> None:
+    """Remove leftovers of interrupted publishes (no manifest, older than the grace period)."""
+    removed = _registry().cleanup()
+    typer.echo(json.dumps({"removed": removed}))
