@@ -193,6 +193,45 @@ def evaluate(
     typer.echo(f"report: {path}")
 
 
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    out: Annotated[
+        Path, typer.Option(help="Directory for generator.onnx and .torchscript.pt.")
+    ] = Path("export"),
+) -> None:
+    """Export the generator to ONNX and TorchScript, checking parity against eager PyTorch."""
+    from pipeline.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, out)
+    for check in result.parity:
+        typer.echo(
+            f"parity {check.backend:<11} batch {check.batch_size:>4}: "
+            f"max |diff| {check.max_abs_diff:.2e}"
+        )
+    for artifact in result.files:
+        typer.echo(f"{artifact.path}  {artifact.size} bytes  sha256 {artifact.sha256[:16]}...")
+
+
+@app.command()
+def publish(
+    run: Annotated[Path, typer.Argument(help="Run directory (or its checkpoint) to publish.")],
+    version: Annotated[
+        str | None, typer.Option(help="Version id (default: UTC time + random).")
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Also point the production alias at it.")] = False,
+) -> None:
+    """Export, parity-check and publish a run to the registry (DCGAN_REGISTRY_URI)."""
+    from models.registry.settings import open_registry
+    from pipeline.publish import publish_run
+
+    manifest = publish_run(run, open_registry(), version=version, promote=promote)
+    typer.echo(
+        f"published {manifest.model_name} {manifest.version}"
+        + (" -> production" if promote else "")
+    )
+
+
 @data_app.command("fetch")
 def data_fetch(
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",

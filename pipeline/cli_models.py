@@ -54,7 +54,9 @@ def list_versions() -> None:
             _metric(row.metrics, "tstr_accuracy", percent=True),
             _size(row.size),
         )
-    Console().print(table if rows else "no versions published yet")
+    console = Console()
+    console.width = max(console.width, 120)  # version ids must stay whole to be copied
+    console.print(table if rows else "no versions published yet")
 
 
 @models_app.command()

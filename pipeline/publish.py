@@ -1,0 +1,91 @@
+"""Publish a training run as a registry version: export, check parity, upload, manifest last.
+
+Nothing reaches the registry unless both exports pass their parity checks; the registry writes
+the manifest after every file, so an interrupted publish leaves no visible version.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from models.registry import Manifest, ModelRegistry
+from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint_path
+from pipeline.errors import CheckpointError
+from pipeline.export import export_checkpoint
+
+EVALUATION_NAME = "evaluation.json"
+SAMPLES_NAME = "samples.png"
+
+
+def code_version() -> str | None:
+    """The git commit of this code (``+dirty`` when modified), or None outside a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def read_evaluation(run_dir: Path) -> dict[str, Any]:
+    """The run's evaluation report (``dcgan evaluate``), or {} when it was not evaluated."""
+    path = run_dir / EVALUATION_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a readable evaluation report: {exc}") from exc
+    return data
+
+
+def publish_run(
+    run: Path,
+    registry: ModelRegistry,
+    *,
+    version: str | None = None,
+    promote: bool = False,
+) -> Manifest:
+    """Export the run's generator and publish it with its checkpoint, samples and metrics."""
+    checkpoint = resolve_checkpoint_path(run)
+    run_dir = checkpoint.parent
+    state = load_checkpoint(checkpoint)
+    evaluation = read_evaluation(run_dir)
+    with tempfile.TemporaryDirectory(prefix="dcgan-export-") as tmp:
+        exported = export_checkpoint(checkpoint, Path(tmp) / "export")
+        files: dict[str, Path] = {
+            path.name: path for path in (exported.onnx.path, exported.torchscript.path)
+        }
+        files[CHECKPOINT_NAME] = checkpoint
+        if (run_dir / SAMPLES_NAME).is_file():
+            files[SAMPLES_NAME] = run_dir / SAMPLES_NAME
+        export_info = exported.to_manifest()
+        manifest = registry.publish(
+            files,
+            version=version,
+            signature=exported.signature,
+            metrics={k: v for k, v in evaluation.items() if k not in ("checkpoint", "gate")},
+            training_config={**state["train_config"], "epochs_trained": state["epoch"]},
+            dataset_md5=state.get("dataset", {}).get("md5", {}),
+            code_version=code_version(),
+            library_versions=export_info.pop("versions"),
+            extra={
+                "export": {k: v for k, v in export_info.items() if k not in ("files", "signature")},
+                "gan_config": state["gan_config"],
+                "quality_gate": evaluation.get("gate"),
+            },
+        )
+    if promote:
+        registry.promote(manifest.version)
+    return manifest

@@ -1,0 +1,93 @@
+"""A trained run published to the registry (local directory and a real S3 server), then pulled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from models.latent import labels_for_request, latent_for_seed
+from models.registry import LocalStore, ModelRegistry, S3Store
+from pipeline.data.loading import ImageDataset
+from pipeline.publish import publish_run
+from pipeline.train import train
+from pipeline.train_config import TrainConfig
+from tests.s3_server import S3TestServer
+from tests.test_cli import dcgan
+
+
+@pytest.fixture(scope="module")
+def run_dir(mnist: ImageDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(limit=256, epochs=1, batch_size=64, g_width=8, d_width=8)
+    train(cfg, mnist, out, progress=False)
+    (out / "evaluation.json").write_text(
+        json.dumps({"accuracy": 0.5, "fd": 99.0, "gate": {"passed": False, "failures": ["x"]}})
+    )
+    return out
+
+
+@pytest.fixture(params=["local", "s3"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistry:
+    if request.param == "local":
+        return ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
+    server: S3TestServer = request.getfixturevalue("s3_server")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return ModelRegistry(S3Store(bucket, server.settings()), "cdcgan-mnist")
+
+
+def test_publish_then_pull_gives_a_servable_model(
+    run_dir: Path, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    manifest = publish_run(run_dir, registry, version="v1", promote=True)
+    expected = {"generator.onnx", "generator.torchscript.pt", "checkpoint.pt", "samples.png"}
+    assert set(manifest.files) == expected
+    assert manifest.metrics == {"accuracy": 0.5, "fd": 99.0}
+    assert manifest.extra["quality_gate"]["passed"] is False
+    assert manifest.signature["inputs"] == {"z": ["N", 100], "labels": ["N"]}
+    assert manifest.training_config["epochs_trained"] == 1
+    assert manifest.dataset_md5["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
+    parity = manifest.extra["export"]["parity"]
+    assert max(parity["onnxruntime"]["max_abs_diff"].values()) <= 1e-4
+    assert {"torch", "onnx", "onnxruntime"} <= set(manifest.library_versions)
+    assert registry.get_alias("production").version == "v1"
+
+    local = registry.pull("production", tmp_path / "cache")
+    ckpt = (run_dir / "checkpoint.pt").read_bytes()
+    assert (
+        hashlib.sha256((local / "checkpoint.pt").read_bytes()).digest()
+        == hashlib.sha256(ckpt).digest()
+    )
+    session = ort.InferenceSession(
+        str(local / "generator.onnx"), providers=["CPUExecutionProvider"]
+    )
+    z, labels = latent_for_seed(7, 4, 100), labels_for_request(4, 3)
+    (images,) = session.run(None, {"z": z, "labels": labels})
+    assert images.shape == (4, 1, 28, 28) and np.abs(images).max() <= 1
+
+
+def test_publishing_the_same_version_twice_is_refused(
+    run_dir: Path, registry: ModelRegistry
+) -> None:
+    publish_run(run_dir, registry, version="v1")
+    before = registry.show("v1")
+    with pytest.raises(Exception, match="v1"):
+        publish_run(run_dir, registry, version="v1")
+    assert registry.show("v1") == before
+
+
+def test_export_and_publish_commands(run_dir: Path, tmp_path: Path) -> None:
+    exported = dcgan("export", str(run_dir), "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    assert "parity onnxruntime batch 1024" in exported.stdout
+    assert (tmp_path / "export" / "generator.onnx").is_file()
+    env = {"DCGAN_REGISTRY_URI": str(tmp_path / "registry")}
+    published = dcgan("publish", str(run_dir), "--version", "v7", "--promote", env=env)
+    assert published.returncode == 0, published.stderr
+    assert "v7 -> production" in published.stdout
+    again = dcgan("publish", str(run_dir), "--version", "v7", env=env)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
