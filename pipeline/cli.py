@@ -219,17 +219,22 @@ def publish(
     version: Annotated[
         str | None, typer.Option(help="Version id (default: UTC time + random).")
     ] = None,
-    promote: Annotated[bool, typer.Option(help="Also point the production alias at it.")] = False,
+    promote: Annotated[
+        bool, typer.Option(help="Point production at it if it passed the quality gate.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="With --promote: promote even without a pass.")
+    ] = False,
 ) -> None:
     """Export, parity-check and publish a run to the registry (DCGAN_REGISTRY_URI)."""
     from models.registry.settings import open_registry
     from pipeline.publish import publish_run
 
-    manifest = publish_run(run, open_registry(), version=version, promote=promote)
-    typer.echo(
-        f"published {manifest.model_name} {manifest.version}"
-        + (" -> production" if promote else "")
-    )
+    result = publish_run(run, open_registry(), version=version, promote=promote, force=force)
+    typer.echo(f"published {result.manifest.model_name} {result.manifest.version}")
+    if promote:
+        verdict = "promoted to production" if result.promoted else "NOT promoted"
+        typer.echo(f"{verdict}: {result.reason}")
 
 
 @data_app.command("fetch")

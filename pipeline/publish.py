@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,38 @@ def read_evaluation(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class PublishResult:
+    manifest: Manifest
+    promoted: bool
+    reason: str  # why it was or was not promoted
+
+
+def promotion_decision(evaluation: dict[str, Any], force: bool) -> tuple[bool, str]:
+    """Promote only a model that passed the quality gate, unless forced."""
+    gate = evaluation.get("gate")
+    if force:
+        return True, "forced"
+    if not gate:
+        return False, "not evaluated: run `dcgan evaluate` first, or force"
+    if not gate.get("passed"):
+        return False, "quality gate failed: " + "; ".join(gate.get("failures", []))
+    return True, "quality gate passed"
+
+
 def publish_run(
     run: Path,
     registry: ModelRegistry,
     *,
     version: str | None = None,
     promote: bool = False,
-) -> Manifest:
-    """Export the run's generator and publish it with its checkpoint, samples and metrics."""
+    force: bool = False,
+) -> PublishResult:
+    """Export the run's generator and publish it with its checkpoint, samples and metrics.
+
+    With ``promote``, production moves to the new version only if its evaluation passed the
+    quality gate (or ``force``); the version is published either way.
+    """
     checkpoint = resolve_checkpoint_path(run)
     run_dir = checkpoint.parent
     state = load_checkpoint(checkpoint)
@@ -86,6 +111,9 @@ def publish_run(
                 "quality_gate": evaluation.get("gate"),
             },
         )
-    if promote:
+    if not promote:
+        return PublishResult(manifest, False, "not asked to promote")
+    ok, reason = promotion_decision(evaluation, force)
+    if ok:
         registry.promote(manifest.version)
-    return manifest
+    return PublishResult(manifest, ok, reason)

@@ -243,7 +243,10 @@ class GANTrainer:
             g_steps = 0
             perm = torch.randperm(n, device=self.device, generator=self.rng)
             bar = tqdm(
-                total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False
+                total=steps,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                disable=None if progress else True,
+                leave=False,
             )
             for step in range(steps):
                 idx = perm[step * batch : (step + 1) * batch]

@@ -147,7 +147,7 @@ def train_classifier(
         opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
         model.train()
-        with tqdm(total=steps, desc="classifier", disable=not progress) as bar:
+        with tqdm(total=steps, desc="classifier", disable=None if progress else True) as bar:
             for epoch in range(recipe.epochs):
                 t0 = time.perf_counter()
                 order = torch.randperm(len(x), generator=shuffle).to(device)

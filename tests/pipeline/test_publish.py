@@ -43,7 +43,13 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistry:
 def test_publish_then_pull_gives_a_servable_model(
     run_dir: Path, registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    manifest = publish_run(run_dir, registry, version="v1", promote=True)
+    refused = publish_run(run_dir, registry, version="v0", promote=True)
+    assert not refused.promoted and "quality gate failed" in refused.reason
+    with pytest.raises(Exception, match="production"):
+        registry.get_alias("production")
+    result = publish_run(run_dir, registry, version="v1", promote=True, force=True)
+    assert result.promoted and result.reason == "forced"
+    manifest = result.manifest
     expected = {"generator.onnx", "generator.torchscript.pt", "checkpoint.pt", "samples.png"}
     assert set(manifest.files) == expected
     assert manifest.metrics == {"accuracy": 0.5, "fd": 99.0}
@@ -74,7 +80,7 @@ def test_publishing_the_same_version_twice_is_refused(
     run_dir: Path, registry: ModelRegistry
 ) -> None:
     publish_run(run_dir, registry, version="v1")
-    before = registry.show("v1")
+    before = registry.show("v1")  # publish_run returns a PublishResult; the registry is the truth
     with pytest.raises(Exception, match="v1"):
         publish_run(run_dir, registry, version="v1")
     assert registry.show("v1") == before
@@ -88,6 +94,9 @@ def test_export_and_publish_commands(run_dir: Path, tmp_path: Path) -> None:
     env = {"DCGAN_REGISTRY_URI": str(tmp_path / "registry")}
     published = dcgan("publish", str(run_dir), "--version", "v7", "--promote", env=env)
     assert published.returncode == 0, published.stderr
-    assert "v7 -> production" in published.stdout
+    assert "published cdcgan-mnist v7" in published.stdout
+    assert "NOT promoted: quality gate failed" in published.stdout
+    forced = dcgan("publish", str(run_dir), "--version", "v8", "--promote", "--force", env=env)
+    assert "promoted to production: forced" in forced.stdout
     again = dcgan("publish", str(run_dir), "--version", "v7", env=env)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
