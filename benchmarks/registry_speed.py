@@ -1,0 +1,673 @@
+"""Registry speed: publish, promote and pull a real trained model, local directory vs S3.
+
+One run, both stores side by side, interleaved repeat by repeat so that load from other processes
+on the machine hits both alike:
+
+- ``local``: :class:`LocalStore` in a temporary directory (the embedded default registry);
+- ``s3``: :class:`S3Store` on a real SeaweedFS S3 server (``weed mini``) started on loopback for
+  this run and always stopped at the end (the server of the test suite, tests/s3_server.py).
+
+Measured, on the run's checkpoint and its exports (what ``dcgan publish`` uploads):
+
+a. export alone (``export_checkpoint``: ONNX + TorchScript + parity checks), once, first thing
+   in the process, as in a ``dcgan publish`` command (so with the exporter's one-time warm-up);
+b. publish (``registry.publish``, a new version id each time; sha256 of every file, upload,
+   manifest last, ``latest`` moved), ``--repeats`` times, after a first publish (recorded apart)
+   that creates the bucket / root directory and opens the connections;
+c. cold pull of ``production`` into an empty cache (download + sha256 verification + install);
+d. warm pull of it again (the cache is valid: manifest fetched, cached files re-hashed);
+e. promote (``production`` moved to the new version by compare-and-swap).
+
+Also recorded: sha256 of the files alone (what the registry's own hashing costs), where each
+operation spends its time (inside the object store vs outside it, from a timing wrapper around
+the store; CPU seconds of this process and of the S3 server; and by kind of work from one
+cProfile'd publish and pull per store), and, once per store, ``publish_run`` end to end (export +
+publish, the path ``dcgan publish`` takes; here in a process whose exporter is warm already).
+MB are 10^6 bytes. Both stores' files are in the page cache after the first publish, and the S3
+server runs on the same cores as the client: these are loopback figures, not network ones.
+
+    python -m benchmarks.registry_speed --run runs/full-default --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import importlib.metadata
+import json
+import os
+import pstats
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from benchmarks.machine import describe
+from models.registry import (
+    PRODUCTION,
+    LocalStore,
+    ModelRegistry,
+    ObjectInfo,
+    ObjectStore,
+    S3Store,
+    sha256_file,
+)
+from models.registry.store import OCTETS
+from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint_path
+from pipeline.export import export_checkpoint
+from pipeline.publish import SAMPLES_NAME, code_version, publish_run, read_evaluation
+
+# The SeaweedFS helpers of the test suite, reused so that the benchmark measures the very server
+# the tests run against. They are private helpers of a test module (and importing it imports
+# pytest, a dev dependency); that is accepted for a benchmark, which is a dev tool too.
+from tests.s3_server import (
+    PORT_TAKEN_MARKERS,
+    START_ATTEMPTS,
+    S3TestServer,
+    _ServerExited,
+    _start_weed,
+    _stop,
+    _tail,
+    find_weed,
+)
+
+RESULTS = Path(__file__).parent / "results"
+MODEL = "cdcgan-mnist"
+STORES = ("local", "s3")
+MB = 1e6
+T = TypeVar("T")
+
+
+# --- the S3 server -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    server: S3TestServer
+    pid: int  # of ``weed mini``, one process: its CPU time is the server's
+
+
+@contextlib.contextmanager
+def seaweedfs() -> Iterator[RunningServer]:
+    """A SeaweedFS S3 server on loopback for the block; stopped (and its data removed) after it.
+
+    Started like the ``s3_server`` test fixture: new ports when one was taken meanwhile.
+    """
+    weed = find_weed()
+    access_key = "bench" + secrets.token_hex(8)
+    secret_key = secrets.token_urlsafe(30)
+    root = Path(tempfile.mkdtemp(prefix="bench-seaweedfs-"))
+    sockets = Path(tempfile.mkdtemp(prefix="weed-"))
+    try:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            attempt_root = root / f"attempt{attempt}"
+            try:
+                process, server = _start_weed(weed, attempt_root, sockets, access_key, secret_key)
+                break
+            except _ServerExited as exc:
+                log_tail = _tail(attempt_root / "weed.log", 25)
+                taken = any(marker in log_tail for marker in PORT_TAKEN_MARKERS)
+                if taken and attempt < START_ATTEMPTS:
+                    continue
+                raise RuntimeError(f"SeaweedFS did not start: {exc}\n{log_tail}") from exc
+            except Exception as exc:
+                log_tail = _tail(attempt_root / "weed.log", 40)
+                raise RuntimeError(f"SeaweedFS did not start: {exc}\n{log_tail}") from exc
+        else:  # pragma: no cover - the loop either breaks or raises
+            raise AssertionError("unreachable")
+        try:
+            yield RunningServer(server, process.pid)
+        finally:
+            _stop(process, server.ports)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def weed_version() -> str:
+    """``weed version``'s first line (e.g. ``version 8000GB 4.48 pypi linux amd64``)."""
+    try:
+        out = subprocess.run(
+            [find_weed(), "version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    return (out.stdout.strip().splitlines() or ["unknown"])[0]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 10 ms resolution)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- a store that clocks itself ------------------------------------------------------------------
+
+
+class TimedStore(ObjectStore):
+    """Delegates to a real store, adding up the seconds spent in each of its operations.
+
+    Streams are clocked per chunk (time inside the store's generator only), so a pull's store
+    time excludes the registry writing and hashing each chunk. The overhead is two
+    ``perf_counter`` calls per operation or per 1 MiB chunk.
+    """
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.location = inner.location
+        self.seconds: dict[str, float] = {}
+        self.calls: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    def _timed(self, op: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.seconds[op] = self.seconds.get(op, 0.0) + time.perf_counter() - started
+            self.calls[op] += 1
+
+    def _timed_iter(self, op: str, source: Iterator[Any]) -> Iterator[Any]:
+        self.calls[op] += 1
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds[op] = self.seconds.get(op, 0.0) + time.perf_counter() - started
+                yield item
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def ensure_ready(self, *, for_write: bool) -> None:
+        self._timed("ensure_ready", lambda: self.inner.ensure_ready(for_write=for_write))
+
+    def put_file(self, key: str, path: Path, content_type: str = OCTETS) -> None:
+        self._timed("put_file", lambda: self.inner.put_file(key, path, content_type))
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_match: str | None = None,
+        content_type: str = "application/json",
+    ) -> str:
+        result: str = self._timed(
+            "put_bytes",
+            lambda: self.inner.put_bytes(
+                key, data, if_absent=if_absent, if_match=if_match, content_type=content_type
+            ),
+        )
+        return result
+
+    def get_bytes(self, key: str) -> tuple[bytes, str]:
+        result: tuple[bytes, str] = self._timed("get_bytes", lambda: self.inner.get_bytes(key))
+        return result
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        return self._timed_iter("iter_chunks", self.inner.iter_chunks(key))
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        result: ObjectInfo | None = self._timed("stat", lambda: self.inner.stat(key))
+        return result
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self._timed_iter("list", self.inner.list(prefix))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self._timed("delete", lambda: self.inner.delete(keys))
+
+
+# --- what gets published -------------------------------------------------------------------------
+
+
+def export_once(run: Path, out_dir: Path) -> tuple[dict[str, Path], dict[str, Any], dict[str, Any]]:
+    """Export the run once (timed) and gather what ``publish_run`` would publish with it.
+
+    Returns (files, publish keyword arguments, export figures). The files and metadata mirror
+    ``pipeline.publish.publish_run``, which exports into a temporary directory on every call and
+    so cannot be timed without its export.
+    """
+    checkpoint = resolve_checkpoint_path(run)
+    run_dir = checkpoint.parent
+    started = time.perf_counter()
+    exported = export_checkpoint(checkpoint, out_dir)
+    export_s = time.perf_counter() - started
+    state = load_checkpoint(checkpoint)
+    evaluation = read_evaluation(run_dir)
+    files: dict[str, Path] = {p.name: p for p in (exported.onnx.path, exported.torchscript.path)}
+    files[CHECKPOINT_NAME] = checkpoint
+    if (run_dir / SAMPLES_NAME).is_file():
+        files[SAMPLES_NAME] = run_dir / SAMPLES_NAME
+    info = exported.to_manifest()
+    kwargs: dict[str, Any] = {
+        "signature": exported.signature,
+        "metrics": {k: v for k, v in evaluation.items() if k not in ("checkpoint", "gate")},
+        "training_config": {**state["train_config"], "epochs_trained": state["epoch"]},
+        "dataset_md5": state.get("dataset", {}).get("md5", {}),
+        "code_version": code_version(),
+        "library_versions": info.pop("versions"),
+        "extra": {
+            "export": {k: v for k, v in info.items() if k not in ("files", "signature")},
+            "gan_config": state["gan_config"],
+            "quality_gate": evaluation.get("gate"),
+        },
+    }
+    figures = {
+        "seconds": export_s,
+        "exporter": exported.exporter,
+        "opset": exported.opset,
+        "files": {f.path.name: f.size for f in exported.files},
+    }
+    return files, kwargs, figures
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def _clock(fn: Callable[[], T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def _store_split(store: TimedStore, total_s: float, main_op: str) -> dict[str, float]:
+    """Seconds in the store's main operation, in its other operations, and outside the store."""
+    inside = sum(store.seconds.values())
+    return {
+        f"store_{main_op}_s": store.seconds.get(main_op, 0.0),
+        "store_other_s": inside - store.seconds.get(main_op, 0.0),
+        "store_calls": float(sum(store.calls.values())),
+        "outside_store_s": total_s - inside,
+    }
+
+
+def _stats(values: list[float], total_bytes: int | None = None) -> dict[str, Any]:
+    median = statistics.median(values)
+    out: dict[str, Any] = {
+        "median_s": median,
+        "min_s": min(values),
+        "max_s": max(values),
+        "all_s": [round(v, 4) for v in values],
+    }
+    if total_bytes is not None:
+        out["median_mb_s"] = total_bytes / MB / median
+        out["best_mb_s"] = total_bytes / MB / min(values)
+    return out
+
+
+def _median_split(splits: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(s[key] for s in splits) for key in splits[0]}
+
+
+# Kinds of work, by the name cProfile gives a C function (Python code counts as "python").
+PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("hashing (hashlib: sha256, md5)", ("_hashlib",)),
+    ("fsync", ("fsync",)),
+    ("waiting for other threads (minio's parallel part uploads)", ("_thread.lock",)),
+    ("socket send/recv (incl. waiting for the server)", ("_socket.socket", "select", "poll")),
+    ("file read/write/copy", ("_io.", "sendfile", "copy_file_range", "posix.read", "posix.write")),
+)
+
+
+def profile_kinds(profile: cProfile.Profile) -> dict[str, float]:
+    """Own time (tottime) per kind of work, in seconds, over a profiled call."""
+    kinds: dict[str, float] = {}
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in raw.items():
+        label = "python (registry, minio, urllib3, ...) and other C calls"
+        if filename == "~":
+            for kind, markers in PROFILE_KINDS:
+                if any(marker in name for marker in markers):
+                    label = kind
+                    break
+        kinds[label] = kinds.get(label, 0.0) + tottime
+    return kinds
+
+
+class Bench:
+    """Both stores over one exported model; every measurement appends to ``self.raw``."""
+
+    def __init__(
+        self,
+        files: dict[str, Path],
+        publish_kwargs: dict[str, Any],
+        server: S3TestServer,
+        workdir: Path,
+        server_pid: int | None = None,
+    ) -> None:
+        self.server_pid = server_pid
+        self.files = files
+        self.kwargs = publish_kwargs
+        self.workdir = workdir
+        self.total_bytes = sum(p.stat().st_size for p in files.values())
+        self.stores: dict[str, TimedStore] = {
+            "local": TimedStore(LocalStore(workdir / "registry")),
+            "s3": TimedStore(
+                S3Store(f"bench-{secrets.token_hex(6)}", server.settings(), create_bucket=True)
+            ),
+        }
+        self.registries = {name: ModelRegistry(s, MODEL) for name, s in self.stores.items()}
+        self.raw: dict[str, dict[str, list[Any]]] = {name: {} for name in STORES}
+        self._pulls = 0
+
+    def _add(self, store: str, what: str, value: Any) -> None:
+        self.raw[store].setdefault(what, []).append(value)
+
+    def _measure(self, name: str, what: str, main_op: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` once; record its wall time, its split by store, and client/server CPU."""
+        store = self.stores[name]
+        store.reset()
+        server_before = self._server_cpu()
+        client_before = time.process_time()  # every thread of this process (minio's uploaders)
+        seconds, result = _clock(fn)
+        split = _store_split(store, seconds, main_op)
+        split["client_cpu_s"] = time.process_time() - client_before
+        server_after = self._server_cpu()
+        if name == "s3" and server_before is not None and server_after is not None:
+            split["server_cpu_s"] = server_after - server_before
+        self._add(name, what, seconds)
+        self._add(name, f"{what}_split", split)
+        return result
+
+    def _server_cpu(self) -> float | None:
+        return None if self.server_pid is None else process_cpu_s(self.server_pid)
+
+    def publish(self, name: str) -> str:
+        registry = self.registries[name]
+        manifest = self._measure(
+            name, "publish", "put_file", lambda: registry.publish(self.files, **self.kwargs)
+        )
+        return str(manifest.version)
+
+    def promote(self, name: str, version: str) -> None:
+        seconds, _ = _clock(lambda: self.registries[name].promote(version))
+        self._add(name, "promote", seconds)
+
+    def pulls(self, name: str) -> None:
+        """A cold pull of ``production`` into an empty cache, then a warm one from that cache."""
+        registry = self.registries[name]
+        self._pulls += 1
+        cache = self.workdir / f"cache-{name}-{self._pulls}"
+        path = self._measure(
+            name, "pull_cold", "iter_chunks", lambda: registry.pull(PRODUCTION, cache)
+        )
+        again = self._measure(
+            name, "pull_warm", "get_bytes", lambda: registry.pull(PRODUCTION, cache)
+        )
+        assert again == path, (again, path)
+        shutil.rmtree(cache)
+
+    def hash_only(self) -> float:
+        seconds, _ = _clock(lambda: [sha256_file(p) for p in self.files.values()])
+        return seconds
+
+    def profiled(self, name: str) -> dict[str, dict[str, float]]:
+        """One publish and one cold pull under cProfile: own time per kind of work."""
+        registry = self.registries[name]
+        out: dict[str, dict[str, float]] = {}
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.enable()
+        manifest = registry.publish(self.files, **self.kwargs)
+        profile.disable()
+        out["publish"] = {"wall_s": time.perf_counter() - started, **profile_kinds(profile)}
+        cache = self.workdir / f"cache-{name}-profile"
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.enable()
+        registry.pull(manifest.version, cache)
+        profile.disable()
+        out["pull_cold"] = {"wall_s": time.perf_counter() - started, **profile_kinds(profile)}
+        shutil.rmtree(cache)
+        return out
+
+
+def run_benchmark(
+    run: Path,
+    server: S3TestServer,
+    *,
+    server_pid: int | None = None,
+    repeats: int = 5,
+    end_to_end: bool = True,
+    profile: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure both stores against ``server``; the results, JSON-ready, with a markdown table.
+
+    ``server_pid``: the S3 server's process on this machine, to record its CPU time too.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    # Other processes share the cores (the S3 server runs on them too): say how busy they were.
+    results: dict[str, Any] = {"machine": describe(), "load_average_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
+        workdir = Path(tmp)
+        files, kwargs, export = export_once(run, workdir / "export")
+        log(f"export: {export['seconds']:.2f} s ({export['exporter']})")
+        bench = Bench(files, kwargs, server, workdir, server_pid)
+        results["setup"] = {
+            "run": str(run),
+            "model": MODEL,
+            "repeats": repeats,
+            "files": {name: p.stat().st_size for name, p in sorted(files.items())},
+            "total_bytes": bench.total_bytes,
+            "total_mb": bench.total_bytes / MB,
+            "local_store": f"LocalStore in {workdir / 'registry'} (temporary directory)",
+            "s3_store": {
+                "server": f"SeaweedFS `weed mini` on 127.0.0.1 ({weed_version()})",
+                "client": f"minio {importlib.metadata.version('minio')}, plain HTTP",
+                "endpoint": server.endpoint,
+            },
+            "order": "per repeat: for each store publish, promote, cold pull, warm pull",
+        }
+        results["export"] = export
+
+        first: dict[str, dict[str, float]] = {}
+        for name in STORES:  # creates the bucket / root directory, opens the connections
+            bench.promote(name, bench.publish(name))
+            raw = bench.raw[name]
+            first[name] = {"publish_s": raw["publish"][0], "promote_s": raw["promote"][0]}
+            raw.clear()
+        hashes: list[float] = []
+        for repeat in range(1, repeats + 1):
+            hashes.append(bench.hash_only())
+            for name in STORES:
+                version = bench.publish(name)
+                bench.promote(name, version)
+                bench.pulls(name)
+                raw = bench.raw[name]
+                log(
+                    f"repeat {repeat} {name}: publish {raw['publish'][-1]:.3f} s, promote "
+                    f"{raw['promote'][-1]:.3f} s, cold pull {raw['pull_cold'][-1]:.3f} s, "
+                    f"warm pull {raw['pull_warm'][-1]:.3f} s"
+                )
+        results["sha256_only"] = _stats(hashes, bench.total_bytes)
+
+        stores: dict[str, Any] = {}
+        for name in STORES:
+            raw = bench.raw[name]
+            stores[name] = {
+                "location": bench.stores[name].location,
+                "first_publish": first[name],
+                "publish": {
+                    **_stats(raw["publish"], bench.total_bytes),
+                    "split_median": _median_split(raw["publish_split"]),
+                },
+                "promote": _stats(raw["promote"]),
+                "pull_cold": {
+                    **_stats(raw["pull_cold"], bench.total_bytes),
+                    "split_median": _median_split(raw["pull_cold_split"]),
+                },
+                "pull_warm": {
+                    **_stats(raw["pull_warm"], bench.total_bytes),
+                    "split_median": _median_split(raw["pull_warm_split"]),
+                },
+            }
+        if profile:
+            for name in STORES:
+                stores[name]["profile"] = bench.profiled(name)
+                log(f"profiled {name}")
+        if end_to_end:
+            for name in STORES:
+                # The real command path: its own export, load, git describe and publish.
+                started = time.perf_counter()
+                publish_run(run, ModelRegistry(bench.stores[name].inner, MODEL))
+                seconds = time.perf_counter() - started
+                stores[name]["publish_run_end_to_end_s"] = seconds
+                log(f"publish_run {name}: {seconds:.2f} s")
+        results["stores"] = stores
+    results["load_average_after"] = os.getloadavg()
+    results["table"] = markdown_table(results)
+    return results
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def _cell(entry: dict[str, Any]) -> tuple[str, str]:
+    seconds = f"{entry['median_s']:.3f} / {entry['min_s']:.3f}"
+    return seconds, (f"{entry['median_mb_s']:.0f}" if "median_mb_s" in entry else "-")
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    setup, stores = results["setup"], results["stores"]
+    local, s3 = stores["local"], stores["s3"]
+    header = [
+        f"Model version: {len(setup['files'])} files, {setup['total_mb']:.1f} MB "
+        f"({', '.join(f'{n} {b / MB:.1f}' for n, b in setup['files'].items())}); "
+        f"{setup['repeats']} repeats; seconds as median / min, MB/s from the median.",
+        "",
+        "| step | local s | local MB/s | S3 (SeaweedFS) s | S3 MB/s |",
+        "|---|---|---|---|---|",
+    ]
+    export_s = f"{results['export']['seconds']:.2f} (once)"
+    rows = [
+        f"| export (ONNX + TorchScript + parity), cold process | {export_s} | - | {export_s} | - |"
+    ]
+    for label, key in (
+        ("publish (hash + upload + manifest + latest)", "publish"),
+        ("promote (alias compare-and-swap)", "promote"),
+        ("cold pull (download + sha256 + install)", "pull_cold"),
+        ("warm pull (cache valid: re-hash only)", "pull_warm"),
+    ):
+        ls, lr = _cell(local[key])
+        ss, sr = _cell(s3[key])
+        rows.append(f"| {label} | {ls} | {lr} | {ss} | {sr} |")
+    hs, hr = _cell(results["sha256_only"])
+    rows.append(f"| sha256 of the files alone (no store) | {hs} | {hr} | {hs} | {hr} |")
+    lp, sp = local["publish"]["split_median"], s3["publish"]["split_median"]
+    rows.append(
+        "| publish: in `put_file` / other store calls / outside the store | "
+        f"{lp['store_put_file_s']:.3f} / {lp['store_other_s']:.3f} / {lp['outside_store_s']:.3f}"
+        f" | - | {sp['store_put_file_s']:.3f} / {sp['store_other_s']:.3f} / "
+        f"{sp['outside_store_s']:.3f} | - |"
+    )
+    for label, key in (("publish", "publish"), ("cold pull", "pull_cold")):
+        lx, sx = local[key]["split_median"], s3[key]["split_median"]
+        server_cpu = f"{sx['server_cpu_s']:.2f}" if "server_cpu_s" in sx else "?"
+        rows.append(
+            f"| {label}: CPU s, this process (all threads) / S3 server | "
+            f"{lx['client_cpu_s']:.3f} / - | - | {sx['client_cpu_s']:.3f} / {server_cpu} | - |"
+        )
+    lc, sc = local["pull_cold"]["split_median"], s3["pull_cold"]["split_median"]
+    rows.append(
+        "| cold pull: reading the store / other store calls / outside (write, hash) | "
+        f"{lc['store_iter_chunks_s']:.3f} / {lc['store_other_s']:.3f} / "
+        f"{lc['outside_store_s']:.3f} | - | {sc['store_iter_chunks_s']:.3f} / "
+        f"{sc['store_other_s']:.3f} / {sc['outside_store_s']:.3f} | - |"
+    )
+    if "publish_run_end_to_end_s" in local:
+        rows.append(
+            "| `publish_run` end to end (export + publish), once | "
+            f"{local['publish_run_end_to_end_s']:.2f} | - | "
+            f"{s3['publish_run_end_to_end_s']:.2f} | - |"
+        )
+    if "profile" in local:
+        rows += [
+            "",
+            "cProfile own time per kind of work in the main thread, seconds (one profiled run "
+            "each; minio uploads parts in worker threads, seen here only as waiting):",
+        ]
+        rows += ["", "| kind | local publish | local cold pull | S3 publish | S3 cold pull |"]
+        rows.append("|---|---|---|---|---|")
+        cols = [local["profile"]["publish"], local["profile"]["pull_cold"]]
+        cols += [s3["profile"]["publish"], s3["profile"]["pull_cold"]]
+        kinds = ["wall_s", *sorted({k for c in cols for k in c if k != "wall_s"})]
+        for kind in kinds:
+            label = "wall clock (profiled)" if kind == "wall_s" else kind
+            rows.append(
+                f"| {label} | " + " | ".join(f"{c.get(kind, 0.0):.3f}" for c in cols) + " |"
+            )
+    return "\n".join(header + rows)
+
+
+def write_results(results: dict[str, Any], out_dir: Path, tag: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"registry_speed-{tag}-{results['machine']['date'][:10]}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    sys.exit(128 + signum)  # unwinds through the finally blocks: the S3 server is stopped
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", type=Path, default=Path("runs/full-default"), help="run dir")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tag", default="cpu", help="results file tag")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip publish_run timing")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass")
+    args = parser.parse_args(argv)
+    if not resolve_checkpoint_path(args.run).is_file():
+        parser.error(f"no checkpoint in {args.run}")
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with seaweedfs() as running:
+            print(f"SeaweedFS S3 on {running.server.endpoint}", flush=True)
+            results = run_benchmark(
+                args.run,
+                running.server,
+                server_pid=running.pid,
+                repeats=args.repeats,
+                end_to_end=not args.no_end_to_end,
+                profile=not args.no_profile,
+                log=lambda line: print(line, flush=True),
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    path = write_results(results, args.out, args.tag)
+    print(results["table"])
+    print(f"written {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
