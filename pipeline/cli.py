@@ -106,6 +106,13 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="Checkpoint file or run directory to continue.")
     ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Mirror each epoch's checkpoint to the registry store under this id, and resume "
+            "from it when the run is retried (DCGAN_REGISTRY_URI)."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[
         bool, typer.Option("--verbose/--quiet", help="Log one line per epoch.")
@@ -114,14 +121,25 @@ def train(
     """Train a GAN; writes a checkpoint and a sample grid every epoch."""
     _setup_logging(verbose)
     options: dict[str, Any] = {
-        k: v for k, v in locals().items() if k not in {"out", "resume", "progress", "verbose"}
+        k: v
+        for k, v in locals().items()
+        if k not in {"out", "resume", "run_id", "progress", "verbose"}
     }
     cfg = TrainConfig(**options)
     from pipeline.data.loading import load_dataset
     from pipeline.train import train as run_training
 
     ds = load_dataset(cfg.dataset, cfg.data)
-    result = run_training(cfg, ds, out, resume=resume, progress=progress)
+    on_epoch = None
+    if run_id is not None:
+        from models.registry.settings import open_registry
+        from pipeline.checkpoint_sync import CheckpointSync
+
+        registry = open_registry()
+        sync = CheckpointSync(registry.store, registry.model, run_id)
+        resume = resume or sync.prepare_resume(out)
+        on_epoch = sync.uploader(out)
+    result = run_training(cfg, ds, out, resume=resume, progress=progress, on_epoch=on_epoch)
     last, nan = (result.history[-1] if result.history else {}), float("nan")
     typer.echo(
         f"trained {result.gan_config.arch} to epoch {len(result.history)}: "

@@ -294,18 +294,28 @@ def _export_onnx_dynamo(
     if sig.conditional:
         shapes["labels"] = {0: torch.export.Dim.AUTO}
     with _quiet_exporters():
-        torch.onnx.export(
-            module,
-            module.example(sig),
-            str(path),
-            input_names=sig.input_names,
-            output_names=[sig.output_name],
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes=shapes,
-            external_data=False,
-            verbose=False,
+        _torch_onnx_export(
+            module, sig, path, opset, dynamo=True, dynamic_shapes=shapes, external_data=False
         )
+
+
+def _torch_onnx_export(
+    module: _SignatureModule,
+    sig: GeneratorSignature,
+    path: Path,
+    opset: int | None,
+    **exporter_options: Any,
+) -> None:
+    """torch.onnx.export with the names and opset of contract 2; the caller picks the exporter."""
+    torch.onnx.export(
+        module,
+        module.example(sig),
+        str(path),
+        input_names=sig.input_names,
+        output_names=[sig.output_name],
+        opset_version=opset,
+        **exporter_options,
+    )
 
 
 def _export_onnx_legacy(
@@ -314,16 +324,7 @@ def _export_onnx_legacy(
     axes = {name: {0: BATCH_DIM} for name in [*sig.input_names, sig.output_name]}
     try:
         with _quiet_exporters(), torch.no_grad():
-            torch.onnx.export(
-                module,
-                module.example(sig),
-                str(path),
-                input_names=sig.input_names,
-                output_names=[sig.output_name],
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes=axes,
-            )
+            _torch_onnx_export(module, sig, path, opset, dynamo=False, dynamic_axes=axes)
     except Exception as exc:
         raise ExportError(f"ONNX export (legacy exporter) failed: {exc}") from exc
 

@@ -125,3 +125,42 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     payload = json.loads((out / "evaluation.json").read_text())
     assert payload["epoch"] == 2 and payload["num_samples"] == 500 and payload["tstr_count"] == 1000
     assert 0 <= payload["accuracy"] <= 1 and payload["gate"]["passed"] is False
+
+
+def test_train_with_run_id_resumes_on_another_disk(tmp_path: Path) -> None:
+    env = {"DCGAN_REGISTRY_URI": str(tmp_path / "registry")}
+    common = ["--limit", "256", "--batch-size", "64", "--g-width", "8", "--d-width", "8"]
+    first = dcgan(
+        "train",
+        "--out",
+        str(tmp_path / "a"),
+        "--epochs",
+        "1",
+        "--run-id",
+        "r1",
+        "--no-progress",
+        "--quiet",
+        *common,
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr
+    assert (
+        tmp_path / "registry" / "cdcgan-mnist" / "checkpoints" / "r1" / "checkpoint.pt"
+    ).is_file()
+    second = dcgan(
+        "train",
+        "--out",
+        str(tmp_path / "b"),
+        "--epochs",
+        "2",
+        "--run-id",
+        "r1",
+        "--no-progress",
+        "--quiet",
+        *common,
+        env=env,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "to epoch 2" in second.stdout
+    history = json.loads((tmp_path / "b" / "metrics.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2]

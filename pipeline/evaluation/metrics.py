@@ -252,11 +252,6 @@ def gate_failures(
     return failures
 
 
-def passes_gate(
-    report: GeneratorReport,
-    min_accuracy: float = 0.97,
-    max_fd: float = MAX_FD,
-    min_entropy: float = MIN_CLASS_ENTROPY,
-    min_diversity: float = MIN_DIVERSITY_RATIO,
-) -> bool:
-    return not gate_failures(report, min_accuracy, max_fd, min_entropy, min_diversity)
+def passes_gate(report: GeneratorReport, **thresholds: float) -> bool:
+    """True when ``gate_failures`` (same keyword thresholds) finds nothing."""
+    return not gate_failures(report, **thresholds)
