@@ -314,6 +314,7 @@ def _torch_onnx_export(
         input_names=sig.input_names,
         output_names=[sig.output_name],
         opset_version=opset,
+        verbose=False,
         **exporter_options,
     )
 
