@@ -37,7 +37,8 @@ class DCGANGenerator(nn.Module):
         if self.embed is not None:
             assert labels is not None, "a conditional generator needs labels"
             z = torch.cat([z, self.embed(labels)], dim=1)  # (B, latent + embed)
-        return self.net(z[:, :, None, None])  # (B, C, 28, 28) in [-1, 1]
+        images: torch.Tensor = self.net(z[:, :, None, None])
+        return images  # (B, C, 28, 28) in [-1, 1]
 
 
 class DCGANDiscriminator(nn.Module):
@@ -63,7 +64,8 @@ class DCGANDiscriminator(nn.Module):
             assert labels is not None, "a conditional discriminator needs labels"
             plane = self.embed(labels).view(-1, 1, self.cfg.image_size, self.cfg.image_size)
             x = torch.cat([x, plane.to(x.dtype)], dim=1)
-        return self.head(self.features(x)).flatten()  # (B,) logits
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits.flatten()  # (B,) logits
 
     def probability(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D(x): the probability that x is real."""

@@ -35,7 +35,8 @@ class FCGenerator(nn.Module):
             assert labels is not None, "a conditional generator needs labels"
             z = torch.cat([z, self.embed(labels)], dim=1)
         size = self.cfg.image_size
-        return self.net(z).view(-1, self.cfg.channels, size, size)  # (B, C, 28, 28)
+        images: torch.Tensor = self.net(z)
+        return images.view(-1, self.cfg.channels, size, size)  # (B, C, 28, 28)
 
 
 class FCDiscriminator(nn.Module):
@@ -59,7 +60,8 @@ class FCDiscriminator(nn.Module):
         if self.embed is not None:
             assert labels is not None, "a conditional discriminator needs labels"
             x = torch.cat([x, self.embed(labels).to(x.dtype)], dim=1)
-        return self.net(x).flatten()  # (B,) logits
+        logits: torch.Tensor = self.net(x)
+        return logits.flatten()  # (B,) logits
 
     def probability(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self(x, labels))

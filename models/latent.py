@@ -46,7 +46,8 @@ def labels_for_request(n: int, digits: int | Sequence[int] | None) -> np.ndarray
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Generator output in [-1, 1] -> uint8 pixels: round((x + 1) * 127.5) clipped to 0..255."""
-    return np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    pixels: np.ndarray = np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255)
+    return pixels.astype(np.uint8)
 
 
 def grid_labels(rows: int = NUM_CLASSES, per_row: int = NUM_CLASSES) -> np.ndarray:

@@ -72,7 +72,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bool(torch.cuda.is_bf16_supported())
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -103,8 +103,9 @@ class GANTrainer:
         self.generator = build_generator(self.gan_cfg).to(self.device)
         self.discriminator = build_discriminator(self.gan_cfg).to(self.device)
         if self.gan_cfg.arch == "dcgan":  # oneDNN / cuDNN convolutions prefer NHWC
-            self.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=...) works at runtime; torch's stubs lack the overload.
+            self.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.opt_g = torch.optim.Adam(
             self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused

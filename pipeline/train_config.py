@@ -20,31 +20,37 @@ class TrainConfig(BaseModel):
     # data
     dataset: str = "mnist"
     data: str | None = None  # directory, s3://bucket/prefix, or None for ./data + mirrors
-    limit: int | None = Field(None, ge=1, description="train on a random subset of this size")
+    limit: int | None = Field(
+        default=None, ge=1, description="train on a random subset of this size"
+    )
     # networks
     arch: Literal["dcgan", "fc"] = "dcgan"
     conditional: bool = True
-    latent_dim: int = Field(100, ge=1)
-    g_width: int = Field(64, ge=1)
-    d_width: int = Field(64, ge=1)
-    embed_dim: int = Field(16, ge=1)
+    latent_dim: int = Field(default=100, ge=1)
+    g_width: int = Field(default=64, ge=1)
+    d_width: int = Field(default=64, ge=1)
+    embed_dim: int = Field(default=16, ge=1)
     # optimisation (Radford et al.: Adam, lr 2e-4, beta1 0.5)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=2, le=65536)
-    lr_g: float = Field(2e-4, gt=0, le=1)
-    lr_d: float = Field(2e-4, gt=0, le=1)
-    beta1: float = Field(0.5, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=2, le=65536)
+    lr_g: float = Field(default=2e-4, gt=0, le=1)
+    lr_d: float = Field(default=2e-4, gt=0, le=1)
+    beta1: float = Field(default=0.5, ge=0, lt=1)
+    beta2: float = Field(default=0.999, ge=0, lt=1)
     g_loss: GLoss = "non-saturating"  # minimax: minimise log(1 - D(G(z))), saturates early
-    real_label: float = Field(0.9, gt=0, le=1)  # one-sided label smoothing; 1.0 turns it off
-    d_steps: int = Field(1, ge=1, le=100)  # discriminator updates per generator update
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    real_label: float = Field(
+        default=0.9, gt=0, le=1
+    )  # one-sided label smoothing; 1.0 turns it off
+    d_steps: int = Field(default=1, ge=1, le=100)  # discriminator updates per generator update
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"  # auto: bf16 where the hardware has it, else fp32
     compile: bool = False  # torch.compile the networks (worth it on GPUs for long runs)
-    sample_seed: int = Field(20261122, ge=0, le=2**63 - 1)  # fixed noise for sample grids
-    check_every: int = Field(50, ge=1)  # steps between NaN checks / progress updates (a host sync)
+    sample_seed: int = Field(default=20261122, ge=0, le=2**63 - 1)  # fixed noise for sample grids
+    check_every: int = Field(
+        default=50, ge=1
+    )  # steps between NaN checks / progress updates (a host sync)
 
     def gan_config(self) -> GANConfig:
         return GANConfig(

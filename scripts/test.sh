@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 . .venv/bin/activate
 ruff check .
+mypy models pipeline benchmarks
 exec python -m pytest "$@"

@@ -23,7 +23,7 @@ CLI catches every user-facing error with one clause.
 
 from __future__ import annotations
 
-from models.errors import UserFacingError
+from models.errors import UserFacingError as UserFacingError  # re-exported for the registry
 
 
 class RegistryError(UserFacingError):

@@ -21,13 +21,10 @@ def print_report(
     table.add_column("value", justify="right")
     table.add_column("reference", justify="right")
     table.add_row("conditional accuracy", _pct(report.accuracy), ">= 97% gate")
-    if report.per_class_accuracy is not None:
-        worst = min(
-            range(len(report.per_class_accuracy)), key=lambda c: report.per_class_accuracy[c]
-        )  # type: ignore[index]
-        table.add_row(
-            "worst class accuracy", f"{_pct(report.per_class_accuracy[worst])} (digit {worst})", ""
-        )
+    per_class = report.per_class_accuracy
+    if per_class is not None:
+        worst = min(range(len(per_class)), key=per_class.__getitem__)
+        table.add_row("worst class accuracy", f"{_pct(per_class[worst])} (digit {worst})", "")
     table.add_row(
         "Frechet distance", f"{report.fd:.2f}", f"{report.fd_floor:.2f} real train vs test"
     )
