@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +82,23 @@ def load_dataset(name: str = "mnist", source: str | None = None) -> ImageDataset
     settings = get_settings()
     if source in (None, "auto", "download"):
         directory = settings.data_dir / spec.name
-        download(spec, directory, timeout=settings.download_timeout_s)
-    elif source.startswith("s3://"):
+        return _read_or_fetch(
+            spec, directory, lambda: download(spec, directory, timeout=settings.download_timeout_s)
+        )
+    if source.startswith("s3://"):
         directory = settings.cache_dir / "datasets" / spec.name
-        fetch_from_s3(spec, source, directory)
-    else:
-        directory = Path(source)
-        if not directory.is_dir():
-            raise DataSourceError(f"data directory {directory} does not exist")
+        return _read_or_fetch(spec, directory, lambda: fetch_from_s3(spec, source, directory))
+    directory = Path(source)
+    if not directory.is_dir():
+        raise DataSourceError(f"data directory {directory} does not exist")
     return read_directory(spec, directory)
+
+
+def _read_or_fetch(spec: DatasetSpec, directory: Path, fetch: Callable[[], None]) -> ImageDataset:
+    """Read the local copy (each file verified once); only if a file is missing or fails its md5,
+    fetch what is missing or invalid and read again."""
+    try:
+        return read_directory(spec, directory)
+    except DataError:
+        fetch()
+        return read_directory(spec, directory)
