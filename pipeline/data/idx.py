@@ -15,13 +15,21 @@ from pipeline.errors import DataError
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def gunzip(data: bytes, origin: str) -> bytes:
+    """Decompress gzip bytes; a corrupt stream is a DataError naming where it came from."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; bad deflate: zlib
+        raise DataError(f"{origin}: cannot read: corrupt gzip ({exc})") from exc
+
+
 def read_bytes(path: Path) -> bytes:
     """The uncompressed bytes of ``path`` (transparently gunzipped if it ends in .gz)."""
     try:
         raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix == ".gz" else raw
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; bad deflate: zlib
+    except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
+    return gunzip(raw, str(path)) if path.suffix == ".gz" else raw
 
 
 def md5_hex(data: bytes) -> str:

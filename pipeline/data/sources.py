@@ -6,7 +6,6 @@ place, so an interrupted or corrupt fetch never leaves a file that looks valid.
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import io
 import tarfile
@@ -22,7 +21,7 @@ from minio.error import MinioException, S3Error
 from models.fileio import write_atomic
 from models.s3 import S3Settings, make_client, split_s3_uri
 from pipeline.data.catalog import DatasetSpec, Mirror
-from pipeline.data.idx import find_file, md5_hex, read_bytes
+from pipeline.data.idx import find_file, gunzip, md5_hex, read_bytes
 from pipeline.errors import DataError, DataSourceError
 
 
@@ -55,12 +54,8 @@ def _write_verified(
 
 
 def _maybe_gunzip(data: bytes, origin: str) -> bytes:
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{origin}: corrupt gzip ({exc})") from exc
-    return data
+    """Remote objects may be raw or gzipped whatever their name: decide by the magic bytes."""
+    return gunzip(data, origin) if data[:2] == b"\x1f\x8b" else data
 
 
 # --- S3 / MinIO ----------------------------------------------------------------------------
