@@ -14,7 +14,11 @@ from models.latent import to_uint8
 
 def make_grid(images: np.ndarray, per_row: int = 10, pad: int = 2) -> np.ndarray:
     """Tile generator output (N, 1, H, W) in [-1, 1] into one uint8 (rows*H', per_row*W') image."""
-    pixels = to_uint8(images)[:, 0]  # (N, H, W)
+    return tile(to_uint8(images)[:, 0], per_row, pad)
+
+
+def tile(pixels: np.ndarray, per_row: int = 10, pad: int = 2) -> np.ndarray:
+    """Tile uint8 images (N, H, W) into one grid image, row by row, on a black background."""
     n, h, w = pixels.shape
     rows = max(1, -(-n // per_row))
     grid = np.zeros((rows * (h + pad) + pad, per_row * (w + pad) + pad), dtype=np.uint8)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from models.errors import UserFacingError
 from pipeline.cli_models import models_app
 from pipeline.train_config import TrainConfig
+from serving import cli as serving_cli
 
 app = typer.Typer(
     help="Train, evaluate and serve a conditional DCGAN for synthetic MNIST digits.",
@@ -27,6 +28,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.command()(serving_cli.serve)
+app.command()(serving_cli.generate)
 
 _DEFAULTS = TrainConfig()
 

@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 . .venv/bin/activate
 ruff check .
-mypy models pipeline benchmarks
+mypy models pipeline serving benchmarks
 exec python -m pytest "$@"

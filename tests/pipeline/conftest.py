@@ -1,21 +1,15 @@
-"""Fixtures shared by the pipeline tests: real MNIST and a small real classifier, once a session."""
+"""Fixtures shared by the pipeline tests: a small real classifier, once a session."""
 
 from __future__ import annotations
 
 import pytest
 
 from models.classifier import DigitClassifier
-from pipeline.data.loading import ImageDataset, load_dataset
+from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.classifier import ClassifierRecipe, get_classifier
 
 # A 6,000-digit, 2-epoch classifier (about 97% on the real test set): enough to tell digits apart.
 SMALL_RECIPE = ClassifierRecipe(epochs=2, train_limit=6000)
-
-
-@pytest.fixture(scope="session")
-def mnist() -> ImageDataset:
-    """Real MNIST from ./data/mnist (fetched by scripts/setup.sh; md5-verified on load)."""
-    return load_dataset("mnist")
 
 
 @pytest.fixture(scope="session")

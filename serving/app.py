@@ -1,0 +1,318 @@
+"""The HTTP API (FastAPI over ONNX Runtime): /generate, /balance, models, health, metrics, admin.
+
+Request bodies are read and validated by serving.schemas (the same code the TorchServe handler
+uses), so every malformed input is a 4xx with one clear ``detail`` line; a 5xx would be a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from models.registry import ModelRegistry
+from models.registry.errors import StoreError
+from models.registry.settings import RegistrySettings, open_registry
+from serving import encoding
+from serving.batching import Batcher
+from serving.errors import NotReady, RequestError
+from serving.gallery import gallery_html
+from serving.generation import Plan, plan_balance, plan_generate
+from serving.lifecycle import BackendFactory, LoadedModel, ModelManager, onnx_factory
+from serving.metrics import MetricsMiddleware, ServiceMetrics
+from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_json, parse_query
+from serving.settings import ServeSettings
+
+log = logging.getLogger("serving.app")
+
+ROUTES = {"/", "/generate", "/balance", "/models", "/healthz", "/readyz", "/metrics"}
+ROUTES |= {"/admin/reload"}
+INLINE_ENCODE_MAX = 64  # bigger JSON/PNG answers are encoded off the event loop
+
+
+class ServiceState:
+    """Everything a request handler needs, built once per app."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        manager: ModelManager,
+        batcher: Batcher,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.limits: Limits = settings.limits()
+        self.manager = manager
+        self.batcher = batcher
+        self.metrics = metrics
+
+    async def pixels(self, model: LoadedModel, plan: Plan) -> np.ndarray:
+        """Run a plan through the batcher, in request-sized chunks (a big /balance interleaves)."""
+        sig = model.signature
+        z = (
+            plan.latent(sig)
+            if plan.size <= INLINE_ENCODE_MAX
+            else await run_in_threadpool(plan.latent, sig)
+        )
+        chunk = self.limits.max_batch_size
+        parts = [
+            self.batcher.run(
+                model.backend, z[start : start + chunk], plan.labels[start : start + chunk]
+            )
+            for start in range(0, plan.size, chunk)
+        ]
+        if len(parts) == 1:
+            return await parts[0]
+        out: np.ndarray = np.concatenate(await asyncio.gather(*parts))
+        return out
+
+
+def create_app(
+    settings: ServeSettings | None = None,
+    registry: ModelRegistry | None = None,
+    *,
+    cache_dir: Path | None = None,
+    factory: BackendFactory | None = None,
+) -> FastAPI:
+    """The service. Defaults: settings and registry from the environment, ONNX Runtime backend."""
+    settings = settings or ServeSettings()
+    if registry is None or cache_dir is None:
+        registry_settings = RegistrySettings()
+        registry = registry or open_registry(registry_settings)
+        cache_dir = cache_dir or registry_settings.cache_dir.expanduser()
+    metrics = ServiceMetrics()
+    manager = ModelManager(
+        registry,
+        cache_dir,
+        factory or onnx_factory(settings.device, settings.threads),
+        alias=settings.alias,
+        warmup_sizes=tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)})),
+    )
+    batcher = Batcher(
+        max_images=settings.batch_max_images,
+        wait_s=settings.batch_wait_ms / 1000,
+        max_queue_images=settings.max_queue_images,
+        enabled=settings.batching,
+        on_batch=metrics.observe_batch,
+    )
+    state = ServiceState(settings, manager, batcher, metrics)
+    manager.on_change.append(lambda model: _record_model(metrics, model))
+    manager.on_failure.append(lambda _: metrics.reloads.labels("failed").inc())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        follower = asyncio.create_task(_follow_alias(manager, settings.poll_interval_s))
+        try:
+            yield
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await batcher.stop()
+
+    app = FastAPI(
+        title="dcgan-mnist-service",
+        summary="Synthetic MNIST digits on demand from a conditional DCGAN (ONNX Runtime).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    _add_error_handlers(app)
+    _add_routes(app, state)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
+    return app
+
+
+def _record_model(metrics: ServiceMetrics, model: LoadedModel) -> None:
+    metrics.model.info({"model": model.name, "version": model.version})
+    metrics.model_loaded.set(model.loaded_at.timestamp())
+    metrics.reloads.labels("swapped").inc()
+
+
+async def _follow_alias(manager: ModelManager, interval_s: float) -> None:
+    """Load the alias at start, then follow it. Until a model loads, retry at least every 5 s."""
+    while True:
+        with contextlib.suppress(Exception):  # logged and shown on /readyz by the manager
+            await asyncio.to_thread(manager.refresh)
+        if interval_s == 0 and manager.current is not None:
+            return
+        loaded = manager.current is not None
+        await asyncio.sleep(interval_s if loaded else min(interval_s or 5.0, 5.0))
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(NotReady)
+    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes, before reading it all if it says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"request body of {declared} bytes is above the limit of {limit}", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+    return bytes(body)
+
+
+def _body_schema(model: type[GenerateRequest] | type[BalanceRequest]) -> dict[str, Any]:
+    """Document a body that we parse ourselves (to control limits and messages)."""
+    return {
+        "requestBody": {
+            "required": model is BalanceRequest,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _add_routes(app: FastAPI, state: ServiceState) -> None:
+    manager, metrics = state.manager, state.metrics
+
+    async def generate(request: GenerateRequest) -> Response:
+        model = manager.require()
+        plan = plan_generate(request, model.signature)
+        pixels = await state.pixels(model, plan)
+        meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
+        if plan.size <= INLINE_ENCODE_MAX:
+            body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
+        else:
+            body, media_type = await run_in_threadpool(
+                encoding.encode_images, pixels, plan.labels, request.format, meta
+            )
+        metrics.images.labels("/generate").inc(plan.size)
+        return Response(body, media_type=media_type, headers=encoding.response_headers(meta))
+
+    @app.post(
+        "/generate",
+        summary="Generate digits (JSON with base64 PNGs, raw .npy, or a PNG grid)",
+        openapi_extra=_body_schema(GenerateRequest),
+        response_class=Response,
+    )
+    async def generate_post(request: Request) -> Response:
+        body = await _read_body(request, state.limits.max_body_bytes)
+        return await generate(parse_json(GenerateRequest, body, state.limits))
+
+    @app.get(
+        "/generate",
+        summary="Generate digits from query parameters (for browsers)",
+        description="?seed=7&batch_size=20&digits=3&format=png; digits may be 1,2,3 or repeated.",
+        response_class=Response,
+    )
+    async def generate_get(request: Request) -> Response:
+        params = {key: request.query_params.getlist(key) for key in request.query_params}
+        return await generate(parse_query(params, state.limits))
+
+    @app.post(
+        "/balance",
+        summary="Generate the digits that balance a dataset's class counts (.npz)",
+        openapi_extra=_body_schema(BalanceRequest),
+        response_class=Response,
+    )
+    async def balance(request: Request) -> Response:
+        body = await _read_body(request, state.limits.max_body_bytes)
+        parsed = parse_json(BalanceRequest, body, state.limits)
+        model = manager.require()
+        plan = plan_balance(parsed, model.signature)
+        pixels = await state.pixels(model, plan)
+        payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
+        metrics.images.labels("/balance").inc(plan.size)
+        meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
+        headers = encoding.response_headers(meta)
+        headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
+        return Response(payload, media_type=media_type, headers=headers)
+
+    @app.get("/models", summary="The loaded model version and its manifest")
+    async def models() -> dict[str, Any]:
+        model = manager.require()
+        return {
+            "model": model.name,
+            "version": model.version,
+            "alias": manager.alias,
+            "loaded_at": model.loaded_at.isoformat(),
+            "backend": _describe_backend(model),
+            "limits": vars(state.limits),
+            "manifest": model.manifest.model_dump(mode="json"),
+        }
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: a verified, warmed-up model is loaded")
+    async def readyz() -> JSONResponse:
+        model = manager.current
+        body: dict[str, Any] = {
+            "ready": model is not None,
+            "version": model.version if model else None,
+            "last_error": manager.last_error,
+        }
+        return JSONResponse(body, status_code=200 if model else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", summary="Re-read the alias now and swap if it moved (token)")
+    async def reload(request: Request) -> JSONResponse:
+        _check_admin(request, state.settings)
+        serving = manager.current.version if manager.current else None
+        try:
+            result = await asyncio.to_thread(manager.refresh, retry_refused=True)
+        except StoreError as exc:
+            return _error(503, f"registry unreachable: {exc}; still serving {serving}")
+        except Exception as exc:  # refused version: checksum, load or warm-up failure
+            return _error(409, f"refused: {exc}; still serving {serving}")
+        return JSONResponse({"version": result.version, "changed": result.changed})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def gallery(seed: int = 0) -> HTMLResponse:
+        model = manager.current
+        seed = min(max(seed, 0), 2**62)
+        return HTMLResponse(
+            gallery_html(model.name if model else None, model.version if model else None, seed)
+        )
+
+
+def _describe_backend(model: LoadedModel) -> dict[str, Any]:
+    providers = getattr(model.backend, "providers", None)
+    return {"kind": type(model.backend).__name__, "providers": providers}
+
+
+def _check_admin(request: Request, settings: ServeSettings) -> None:
+    if settings.admin_token is None:
+        raise RequestError("admin endpoints are disabled: set DCGAN_SERVE_ADMIN_TOKEN", 403)
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {settings.admin_token.get_secret_value()}"
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise RequestError(
+            "admin token missing or wrong: send 'Authorization: Bearer <token>'", 401
+        )

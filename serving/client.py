@@ -1,0 +1,139 @@
+"""Python client for the service: digits as numpy arrays, from your own code.
+
+    from serving.client import DigitsClient
+    with DigitsClient("http://127.0.0.1:8000") as client:
+        batch = client.generate(64, digits=3, seed=7)      # batch.images: uint8 (64, 28, 28)
+        extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
+
+Only httpx and numpy: nothing of the model or the server is imported.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+
+from models.errors import UserFacingError
+from models.latent import labels_for_request
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ServiceError(UserFacingError):
+    """The service refused a request (its ``detail`` is the message) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Digits:
+    images: np.ndarray  # uint8 (N, 28, 28)
+    labels: np.ndarray  # int64 (N,)
+    seed: int
+    model: str
+    version: str
+
+
+class DigitsClient:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, timeout: float = 120.0, retries: int = 2
+    ) -> None:
+        transport = httpx.HTTPTransport(retries=retries)  # connection failures only
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> DigitsClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach {self._http.base_url}: {exc}") from exc
+        _raise_for_detail(response)
+        return response
+
+    def generate(
+        self, n: int, digits: int | Sequence[int] | None = None, seed: int | None = None
+    ) -> Digits:
+        """``n`` digits (one digit for all, one per image, or the 0..9 cycle) as uint8 arrays."""
+        body: dict[str, Any] = {"batch_size": n, "format": "npy"}
+        if digits is not None:
+            body["digits"] = digits if isinstance(digits, int) else list(digits)
+        if seed is not None:
+            body["seed"] = seed
+        response = self._post("/generate", body)
+        images = np.load(io.BytesIO(response.content), allow_pickle=False)
+        return _digits(response, images, labels_for_request(n, digits))
+
+    def balance(
+        self,
+        counts: Sequence[int] | Mapping[int, int],
+        target: int | Sequence[int] | Mapping[int, int] | None = None,
+        seed: int | None = None,
+    ) -> Digits:
+        """The generated digits that bring every class up to ``target`` (default: the largest)."""
+        body: dict[str, Any] = {"counts": _jsonable(counts)}
+        if target is not None:
+            body["target"] = target if isinstance(target, int) else _jsonable(target)
+        if seed is not None:
+            body["seed"] = seed
+        response = self._post("/balance", body)
+        with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
+            return _digits(response, npz["images"], npz["labels"])
+
+    def model(self) -> dict[str, Any]:
+        response = self._http.get("/models")
+        _raise_for_detail(response)
+        info: dict[str, Any] = response.json()
+        return info
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def _jsonable(value: Sequence[int] | Mapping[int, int]) -> list[int] | dict[str, int]:
+    if isinstance(value, Mapping):
+        return {str(k): int(v) for k, v in value.items()}
+    return [int(v) for v in value]
+
+
+def _digits(response: httpx.Response, images: np.ndarray, labels: np.ndarray) -> Digits:
+    headers = response.headers
+    return Digits(
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64),
+        seed=int(headers["x-seed"]),
+        model=headers["x-model-name"],
+        version=headers["x-model-version"],
+    )
+
+
+def _raise_for_detail(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    raise ServiceError(
+        f"{response.status_code} from {response.url.path}: {detail}", response.status_code
+    )

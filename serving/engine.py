@@ -1,0 +1,103 @@
+"""The ONNX Runtime backend: CUDA with I/O binding when onnxruntime-gpu sees a GPU, else CPU.
+
+torch-free by design: the API image installs onnxruntime (or onnxruntime-gpu) and never torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from models.signature import GeneratorSignature
+from serving.errors import ModelLoadError
+
+log = logging.getLogger("serving.engine")
+
+Device = Literal["auto", "cpu", "cuda"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(device: Device) -> list[str]:
+    """``auto``: CUDA when this onnxruntime build has it, else CPU; ``cuda`` insists."""
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise ModelLoadError(
+            "device=cuda but this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {', '.join(available)}): install onnxruntime-gpu or use device=auto"
+        )
+    return [CPU]
+
+
+class OnnxBackend:
+    """One InferenceSession over ``generator.onnx``, checked against the manifest's signature."""
+
+    def __init__(
+        self,
+        path: Path,
+        signature: GeneratorSignature,
+        *,
+        device: Device = "auto",
+        threads: int = 0,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per physical core
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only; we log what matters ourselves
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=choose_providers(device)
+            )
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise ModelLoadError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
+        self._signature = signature
+        self._check_signature()
+        self.providers: list[str] = self.session.get_providers()
+        self.on_cuda = self.providers[0] == CUDA
+        self._output = signature.output_name
+
+    @property
+    def signature(self) -> GeneratorSignature:
+        return self._signature
+
+    def _check_signature(self) -> None:
+        sig = self._signature
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if sorted(inputs) != sorted(sig.input_names) or outputs != [sig.output_name]:
+            raise ModelLoadError(
+                f"generator.onnx has inputs {sorted(inputs)} and outputs {outputs}; the manifest "
+                f"promises inputs {sig.input_names} and output {[sig.output_name]}"
+            )
+        z_dims = inputs["z"].shape
+        if len(z_dims) != 2 or z_dims[1] != sig.latent_dim:
+            raise ModelLoadError(
+                f"generator.onnx takes z of shape {z_dims}, not [N, {sig.latent_dim}]"
+            )
+
+    def run(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        feeds = {"z": z}
+        if self._signature.conditional:
+            feeds["labels"] = labels
+        if not self.on_cuda:
+            out: np.ndarray = self.session.run([self._output], feeds)[0]
+            return out
+        # CUDA: bind host inputs and a device output; one copy each way, no extra staging.
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(self._output, "cuda")
+        self.session.run_with_iobinding(binding)
+        result: np.ndarray = binding.copy_outputs_to_cpu()[0]
+        return result

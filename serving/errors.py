@@ -1,0 +1,21 @@
+"""Errors the service answers with a 4xx (or 503 while no model is ready), never a 500."""
+
+from __future__ import annotations
+
+from models.errors import UserFacingError
+
+
+class RequestError(UserFacingError):
+    """A request the client must change: answered with ``status`` and ``{"detail": message}``."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotReady(UserFacingError):
+    """No verified model is loaded yet: answered 503 with a Retry-After."""
+
+
+class ModelLoadError(UserFacingError):
+    """A version could not be loaded (checksum, ONNX load, warm-up); the old model keeps serving."""

@@ -1,0 +1,89 @@
+"""Prometheus metrics of one app instance (its own registry, so tests and reloads stay apart)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "dcgan_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "dcgan_request_seconds",
+            "Time to answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.images = Counter(
+            "dcgan_images_generated", "Images generated, by route", ["route"], registry=r
+        )
+        self.batch_images = Histogram(
+            "dcgan_inference_batch_images",
+            "Images per inference call (dynamic batching merges requests)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "dcgan_inference_batch_requests",
+            "Requests per inference call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.model = Info("dcgan_model", "The model version being served", registry=r)
+        self.model_loaded = Gauge(
+            "dcgan_model_loaded_timestamp_seconds", "When the served version loaded", registry=r
+        )
+        self.reloads = Counter(
+            "dcgan_model_reloads", "Model refreshes that swapped or failed", ["outcome"], registry=r
+        )
+
+    def observe_batch(self, images: int, requests: int) -> None:
+        self.batch_images.observe(images)
+        self.batch_requests.observe(requests)
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template (not its raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, routes: set[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        route = path if path in self.routes else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, str(status)).inc()

@@ -1,0 +1,44 @@
+"""Service configuration from the environment (``DCGAN_SERVE_*``) or .env.
+
+Where the models come from is the registry's own settings (``DCGAN_REGISTRY_*``, ``DCGAN_S3_*``),
+shared with the pipeline so one .env describes the whole stack.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.engine import Device
+from serving.schemas import Limits
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DCGAN_SERVE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    alias: str = "production"  # the registry alias this server follows
+    poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
+    admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
+
+    device: Device = "auto"  # auto: CUDA when onnxruntime-gpu sees a GPU, else CPU
+    threads: int = Field(default=0, ge=0)  # ONNX Runtime intra-op threads; 0: one per core
+
+    max_batch_size: int = Field(default=1024, ge=1)  # images per /generate request
+    max_balance_images: int = Field(default=60_000, ge=1)  # images per /balance request
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # Dynamic batching: concurrent requests share one inference call of up to batch_max_images,
+    # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.
+    batching: bool = True
+    batch_max_images: int = Field(default=256, ge=1)
+    batch_wait_ms: float = Field(default=2.0, ge=0)
+    max_queue_images: int = Field(default=16_384, ge=1)  # beyond this, 503 + Retry-After
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_batch_size=self.max_batch_size,
+            max_balance_images=self.max_balance_images,
+            max_body_bytes=self.max_body_bytes,
+        )

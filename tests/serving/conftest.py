@@ -1,0 +1,78 @@
+"""A registry with two real published versions (tiny generators trained on real MNIST)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.latent import labels_for_request
+from models.registry import LocalStore, ModelRegistry
+from models.signature import GeneratorSignature
+from pipeline.data.loading import ImageDataset
+from pipeline.publish import publish_run
+from pipeline.train import train
+from pipeline.train_config import TrainConfig
+from serving.engine import OnnxBackend
+from serving.generation import Plan, run_plan
+from serving.settings import ServeSettings
+
+MODEL = "cdcgan-mnist"
+VERSIONS = ("v1", "v2")  # production -> v1; v2 is a different generator (another seed)
+
+
+@pytest.fixture(scope="session")
+def published_registry(mnist: ImageDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local registry directory holding v1 (production) and v2; copy it before changing it."""
+    root = tmp_path_factory.mktemp("published")
+    registry = ModelRegistry(LocalStore(root / "registry"), MODEL)
+    for seed, version in enumerate(VERSIONS, start=1):
+        cfg = TrainConfig(limit=512, epochs=1, batch_size=64, g_width=8, d_width=8, seed=seed)
+        train(cfg, mnist, root / version, progress=False)
+        publish_run(root / version, registry, version=version)
+    registry.promote(VERSIONS[0])
+    return root / "registry"
+
+
+@pytest.fixture
+def registry_dir(published_registry: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the published registry."""
+    dest = tmp_path / "registry"
+    shutil.copytree(published_registry, dest)
+    return dest
+
+
+@pytest.fixture
+def registry(registry_dir: Path) -> ModelRegistry:
+    return ModelRegistry(LocalStore(registry_dir), MODEL)
+
+
+TOKEN = "test-admin-token"
+Reference = Callable[..., np.ndarray]
+
+
+def settings(**overrides: Any) -> ServeSettings:
+    values: dict[str, Any] = {"poll_interval_s": 0, "admin_token": TOKEN, "threads": 2}
+    values.update(overrides)
+    return ServeSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def reference(published_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """Expected pixels for (version, seed, n, digits): ONNX Runtime called in-process."""
+    registry = ModelRegistry(LocalStore(published_registry), MODEL)
+    cache = tmp_path_factory.mktemp("reference")
+    backends: dict[str, OnnxBackend] = {}
+
+    def expected(version: str, seed: int, n: int, digits: Any = None) -> np.ndarray:
+        if version not in backends:
+            sig = GeneratorSignature.from_dict(registry.show(version).signature)
+            path = registry.pull(version, cache) / "generator.onnx"
+            backends[version] = OnnxBackend(path, sig, device="cpu")
+        return run_plan(backends[version], Plan(seed, labels_for_request(n, digits)), 1024)
+
+    return expected
