@@ -18,6 +18,7 @@ from models.errors import UserFacingError
 from pipeline.cli_models import models_app
 from pipeline.train_config import TrainConfig
 from serving import cli as serving_cli
+from serving.torchserve.cli import torchserve_app
 
 app = typer.Typer(
     help="Train, evaluate and serve a conditional DCGAN for synthetic MNIST digits.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(torchserve_app, name="torchserve")
 app.command()(serving_cli.serve)
 app.command()(serving_cli.generate)
 

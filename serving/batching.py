@@ -44,7 +44,7 @@ class Batcher:
         *,
         max_images: int,
         wait_s: float = 0.0,
-        max_queue_images: int = 16_384,
+        max_queue_images: int = 65_536,
         enabled: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:

@@ -33,8 +33,8 @@ class ServeSettings(BaseSettings):
     # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.
     batching: bool = True
     batch_max_images: int = Field(default=256, ge=1)
-    batch_wait_ms: float = Field(default=2.0, ge=0)
-    max_queue_images: int = Field(default=16_384, ge=1)  # beyond this, 503 + Retry-After
+    batch_wait_ms: float = Field(default=0.0, ge=0)
+    max_queue_images: int = Field(default=65_536, ge=1)  # beyond this, 503 + Retry-After
 
     def limits(self) -> Limits:
         return Limits(
