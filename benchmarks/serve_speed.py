@@ -5,7 +5,8 @@
 For batch sizes 1, 64 and 1024 at concurrency 1, 8 and 32 (a bounded async load generator on
 loopback, benchmarks/loadgen.py), measures images/s and p50/p99 latency of:
 
-- ``inprocess``: ONNX Runtime called in the benchmark process, one call at a time (the ceiling);
+- ``inprocess``: ONNX Runtime called in the benchmark process with the service's inference pool
+  (one single-threaded call per core), no HTTP: the ceiling;
 - ``service``: this service (``dcgan serve``), dynamic batching on (the default);
 - ``service-nobatch``: the same with ``DCGAN_SERVE_BATCHING=false``;
 - ``torchserve``: TorchServe with our handler over the TorchScript artifact;
@@ -30,16 +31,17 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import run_load
+from benchmarks.loadgen import LoadResult, run_load
 from benchmarks.machine import describe
 from models.latent import labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
 from models.signature import GeneratorSignature
-from serving.engine import OnnxBackend
+from serving.engine import OnnxBackend, inference_pool
 from serving.generation import render
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,38 +92,45 @@ def _bodies(batch: int) -> list[dict[str, Any]]:
     return [{"seed": seed, "batch_size": batch, "format": "npy"} for seed in range(16)]
 
 
-def measure_inprocess(
-    backend: OnnxBackend, batches: list[int], min_seconds: float, min_calls: int
-) -> list[dict[str, Any]]:
-    """The ceiling: latent + ONNX Runtime + uint8 conversion, back to back in this process."""
-    rows = []
-    sig = backend.signature
-    for batch in batches:
-        latencies: list[float] = []
-        started = time.perf_counter()
-        seed = 0
+def _inprocess_calls(
+    backend: OnnxBackend, batch: int, workers: int, min_seconds: float, min_calls: int
+) -> LoadResult:
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    def call_until_done(worker: int) -> None:
+        seed = worker
         while len(latencies) < min_calls or time.perf_counter() - started < min_seconds:
             t0 = time.perf_counter()
-            z = latent_for_seed(seed, batch, sig.latent_dim)
+            z = latent_for_seed(seed, batch, backend.signature.latent_dim)
             render(backend.run(z, labels_for_request(batch, None)))
             latencies.append(time.perf_counter() - t0)
-            seed += 1
-        seconds = time.perf_counter() - started
-        ordered = sorted(latencies)
+            seed += workers
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(call_until_done, range(workers)))
+    seconds = time.perf_counter() - started
+    return LoadResult(len(latencies), 0, seconds, latencies, batch * len(latencies))
+
+
+def measure_inprocess(
+    local: Path, sig: GeneratorSignature, batches: list[int], min_seconds: float, min_calls: int
+) -> list[dict[str, Any]]:
+    """The ceiling: latent + ONNX Runtime + uint8 conversion in this process, no HTTP, with the
+    service's own inference pool (``workers`` threads calling back to back)."""
+    workers, threads = inference_pool("cpu")
+    backend = OnnxBackend(local / "generator.onnx", sig, device="cpu", threads=threads)
+    rows = []
+    for batch in batches:
+        result = _inprocess_calls(backend, batch, workers, min_seconds, min_calls)
         rows.append(
-            {
-                "backend": "inprocess",
-                "batch": batch,
-                "concurrency": 1,
-                "requests": len(latencies),
-                "errors": 0,
-                "seconds": round(seconds, 3),
-                "images_per_s": round(batch * len(latencies) / seconds, 1),
-                "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
-                "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 2),
-            }
+            {"backend": "inprocess", "batch": batch, "concurrency": workers, **result.summary()}
         )
-        print(f"  inprocess batch {batch}: {rows[-1]['images_per_s']} img/s", flush=True)
+        print(
+            f"  inprocess batch {batch} ({workers} x {threads} thread): "
+            f"{rows[-1]['images_per_s']} img/s",
+            flush=True,
+        )
     return rows
 
 
@@ -187,7 +196,7 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return None
 
     targets: dict[str, Any] = {}
-    ceiling = get("inprocess", 1024, 1)
+    ceiling = next((r for r in rows if r["backend"] == "inprocess" and r["batch"] == 1024), None)
     if ceiling:
         for row in rows:
             if row["backend"] == "service" and row["batch"] == 1024:
@@ -253,12 +262,7 @@ def main(argv: list[str] | None = None) -> Path:
         sig = GeneratorSignature.from_dict(registry.show(version).signature)
         pinned = RegistrySettings(uri=settings.uri, model_name=settings.model_name)
         runners: dict[str, Callable[[], list[dict[str, Any]]]] = {
-            "inprocess": lambda: measure_inprocess(
-                OnnxBackend(local / "generator.onnx", sig, device="cpu"),
-                batches,
-                args.min_seconds,
-                10,
-            ),
+            "inprocess": lambda: measure_inprocess(local, sig, batches, args.min_seconds, 10),
             "service": lambda: _run_service(
                 pinned, tmp, True, batches, concurrencies, args, "service"
             ),
@@ -276,6 +280,7 @@ def main(argv: list[str] | None = None) -> Path:
     results = {
         "machine": describe(),
         "model": {"name": registry.model, "version": version, "signature": sig.to_dict()},
+        "inference_pool": dict(zip(("workers", "threads"), inference_pool("cpu"), strict=True)),
         "settings": {
             "batches": batches,
             "concurrency": concurrencies,

@@ -26,6 +26,7 @@ from models.registry.errors import StoreError
 from models.registry.settings import RegistrySettings, open_registry
 from serving import encoding
 from serving.batching import Batcher
+from serving.engine import inference_pool
 from serving.errors import NotReady, RequestError
 from serving.gallery import gallery_html
 from serving.generation import Plan, plan_balance, plan_generate
@@ -92,14 +93,16 @@ def create_app(
         registry = registry or open_registry(registry_settings)
         cache_dir = cache_dir or registry_settings.cache_dir.expanduser()
     metrics = ServiceMetrics()
+    workers, threads = inference_pool(settings.device, settings.workers, settings.threads)
     manager = ModelManager(
         registry,
         cache_dir,
-        factory or onnx_factory(settings.device, settings.threads),
+        factory or onnx_factory(settings.device, threads),
         alias=settings.alias,
         warmup_sizes=tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)})),
     )
     batcher = Batcher(
+        workers=workers,
         max_images=settings.batch_max_images,
         wait_s=settings.batch_wait_ms / 1000,
         max_queue_images=settings.max_queue_images,
@@ -258,7 +261,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             "version": model.version,
             "alias": manager.alias,
             "loaded_at": model.loaded_at.isoformat(),
-            "backend": _describe_backend(model),
+            "backend": _describe_backend(model, state.batcher),
             "limits": vars(state.limits),
             "manifest": model.manifest.model_dump(mode="json"),
         }
@@ -302,9 +305,10 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         )
 
 
-def _describe_backend(model: LoadedModel) -> dict[str, Any]:
+def _describe_backend(model: LoadedModel, batcher: Batcher) -> dict[str, Any]:
     providers = getattr(model.backend, "providers", None)
-    return {"kind": type(model.backend).__name__, "providers": providers}
+    pool = {"workers": batcher.workers, "threads_per_call": getattr(model.backend, "threads", None)}
+    return {"kind": type(model.backend).__name__, "providers": providers, **pool}
 
 
 def _check_admin(request: Request, settings: ServeSettings) -> None:

@@ -6,6 +6,7 @@ torch-free by design: the API image installs onnxruntime (or onnxruntime-gpu) an
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,26 @@ def choose_providers(device: Device) -> list[str]:
     return [CPU]
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def inference_pool(device: Device, workers: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(concurrent inference calls, ONNX Runtime intra-op threads per call); 0 means choose.
+
+    On CPU the default is one single-threaded call per core: measured on 2 cores, two concurrent
+    1-thread calls give 1.25-1.4x the images/s of one 2-thread call (ONNX Runtime's intra-op
+    parallelism does not scale this small generator's layers), with identical outputs. On CUDA,
+    one call at a time and ONNX Runtime's default threads.
+    """
+    if choose_providers(device)[0] == CUDA:
+        return workers or 1, threads
+    cores = usable_cores()
+    workers = workers or cores
+    return workers, threads or max(1, cores // workers)
+
+
 class OnnxBackend:
     """One InferenceSession over ``generator.onnx``, checked against the manifest's signature."""
 
@@ -49,7 +70,7 @@ class OnnxBackend:
         threads: int = 0,
     ) -> None:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: one per physical core
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (physical cores)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only; we log what matters ourselves
@@ -62,6 +83,7 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ModelLoadError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
         self._signature = signature
+        self.threads = threads
         self._check_signature()
         self.providers: list[str] = self.session.get_providers()
         self.on_cuda = self.providers[0] == CUDA

@@ -42,7 +42,7 @@ class ServiceMetrics:
         )
         self.batch_requests = Histogram(
             "dcgan_inference_batch_requests",
-            "Requests per inference call",
+            "Request slices per inference call (a large request is spread over the workers)",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )

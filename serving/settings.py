@@ -23,7 +23,10 @@ class ServeSettings(BaseSettings):
     admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
 
     device: Device = "auto"  # auto: CUDA when onnxruntime-gpu sees a GPU, else CPU
-    threads: int = Field(default=0, ge=0)  # ONNX Runtime intra-op threads; 0: one per core
+    # Concurrent inference calls and ONNX Runtime threads per call. 0: choose (CPU: one 1-thread
+    # call per usable core, the fastest measured; CUDA: one call). Set both under a CPU quota.
+    workers: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0)
 
     max_batch_size: int = Field(default=1024, ge=1)  # images per /generate request
     max_balance_images: int = Field(default=60_000, ge=1)  # images per /balance request

@@ -56,7 +56,7 @@ Reference = Callable[..., np.ndarray]
 
 
 def settings(**overrides: Any) -> ServeSettings:
-    values: dict[str, Any] = {"poll_interval_s": 0, "admin_token": TOKEN, "threads": 2}
+    values: dict[str, Any] = {"poll_interval_s": 0, "admin_token": TOKEN}
     values.update(overrides)
     return ServeSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
