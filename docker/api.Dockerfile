@@ -1,0 +1,115 @@
+# syntax=docker/dockerfile:1
+# The /generate API: FastAPI over ONNX Runtime. No torch in either variant.
+#
+#   GPU (default target): docker build -f docker/api.Dockerfile --target gpu -t dcgan-mnist/api:0.1.0-gpu .
+#   CPU:                  docker build -f docker/api.Dockerfile --target cpu -t dcgan-mnist/api:0.1.0-cpu .
+#
+# GPU variant: onnxruntime-gpu replaces onnxruntime. onnxruntime-gpu >= 1.27 on PyPI is built for
+# CUDA 13 + cuDNN 9 (1.26.0 is the last CUDA 12 build), hence the CUDA 13 base; it needs an NVIDIA
+# driver >= 580 on the host. For an older driver (CUDA 12.x, driver >= 525):
+#   --build-arg CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 --build-arg ORT_GPU_VERSION=1.26.0
+#
+# Configuration comes from the environment at run time (DCGAN_SERVE_*, DCGAN_REGISTRY_*, DCGAN_S3_*):
+# no credentials are baked in. Liveness: GET /healthz (the HEALTHCHECK below). Readiness: GET /readyz
+# answers 200 only once a production model is loaded, 503 before.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
+
+# ---------------------------------------------------------------------------------------------
+# CPU builder: a venv with the project, the serve extra and plain onnxruntime.
+FROM ${PYTHON_IMAGE} AS build-cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY .ci/constraints.txt .ci/constraints.txt
+COPY pyproject.toml README.md ./
+COPY models models
+COPY pipeline pipeline
+COPY serving serving
+RUN pip install -c .ci/constraints.txt ".[serve]" \
+    && pip check \
+    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
+
+# ---------------------------------------------------------------------------------------------
+# GPU builder: same venv on the CUDA base (Ubuntu 22.04's python3.11), onnxruntime-gpu instead.
+FROM ${CUDA_IMAGE} AS build-gpu
+ARG ORT_GPU_VERSION=1.31.1
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY .ci/constraints.txt .ci/constraints.txt
+COPY pyproject.toml README.md ./
+COPY models models
+COPY pipeline pipeline
+COPY serving serving
+# Both wheels ship the `onnxruntime` module: remove the CPU one, then install the GPU one.
+RUN pip install -c .ci/constraints.txt ".[serve]" \
+    && pip uninstall -y onnxruntime \
+    && pip install -c .ci/constraints.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
+    && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()" \
+    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
+
+# ---------------------------------------------------------------------------------------------
+# Runtime, CPU.
+FROM ${PYTHON_IMAGE} AS cpu
+ARG APP_UID=10001
+RUN groupadd --system --gid ${APP_UID} app \
+    && useradd --system --uid ${APP_UID} --gid app --home-dir /home/app --create-home app \
+    && mkdir -p /var/cache/dcgan \
+    && chown app:app /var/cache/dcgan
+COPY --from=build-cpu /opt/venv /opt/venv
+COPY docker/minio-init.py /opt/dcgan/minio-init.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DCGAN_SERVE_HOST=0.0.0.0 \
+    DCGAN_SERVE_PORT=8000 \
+    DCGAN_SERVE_DEVICE=cpu \
+    DCGAN_REGISTRY_CACHE_DIR=/var/cache/dcgan/models \
+    DCGAN_DATA_DIR=/var/cache/dcgan/data
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DCGAN_SERVE_PORT', '8000'), timeout=4)"]
+CMD ["dcgan", "serve"]
+
+# ---------------------------------------------------------------------------------------------
+# Runtime, GPU (the default target: last stage).
+FROM ${CUDA_IMAGE} AS gpu
+ARG APP_UID=10001
+ENV DEBIAN_FRONTEND=noninteractive
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid ${APP_UID} app \
+    && useradd --system --uid ${APP_UID} --gid app --home-dir /home/app --create-home app \
+    && mkdir -p /var/cache/dcgan \
+    && chown app:app /var/cache/dcgan
+COPY --from=build-gpu /opt/venv /opt/venv
+COPY docker/minio-init.py /opt/dcgan/minio-init.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    DCGAN_SERVE_HOST=0.0.0.0 \
+    DCGAN_SERVE_PORT=8000 \
+    DCGAN_SERVE_DEVICE=auto \
+    DCGAN_REGISTRY_CACHE_DIR=/var/cache/dcgan/models \
+    DCGAN_DATA_DIR=/var/cache/dcgan/data
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DCGAN_SERVE_PORT', '8000'), timeout=4)"]
+CMD ["dcgan", "serve"]

@@ -1,0 +1,122 @@
+"""``dcgan retrain``: run the train-dcgan flow through a Prefect server's deployment when one is
+configured (PREFECT_API_URL), else in this process (Prefect's ephemeral mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Annotated, Any, cast
+
+import typer
+
+from models.errors import UserFacingError
+from pipeline.train_config import TrainConfig
+
+DEFAULT_DEPLOYMENT = "train-dcgan/gpu"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class RetrainError(UserFacingError):
+    pass
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        params[key.strip().replace("-", "_")] = value.strip()
+    return params
+
+
+def retrain(
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on the first N images only.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Directory or s3://bucket/prefix of the IDX files.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any trainer option as KEY=VALUE (e.g. g_loss=minimax)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Promote even without passing the gate.")] = False,
+    eval_samples: Annotated[int, typer.Option(min=100, help="Digits to evaluate on.")] = 10_000,
+    tstr_count: Annotated[
+        int, typer.Option(min=0, help="Digits for train-on-synthetic (0 skips it).")
+    ] = 60_000,
+    deployment: Annotated[
+        str, typer.Option(help="Deployment to run when a Prefect server is configured.")
+    ] = DEFAULT_DEPLOYMENT,
+    watch: Annotated[bool, typer.Option(help="Follow a server run to its end.")] = False,
+) -> None:
+    """Retrain, evaluate, publish and promote (if good enough) with the train-dcgan flow."""
+    options = _parse_params(set_ or [])
+    options.update(
+        {k: v for k, v in (("epochs", epochs), ("limit", limit), ("data", data)) if v is not None}
+    )
+    config = TrainConfig(**options)  # ValidationError -> one line, exit 2
+    parameters: dict[str, Any] = {
+        "config": config.model_dump(mode="json", exclude_unset=True),
+        "force": force,
+        "eval_samples": eval_samples,
+        "tstr_count": tstr_count,
+    }
+    if os.environ.get("PREFECT_API_URL"):
+        _run_on_server(deployment, parameters, watch)
+        return
+    from pipeline.flow import train_dcgan
+
+    state = train_dcgan(
+        config=config,
+        force=force,
+        eval_samples=eval_samples,
+        tstr_count=tstr_count,
+        return_state=True,
+    )
+    typer.echo(f"{state.name}: {state.message}")
+    if not state.is_completed():
+        raise typer.Exit(1)
+
+
+def _run_on_server(deployment: str, parameters: dict[str, Any], watch: bool) -> None:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_UI_URL
+
+    try:
+        run = cast(FlowRun, run_deployment(name=deployment, parameters=parameters, timeout=0))
+    except ObjectNotFound:
+        raise RetrainError(
+            f"no deployment {deployment!r} on {os.environ['PREFECT_API_URL']}: "
+            "run `prefect deploy --all` (prefect.yaml) first"
+        ) from None
+    ui = PREFECT_UI_URL.value()
+    typer.echo(
+        f"flow run {run.name} ({run.id}) scheduled: {ui}/runs/flow-run/{run.id}"
+        if ui
+        else f"flow run {run.id}"
+    )
+    if watch:
+        state = asyncio.run(_watch(run.id))
+        typer.echo(f"{state.name}: {state.message}")
+        if state.type.value != "COMPLETED":
+            raise typer.Exit(1)
+
+
+async def _watch(flow_run_id: Any, poll_s: float = 2.0) -> Any:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        last = None
+        while True:
+            run = await client.read_flow_run(flow_run_id)
+            state = run.state
+            if state is not None and state.name != last:
+                typer.echo(f"  {time.strftime('%H:%M:%S')} {state.name}")
+                last = state.name
+            if state is not None and state.type.value in FINAL:
+                return state
+            await asyncio.sleep(poll_s)

@@ -1,0 +1,219 @@
+"""``train-dcgan``: the retraining flow. It orchestrates the pipeline's plain functions and adds
+only orchestration: retries on I/O, artifacts for the UI, and the promotion decision's record.
+
+    load data -> train (resumes from the store's checkpoint when the flow run is retried)
+      -> evaluate -> compare with production -> export + publish (parity-checked)
+      -> promote only through the gate and when not worse than production (``force`` overrides)
+
+Training itself is never retried blindly: a crash leaves the last epoch's checkpoint in the
+store under the flow run's id, and a retry of the flow run (Prefect keeps the id) resumes there.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import State, flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.states import Completed
+from prefect.tasks import exponential_backoff
+
+from models.registry import Manifest, ModelRegistry
+from models.registry.errors import AliasNotFound, VersionExists, VersionNotFound
+from models.registry.settings import open_registry
+from pipeline.checkpoint_sync import CheckpointSync
+from pipeline.data.loading import ImageDataset, load_dataset
+from pipeline.evaluation.run import Evaluation, evaluate_run
+from pipeline.publish import SAMPLES_NAME, compare_with_production, publish_run
+from pipeline.train import TrainResult, train
+from pipeline.train_config import TrainConfig
+
+IO_RETRIES = 3  # S3, downloads: retried with exponential backoff (2 s, 4 s, 8 s)
+IO_BACKOFF = exponential_backoff(backoff_factor=2)
+FLOW_NAME = "train-dcgan"
+METRIC_KEYS = ("accuracy", "fd", "tstr_accuracy", "inception_score", "class_entropy")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    samples: int = 10_000
+    tstr_count: int = 60_000
+    min_accuracy: float = 0.97
+
+
+@task(
+    name="load-dataset", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF
+)
+def load_data(name: str, source: str | None) -> ImageDataset:
+    return load_dataset(name, source)
+
+
+@task(name="train", cache_policy=NO_CACHE, retries=0)
+def train_model(
+    config: TrainConfig, dataset: ImageDataset, out_dir: Path, sync: CheckpointSync
+) -> TrainResult:
+    logger = get_run_logger()
+    resume = sync.prepare_resume(out_dir)
+    if resume is not None:
+        logger.info("resuming from the checkpoint of run %s (%s)", sync.run_id, sync.key)
+    progress_id = cast(UUID, create_progress_artifact(0.0, description="training epochs (%)"))
+    upload = sync.uploader(out_dir)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        upload(record)
+        epoch = int(record["epoch"])
+        update_progress_artifact(progress_id, 100.0 * epoch / config.epochs)
+        logger.info(
+            "epoch %d/%d loss_d=%.3f loss_g=%.3f D(x)=%.2f D(G(z))=%.2f",
+            epoch,
+            config.epochs,
+            record.get("loss_d", float("nan")),
+            record.get("loss_g", float("nan")),
+            record.get("d_x", float("nan")),
+            record.get("d_g_z", float("nan")),
+        )
+
+    return train(config, dataset, out_dir, resume=resume, progress=False, on_epoch=on_epoch)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -> Evaluation:
+    result = evaluate_run(
+        run_dir,
+        dataset=dataset,
+        samples=options.samples,
+        tstr_count=options.tstr_count,
+        min_accuracy=options.min_accuracy,
+    )
+    get_run_logger().info(
+        "evaluated: accuracy %.4f, fd %.2f, gate %s",
+        result.payload["accuracy"],
+        result.payload["fd"],
+        "passed" if not result.failures else "FAILED: " + "; ".join(result.failures),
+    )
+    return result
+
+
+@task(
+    name="production-model",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_BACKOFF,
+)
+def production_model(registry: ModelRegistry) -> Manifest | None:
+    try:
+        return registry.show("production")
+    except (AliasNotFound, VersionNotFound):
+        return None
+
+
+@task(name="publish", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF)
+def publish_version(
+    run_dir: Path, registry: ModelRegistry, version: str, decision: tuple[bool, str]
+) -> Manifest:
+    """Export (parity-checked) and publish; promotion is a separate step. Idempotent on retry."""
+    try:
+        return publish_run(
+            run_dir, registry, version=version, promote=True, decision=(False, decision[1])
+        ).manifest
+    except VersionExists:
+        return registry.show(version)  # an earlier attempt published it and then failed
+
+
+@task(name="promote", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF)
+def promote_version(registry: ModelRegistry, version: str) -> None:
+    registry.promote(version)
+
+
+def _report(
+    version: str, evaluation: Evaluation, production: Manifest | None, decision: tuple[bool, str]
+) -> str:
+    old = production.metrics if production else {}
+    rows = "\n".join(
+        f"| {key} | {_fmt(evaluation.payload.get(key))} | {_fmt(old.get(key))} |"
+        for key in METRIC_KEYS
+    )
+    verdict = "**promoted to production**" if decision[0] else "**not promoted**"
+    gate = "passed" if not evaluation.failures else "failed: " + "; ".join(evaluation.failures)
+    return (
+        f"# {FLOW_NAME}: version `{version}`\n\n{verdict}: {decision[1]}\n\n"
+        f"Quality gate: {gate}\n\n"
+        f"| metric | this run | production ({production.version if production else 'none'}) |\n"
+        f"|---|---|---|\n{rows}\n"
+    )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def _samples_artifact(registry: ModelRegistry, version: str, run_dir: Path) -> None:
+    """The sample grid: a presigned URL on S3 (an image in the UI), a file link locally."""
+    key = f"{registry.model}/versions/{version}/{SAMPLES_NAME}"
+    presign = getattr(registry.store, "presigned_get_url", None)
+    if presign is not None:
+        create_link_artifact(presign(key), link_text=f"samples of {version}", key="dcgan-samples")
+    else:
+        create_link_artifact(
+            (run_dir / SAMPLES_NAME).resolve().as_uri(),
+            link_text=f"samples of {version}",
+            key="dcgan-samples",
+        )
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def train_dcgan(
+    config: TrainConfig | None = None,
+    force: bool = False,
+    eval_samples: int = 10_000,
+    tstr_count: int = 60_000,
+    min_accuracy: float = 0.97,
+    work_dir: str | None = None,
+) -> State[Any]:
+    """Retrain, evaluate, publish, and promote if good enough. ``config`` holds every trainer
+    option (validated); ``force`` promotes even without a pass."""
+    config = config or TrainConfig()
+    logger = get_run_logger()
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    version = f"run-{run_id[:8]}-{run_id[-12:]}"
+    registry = open_registry()
+    sync = CheckpointSync(registry.store, registry.model, run_id)
+    root = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "dcgan-flow"
+    run_dir = root / run_id
+    logger.info("flow run %s: training into %s, version %s", run_id, run_dir, version)
+
+    dataset = load_data(config.dataset, config.data)
+    result = train_model(config, dataset, run_dir, sync)
+    create_table_artifact(
+        [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in result.history],
+        key="dcgan-epochs",
+        description="per-epoch training metrics",
+    )
+    evaluation = evaluate_model(
+        run_dir, dataset, EvalOptions(eval_samples, tstr_count, min_accuracy)
+    )
+    production = production_model(registry)
+    decision = compare_with_production(evaluation.payload, production, force)
+    logger.info("promotion decision: %s (%s)", "promote" if decision[0] else "keep", decision[1])
+    manifest = publish_version(run_dir, registry, version, decision)
+    if decision[0]:
+        promote_version(registry, manifest.version)
+    create_markdown_artifact(_report(version, evaluation, production, decision), key="dcgan-report")
+    _samples_artifact(registry, version, run_dir)
+    if decision[0]:
+        return Completed(message=f"published and promoted {version}: {decision[1]}")
+    return Completed(
+        name="Not promoted", message=f"published {version}, NOT promoted: {decision[1]}"
+    )

