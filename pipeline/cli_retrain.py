@@ -50,6 +50,10 @@ def retrain(
         str, typer.Option(help="Deployment to run when a Prefect server is configured.")
     ] = DEFAULT_DEPLOYMENT,
     watch: Annotated[bool, typer.Option(help="Follow a server run to its end.")] = False,
+    resume_run: Annotated[
+        str | None,
+        typer.Option(help="Continue the checkpoints of an earlier (crashed) flow run, by its id."),
+    ] = None,
 ) -> None:
     """Retrain, evaluate, publish and promote (if good enough) with the train-dcgan flow."""
     options = _parse_params(set_ or [])
@@ -62,6 +66,7 @@ def retrain(
         "force": force,
         "eval_samples": eval_samples,
         "tstr_count": tstr_count,
+        "resume_run": resume_run,
     }
     if os.environ.get("PREFECT_API_URL"):
         _run_on_server(deployment, parameters, watch)
@@ -73,6 +78,7 @@ def retrain(
         force=force,
         eval_samples=eval_samples,
         tstr_count=tstr_count,
+        resume_run=resume_run,
         return_state=True,
     )
     typer.echo(f"{state.name}: {state.message}")

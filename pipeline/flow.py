@@ -11,6 +11,7 @@ store under the flow run's id, and a retry of the flow run (Prefect keeps the id
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from prefect.tasks import exponential_backoff
 from models.registry import Manifest, ModelRegistry
 from models.registry.errors import AliasNotFound, VersionExists, VersionNotFound
 from models.registry.settings import open_registry
+from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.run import Evaluation, evaluate_run
@@ -43,6 +45,7 @@ from pipeline.train_config import TrainConfig
 IO_RETRIES = 3  # S3, downloads: retried with exponential backoff (2 s, 4 s, 8 s)
 IO_BACKOFF = exponential_backoff(backoff_factor=2)
 FLOW_NAME = "train-dcgan"
+WORK_DIR_ENV = "DCGAN_FLOW_WORK_DIR"  # where runs train locally (default: <tmp>/dcgan-flow)
 METRIC_KEYS = ("accuracy", "fd", "tstr_accuracy", "inception_score", "class_entropy")
 
 
@@ -60,14 +63,27 @@ def load_data(name: str, source: str | None) -> ImageDataset:
     return load_dataset(name, source)
 
 
+@dataclass(frozen=True)
+class Trained:
+    result: TrainResult
+    resumed_from: int | None  # the epoch of the checkpoint this training continued, if any
+
+
 @task(name="train", cache_policy=NO_CACHE, retries=0)
 def train_model(
     config: TrainConfig, dataset: ImageDataset, out_dir: Path, sync: CheckpointSync
-) -> TrainResult:
+) -> Trained:
     logger = get_run_logger()
     resume = sync.prepare_resume(out_dir)
+    resumed_from = None
     if resume is not None:
-        logger.info("resuming from the checkpoint of run %s (%s)", sync.run_id, sync.key)
+        resumed_from = int(load_checkpoint(resume)["epoch"])
+        logger.info(
+            "resuming at epoch %d from the checkpoint of run %s (%s)",
+            resumed_from,
+            sync.run_id,
+            sync.key,
+        )
     progress_id = cast(UUID, create_progress_artifact(0.0, description="training epochs (%)"))
     upload = sync.uploader(out_dir)
 
@@ -85,7 +101,8 @@ def train_model(
             record.get("d_g_z", float("nan")),
         )
 
-    return train(config, dataset, out_dir, resume=resume, progress=False, on_epoch=on_epoch)
+    result = train(config, dataset, out_dir, resume=resume, progress=False, on_epoch=on_epoch)
+    return Trained(result, resumed_from)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -181,21 +198,33 @@ def train_dcgan(
     tstr_count: int = 60_000,
     min_accuracy: float = 0.97,
     work_dir: str | None = None,
+    resume_run: str | None = None,
 ) -> State[Any]:
     """Retrain, evaluate, publish, and promote if good enough. ``config`` holds every trainer
-    option (validated); ``force`` promotes even without a pass."""
+    option (validated); ``force`` promotes even without a pass. Checkpoints are kept in the
+    store under this flow run's id (a retry of the run resumes from them) or, with
+    ``resume_run``, continue those of an earlier, crashed run."""
     config = config or TrainConfig()
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     version = f"run-{run_id[:8]}-{run_id[-12:]}"
     registry = open_registry()
-    sync = CheckpointSync(registry.store, registry.model, run_id)
-    root = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "dcgan-flow"
-    run_dir = root / run_id
+    lineage = resume_run or run_id
+    sync = CheckpointSync(registry.store, registry.model, lineage)
+    root = Path(
+        work_dir or os.environ.get(WORK_DIR_ENV) or Path(tempfile.gettempdir()) / "dcgan-flow"
+    )
+    run_dir = root / lineage
     logger.info("flow run %s: training into %s, version %s", run_id, run_dir, version)
 
     dataset = load_data(config.dataset, config.data)
-    result = train_model(config, dataset, run_dir, sync)
+    trained = train_model(config, dataset, run_dir, sync)
+    result = trained.result
+    resumed = (
+        f"; resumed at epoch {trained.resumed_from} of run {lineage}"
+        if trained.resumed_from is not None
+        else ""
+    )
     create_table_artifact(
         [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in result.history],
         key="dcgan-epochs",
@@ -213,7 +242,7 @@ def train_dcgan(
     create_markdown_artifact(_report(version, evaluation, production, decision), key="dcgan-report")
     _samples_artifact(registry, version, run_dir)
     if decision[0]:
-        return Completed(message=f"published and promoted {version}: {decision[1]}")
+        return Completed(message=f"published and promoted {version}: {decision[1]}{resumed}")
     return Completed(
-        name="Not promoted", message=f"published {version}, NOT promoted: {decision[1]}"
+        name="Not promoted", message=f"published {version}, NOT promoted: {decision[1]}{resumed}"
     )

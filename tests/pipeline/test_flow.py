@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,40 @@ def test_flow_publishes_and_promotes_only_through_the_gate(
     promoted = registry.get_alias("production").version
     assert promoted != first.version
     assert registry.show(promoted).extra["promotion"]["reason"] == "forced"
+
+
+def test_a_killed_run_resumes_from_the_checkpoint_in_the_store(tmp_path: Path) -> None:
+    env = prefect_env(tmp_path)
+    env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
+    env["DCGAN_FLOW_WORK_DIR"] = str(tmp_path / "work")
+    args = ["--limit", "2048", "--epochs", "6", "--set", "batch_size=64", "--set", "g_width=8"]
+    args += ["--set", "d_width=8", "--eval-samples", "200", "--tstr-count", "0"]
+    exe = shutil.which("dcgan", path=str(Path(sys.executable).parent)) or "dcgan"
+    checkpoints = tmp_path / "registry" / "cdcgan-mnist" / "checkpoints"
+    with open(tmp_path / "first.log", "wb") as log:
+        first = subprocess.Popen(
+            [exe, "retrain", *args], env=env, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(checkpoints.glob("*/checkpoint.pt")):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint reached the store"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the crash: the flow process and its children
+        first.wait(timeout=30)
+    (crashed,) = [p.parent.name for p in checkpoints.glob("*/checkpoint.pt")]
+    shutil.rmtree(tmp_path / "work", ignore_errors=True)  # the worker's disk is gone too
+
+    code, out, err = run_retrain(env, *args, "--resume-run", crashed)
+    assert code == 0, err[-3000:]
+    assert f"of run {crashed}" in out and "resumed at epoch" in out, out
+    epoch = int(out.split("resumed at epoch ")[1].split()[0])
+    assert 1 <= epoch < 6, out
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
+    (version,) = registry.list_versions()
+    assert registry.show(version.version).training_config["epochs_trained"] == 6
 
 
 @pytest.mark.parametrize(
