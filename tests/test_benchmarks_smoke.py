@@ -47,3 +47,32 @@ def test_registry_speed_benchmark_runs_and_stops_its_server(tmp_path: Path) -> N
     with socket.socket() as sock:
         sock.settimeout(1)
         assert sock.connect_ex((host, int(port))) != 0
+
+
+def test_flow_overhead_benchmark_runs(tmp_path: Path) -> None:
+    """In a subprocess: the benchmark sets Prefect and registry variables for its own process."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results"
+    args = ["--limit", "256", "--epochs", "1", "--eval-samples", "200", "--repeats", "1"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.flow_overhead",
+            *args,
+            "--out",
+            str(out),
+            "--tag",
+            "smoke",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = out.glob("flow_overhead-smoke-*.json")
+    results = json.loads(path.read_text())
+    assert len(results["plain_s"]) == len(results["flow_s"]) == 1
+    assert results["median_flow_s"] > 0 and results["median_plain_s"] > 0
