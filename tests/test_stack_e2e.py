@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -67,6 +69,12 @@ def run(
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+def _artifact(env: dict[str, str], key: str) -> dict[str, Any]:
+    done = run([_exe("prefect"), "artifact", "inspect", key, "-o", "json"], env)
+    latest: dict[str, Any] = json.loads(done.stdout)[0]
+    return latest
 
 
 @pytest.mark.slow
@@ -136,6 +144,16 @@ def test_retrain_through_prefect_server_worker_and_serve(
                 manifest = registry.show(version)
                 assert manifest.training_config["data"] == "s3://datasets/mnist"
                 assert manifest.extra["promotion"]["reason"] == "forced"
+
+                # What the Prefect UI shows: the report, the epoch table, the samples' link.
+                report = _artifact(env, "dcgan-report")
+                assert f"version `{version}`" in report["data"] and "forced" in report["data"]
+                assert "| accuracy |" in report["data"]
+                assert "loss_d" in _artifact(env, "dcgan-epochs")["data"]
+                link = _artifact(env, "dcgan-samples")["data"]
+                url = link[link.index("(") + 1 : link.rindex(")")]  # [text](presigned URL)
+                png = httpx.get(url, timeout=30)
+                assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
                 wait_http(f"{api}/readyz", 60, tmp_path / "api.log")
                 body = {"seed": 7, "batch_size": 16, "digits": 3, "format": "npy"}
