@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from models.errors import UserFacingError
+from pipeline.cli_experiment import experiment_app
 from pipeline.cli_models import models_app
 from pipeline.cli_retrain import retrain
 from pipeline.train_config import TrainConfig
@@ -30,6 +31,7 @@ data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(torchserve_app, name="torchserve")
+app.add_typer(experiment_app, name="experiment")
 app.command()(serving_cli.serve)
 app.command()(retrain)
 app.command()(serving_cli.generate)

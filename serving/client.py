@@ -60,9 +60,11 @@ class DigitsClient:
     def close(self) -> None:
         self._http.close()
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         try:
-            response = self._http.post(path, json=body)
+            response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise ServiceError(f"cannot reach {self._http.base_url}: {exc}") from exc
         _raise_for_detail(response)
@@ -77,7 +79,7 @@ class DigitsClient:
             body["digits"] = digits if isinstance(digits, int) else list(digits)
         if seed is not None:
             body["seed"] = seed
-        response = self._post("/generate", body)
+        response = self._request("POST", "/generate", body)
         images = np.load(io.BytesIO(response.content), allow_pickle=False)
         return _digits(response, images, labels_for_request(n, digits))
 
@@ -93,14 +95,12 @@ class DigitsClient:
             body["target"] = target if isinstance(target, int) else _jsonable(target)
         if seed is not None:
             body["seed"] = seed
-        response = self._post("/balance", body)
+        response = self._request("POST", "/balance", body)
         with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
             return _digits(response, npz["images"], npz["labels"])
 
     def model(self) -> dict[str, Any]:
-        response = self._http.get("/models")
-        _raise_for_detail(response)
-        info: dict[str, Any] = response.json()
+        info: dict[str, Any] = self._request("GET", "/models").json()
         return info
 
     def ready(self) -> bool:

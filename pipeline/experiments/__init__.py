@@ -1,0 +1,1 @@
+"""Experiments that measure what the product is for (balancing skewed datasets)."""
