@@ -44,7 +44,7 @@ def plain_steps(config: Any, registry_dir: Path, work: Path, eval_samples: int) 
     except (AliasNotFound, VersionNotFound):
         production = None
     decision = compare_with_production(evaluation.payload, production, force=True)
-    manifest = publish_run(work, registry, promote=True, decision=(False, decision[1])).manifest
+    manifest = publish_run(work, registry, decision=decision).manifest
     registry.promote(manifest.version)
 
 

@@ -140,11 +140,10 @@ def production_model(registry: ModelRegistry) -> Manifest | None:
 def publish_version(
     run_dir: Path, registry: ModelRegistry, version: str, decision: tuple[bool, str]
 ) -> Manifest:
-    """Export (parity-checked) and publish; promotion is a separate step. Idempotent on retry."""
+    """Export (parity-checked) and publish with the decision recorded; promotion is a separate
+    step. Idempotent on retry."""
     try:
-        return publish_run(
-            run_dir, registry, version=version, promote=True, decision=(False, decision[1])
-        ).manifest
+        return publish_run(run_dir, registry, version=version, decision=decision).manifest
     except VersionExists:
         return registry.show(version)  # an earlier attempt published it and then failed
 

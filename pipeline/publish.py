@@ -119,8 +119,9 @@ def publish_run(
 
     With ``promote``, production moves to the new version only if its evaluation passed the
     quality gate (or ``force``); the version is published either way. ``decision`` (promote?,
-    why) replaces that rule (the flow also compares with production); it is recorded in the
-    manifest either way.
+    why) replaces that rule (the flow also compares with production). Whenever there is a
+    decision it is recorded in the manifest (``extra.promotion``); without ``promote`` the
+    caller moves the alias itself.
     """
     checkpoint = resolve_checkpoint_path(run)
     run_dir = checkpoint.parent
@@ -152,7 +153,7 @@ def publish_run(
                 "quality_gate": evaluation.get("gate"),
                 **(
                     {"promotion": {"promote": decision[0], "reason": decision[1]}}
-                    if promote and decision
+                    if decision
                     else {}
                 ),
             },

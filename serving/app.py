@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from models.registry import ModelRegistry
-from models.registry.errors import StoreError
 from models.registry.settings import RegistrySettings, open_registry
 from serving import encoding
 from serving.batching import Batcher
@@ -30,16 +28,28 @@ from serving.engine import inference_pool
 from serving.errors import NotReady, RequestError
 from serving.gallery import gallery_html
 from serving.generation import Plan, plan_balance, plan_generate
-from serving.lifecycle import BackendFactory, LoadedModel, ModelManager, onnx_factory
+from serving.lifecycle import (
+    BackendFactory,
+    LoadedModel,
+    ModelManager,
+    is_outage,
+    onnx_factory,
+)
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_json, parse_query
 from serving.settings import ServeSettings
 
-log = logging.getLogger("serving.app")
-
-ROUTES = {"/", "/generate", "/balance", "/models", "/healthz", "/readyz", "/metrics"}
-ROUTES |= {"/admin/reload"}
-INLINE_ENCODE_MAX = 64  # bigger JSON/PNG answers are encoded off the event loop
+ROUTES = {
+    "/",
+    "/generate",
+    "/balance",
+    "/models",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/admin/reload",
+}
+INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
 
 
 class ServiceState:
@@ -63,7 +73,7 @@ class ServiceState:
         sig = model.signature
         z = (
             plan.latent(sig)
-            if plan.size <= INLINE_ENCODE_MAX
+            if plan.size <= INLINE_MAX
             else await run_in_threadpool(plan.latent, sig)
         )
         chunk = self.limits.max_batch_size
@@ -205,7 +215,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         plan = plan_generate(request, model.signature)
         pixels = await state.pixels(model, plan)
         meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
-        if plan.size <= INLINE_ENCODE_MAX:
+        if plan.size <= INLINE_MAX:
             body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
         else:
             body, media_type = await run_in_threadpool(
@@ -290,9 +300,9 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         serving = manager.current.version if manager.current else None
         try:
             result = await asyncio.to_thread(manager.refresh, retry_refused=True)
-        except StoreError as exc:
-            return _error(503, f"registry unreachable: {exc}; still serving {serving}")
-        except Exception as exc:  # refused version: checksum, load or warm-up failure
+        except Exception as exc:  # an outage, or a refused version (checksum, load, warm-up)
+            if is_outage(exc):
+                return _error(503, f"registry unreachable: {exc}; still serving {serving}")
             return _error(409, f"refused: {exc}; still serving {serving}")
         return JSONResponse({"version": result.version, "changed": result.changed})
 

@@ -80,10 +80,6 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
-    @property
-    def queued_images(self) -> int:
-        return self._queued_images
-
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(self.workers + 1)  # each worker busy, one batch waiting

@@ -96,7 +96,6 @@ class ModelManager:
         self.warmup_sizes = warmup_sizes
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
-        self.last_check: float | None = None
         self.refused: dict[str, str] = {}  # version -> why it was refused (not retried)
         self._lock = threading.Lock()
         self.on_change: list[Callable[[LoadedModel], None]] = []
@@ -119,7 +118,6 @@ class ModelManager:
         (``retry_refused`` does, for an explicit reload).
         """
         with self._lock:
-            self.last_check = time.time()
             try:
                 version = self.registry.resolve(self.alias)
                 current = self.current
@@ -154,7 +152,7 @@ class ModelManager:
             backend = self.factory(directory, sig)
             warm_up(backend, self.warmup_sizes)
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 self.refused[version] = str(exc)
             raise
         log.info(
@@ -173,6 +171,6 @@ class ModelManager:
             callback(self.last_error)
 
 
-def _is_outage(exc: Exception) -> bool:
+def is_outage(exc: BaseException) -> bool:
     """Store errors are the registry's trouble, not the version's: retry those on the next poll."""
     return isinstance(exc, StoreError | OSError | TimeoutError)
