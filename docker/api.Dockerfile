@@ -33,6 +33,32 @@ RUN pip install -c .ci/constraints.txt ".[serve]" \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # ---------------------------------------------------------------------------------------------
+# Runtime, CPU. Placed before the GPU stages so that a builder without stage pruning (the classic
+# `DOCKER_BUILDKIT=0` builder, buildah) stops here for --target cpu instead of building them too.
+FROM ${PYTHON_IMAGE} AS cpu
+ARG APP_UID=10001
+RUN groupadd --system --gid ${APP_UID} app \
+    && useradd --system --uid ${APP_UID} --gid app --home-dir /home/app --create-home app \
+    && mkdir -p /var/cache/dcgan \
+    && chown app:app /var/cache/dcgan
+COPY --from=build-cpu /opt/venv /opt/venv
+COPY docker/minio-init.py /opt/dcgan/minio-init.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DCGAN_SERVE_HOST=0.0.0.0 \
+    DCGAN_SERVE_PORT=8000 \
+    DCGAN_SERVE_DEVICE=cpu \
+    DCGAN_REGISTRY_CACHE_DIR=/var/cache/dcgan/models \
+    DCGAN_DATA_DIR=/var/cache/dcgan/data
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DCGAN_SERVE_PORT', '8000'), timeout=4)"]
+CMD ["dcgan", "serve"]
+
+# ---------------------------------------------------------------------------------------------
 # GPU builder: same venv on the CUDA base (Ubuntu 22.04's python3.11), onnxruntime-gpu instead.
 FROM ${CUDA_IMAGE} AS build-gpu
 ARG ORT_GPU_VERSION=1.31.1
@@ -56,31 +82,6 @@ RUN pip install -c .ci/constraints.txt ".[serve]" \
     && pip install -c .ci/constraints.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
     && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()" \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
-
-# ---------------------------------------------------------------------------------------------
-# Runtime, CPU.
-FROM ${PYTHON_IMAGE} AS cpu
-ARG APP_UID=10001
-RUN groupadd --system --gid ${APP_UID} app \
-    && useradd --system --uid ${APP_UID} --gid app --home-dir /home/app --create-home app \
-    && mkdir -p /var/cache/dcgan \
-    && chown app:app /var/cache/dcgan
-COPY --from=build-cpu /opt/venv /opt/venv
-COPY docker/minio-init.py /opt/dcgan/minio-init.py
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    DCGAN_SERVE_HOST=0.0.0.0 \
-    DCGAN_SERVE_PORT=8000 \
-    DCGAN_SERVE_DEVICE=cpu \
-    DCGAN_REGISTRY_CACHE_DIR=/var/cache/dcgan/models \
-    DCGAN_DATA_DIR=/var/cache/dcgan/data
-WORKDIR /home/app
-USER ${APP_UID}:${APP_UID}
-EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DCGAN_SERVE_PORT', '8000'), timeout=4)"]
-CMD ["dcgan", "serve"]
 
 # ---------------------------------------------------------------------------------------------
 # Runtime, GPU (the default target: last stage).

@@ -50,6 +50,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /home/app
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8080 8082
+# Healthy while the model has a READY worker (/ping stays "Healthy" when workers crash).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)"]
+    CMD ["python", "-m", "serving.torchserve.healthcheck"]
 CMD ["sh", "-c", "until mar=$(dcgan torchserve archive production --model-store /srv/model-store); do echo 'torchserve: no production model to archive yet; retrying in 30 s' >&2; sleep 30; done; exec torchserve --start --foreground --ncs --disable-token-auth --ts-config /etc/torchserve/config.properties --model-store /srv/model-store --models \"${DCGAN_REGISTRY_MODEL_NAME:-cdcgan-mnist}=$(basename \"$mar\")\""]

@@ -5,8 +5,11 @@ torch-free by design: the API image installs onnxruntime (or onnxruntime-gpu) an
 
 from __future__ import annotations
 
+import base64
+import functools
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -23,18 +26,51 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def choose_providers(device: Device) -> list[str]:
-    """``auto``: CUDA when this onnxruntime build has it, else CPU; ``cuda`` insists."""
+# An 82-byte ONNX model (one Identity node) to ask ONNX Runtime whether its CUDA provider starts.
+_PROBE_MODEL = base64.b64decode(
+    "CAcSC2RjZ2FuLXByb2JlOjsKEAoBeBIBeSIISWRlbnRpdHkSBXByb2JlWg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggI"
+    "ARIECgIIAUIECgAQDQ=="
+)
+
+
+@functools.cache
+def cuda_problem() -> str | None:
+    """Why the CUDA provider cannot run here, or None when it starts.
+
+    A CUDA build of onnxruntime lists CUDAExecutionProvider whether or not a GPU, the driver and
+    the CUDA/cuDNN libraries are there; when one is missing, a session silently falls back to the
+    CPU (seen with the GPU image on a machine without them). So start one on a tiny model.
+    """
     available = ort.get_available_providers()
+    if CUDA not in available:
+        return f"this onnxruntime has no {CUDA} (available: {', '.join(available)})"
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the fallback is reported here, not as ORT's error lines
+    try:
+        with warnings.catch_warnings():  # a CPU-only build warns about the provider: reported below
+            warnings.simplefilter("ignore")
+            probe = ort.InferenceSession(_PROBE_MODEL, options, providers=[CUDA, CPU])
+    except Exception as exc:  # any failure to start a session means no CUDA either
+        return f"{CUDA} failed to start a session: {exc}"
+    if probe.get_providers()[0] != CUDA:
+        problem = (
+            f"{CUDA} is built in but did not start (no GPU visible, or the CUDA/cuDNN libraries "
+            "it needs are missing: see ONNX Runtime's CUDA requirements)"
+        )
+        log.warning("serving on the CPU: %s", problem)
+        return problem
+    return None
+
+
+def choose_providers(device: Device) -> list[str]:
+    """``auto``: CUDA when its provider starts here, else CPU; ``cuda`` insists."""
     if device == "cpu":
         return [CPU]
-    if CUDA in available:
+    problem = cuda_problem()
+    if problem is None:
         return [CUDA, CPU]
     if device == "cuda":
-        raise ModelLoadError(
-            "device=cuda but this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {', '.join(available)}): install onnxruntime-gpu or use device=auto"
-        )
+        raise ModelLoadError(f"device=cuda but {problem}: fix that or use device=auto")
     return [CPU]
 
 
@@ -87,6 +123,8 @@ class OnnxBackend:
         self._check_signature()
         self.providers: list[str] = self.session.get_providers()
         self.on_cuda = self.providers[0] == CUDA
+        if device == "cuda" and not self.on_cuda:
+            raise ModelLoadError(f"device=cuda but the session runs on {self.providers[0]}")
         self._output = signature.output_name
 
     @property

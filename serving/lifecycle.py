@@ -165,8 +165,14 @@ class ModelManager:
 
     def _failed(self, exc: Exception) -> None:
         serving = self.current.version if self.current else None
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        log.warning("serving.refresh_failed alias=%s serving=%s error=%s", self.alias, serving, exc)
+        error = f"{type(exc).__name__}: {exc}"
+        # Polling repeats the same failure (no model yet, registry down) every few seconds: warn
+        # when it starts or changes, keep the repeats at debug level.
+        level = logging.DEBUG if error == self.last_error else logging.WARNING
+        self.last_error = error
+        log.log(
+            level, "serving.refresh_failed alias=%s serving=%s error=%s", self.alias, serving, exc
+        )
         for callback in self.on_failure:
             callback(self.last_error)
 

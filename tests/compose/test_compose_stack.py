@@ -1,0 +1,141 @@
+"""`docker compose up` for real: the CPU variant of the stack, with the TorchServe profile, on a
+local Docker engine. The project's images are built from docker/*.Dockerfile; third-party images
+are pulled, or replaced by stand-ins where no registry answers (tests/compose/images.py).
+
+One scenario, as a user walks it: up -> every service healthy and the one-shots done -> the API
+live but not ready -> `dcgan retrain` in the worker container (Prefect server, work pool,
+deployment from prefect.yaml) -> the API follows the new production alias -> /generate ->
+TorchServe serves the same bytes -> `down` and `up` again keep models, runs and flow history.
+
+Skipped where no Docker engine answers (scripts/docker-engine.sh starts one where it can).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from pipeline.settings import get_settings
+from tests.compose.images import docker_engine_problem, ensure_images
+from tests.compose.stack import Stack
+
+APP_UID = "10001"
+LONG_RUNNING = {
+    "minio": "healthy",
+    "postgres": "healthy",
+    "redis": "healthy",
+    "prefect-server": "healthy",
+    "prefect-services": "healthy",
+    "prefect-worker": "healthy",
+    "api": "healthy",
+}
+ONE_SHOTS = {"minio-init": "exited 0", "prefect-migrate": "exited 0"}
+REQUEST = {"seed": 7, "batch_size": 20, "digits": 3, "format": "npy"}
+RETRAIN = ["dcgan", "retrain", "--watch", "--force", "--limit", "1024", "--epochs", "1"]
+RETRAIN += ["--set", "batch_size=64", "--set", "g_width=8", "--set", "d_width=8"]
+RETRAIN += ["--eval-samples", "200", "--tstr-count", "0"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    problem = docker_engine_problem()
+    if problem:
+        pytest.skip(f"compose stack not run: {problem}")
+    root = tmp_path_factory.mktemp("compose")
+    env_file = root / "stack.env"
+    secret = {
+        "DCGAN_S3_ACCESS_KEY": f"test-{secrets.token_hex(4)}",
+        "DCGAN_S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "DCGAN_SERVE_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+    }
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in secret.items()))
+    mnist = get_settings().data_dir / "mnist"
+    stack = Stack(f"dcgan-test-{secrets.token_hex(3)}", env_file, mnist.resolve())
+    print(ensure_images(stack.config(), root / "images.log"))
+    try:
+        stack.run("up", "-d", "--no-build", timeout=600)
+        yield stack
+    finally:
+        stack.run(
+            "down", "--volumes", "--remove-orphans", "--timeout", "20", timeout=300, check=False
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_compose_up_retrain_generate(stack: Stack) -> None:
+    # 1. Everything up: long-running services healthy, the one-shot jobs done.
+    stack.wait({**LONG_RUNNING, **ONE_SHOTS}, timeout_s=420)
+    api = stack.url("api", 8000)
+
+    # 2. Containers of the project run as the app user; the API's root file system is read-only.
+    for service in ("api", "prefect-worker"):
+        uid = stack.exec(service, "id", "-u")
+        assert uid.stdout.strip() == APP_UID, (service, uid.stdout, uid.stderr)
+    write = stack.exec("api", "touch", "/opt/venv/written")
+    assert write.returncode != 0 and "Read-only file system" in write.stderr
+
+    # 3. Live before any model exists, not ready.
+    assert httpx.get(f"{api}/healthz", timeout=10).status_code == 200
+    not_ready = httpx.get(f"{api}/readyz", timeout=10)
+    assert not_ready.status_code == 503 and "production" in not_ready.json()["last_error"]
+
+    # 4. Retrain through the Prefect deployment, from inside the worker container.
+    retrain = stack.exec("prefect-worker", *RETRAIN, timeout=900)
+    assert retrain.returncode == 0, retrain.stdout + retrain.stderr + stack.logs("prefect-worker")
+    assert "published and promoted run-" in retrain.stdout, retrain.stdout
+    version = retrain.stdout.split("published and promoted ")[1].split(":")[0]
+    flow_run_id = retrain.stdout.split(") scheduled")[0].rsplit("(", 1)[1]
+
+    # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
+    ready = _wait_ready(api, version, timeout_s=120)
+    assert ready["version"] == version
+    answer = httpx.post(f"{api}/generate", json=REQUEST, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-model-version"] == version
+    images = np.load(io.BytesIO(answer.content))
+    assert images.shape == (20, 28, 28) and images.dtype == np.uint8
+    bad = httpx.post(f"{api}/generate", json={**REQUEST, "batch_size": 0}, timeout=30)
+    assert bad.status_code == 422 and "batch_size" in bad.json()["detail"]
+
+    # 6. TorchServe (profile) archives the same production version and answers the same bytes.
+    stack.wait({"torchserve": "healthy"}, timeout_s=300)
+    torchserve = stack.url("torchserve", 8080)
+    served = httpx.post(f"{torchserve}/predictions/cdcgan-mnist", json=REQUEST, timeout=120)
+    assert served.status_code == 200, served.text
+    assert served.content == answer.content
+
+    # 7. down + up (volumes kept): the model, the alias and the flow run survive.
+    stack.run("down", "--timeout", "20", timeout=300)
+    stack.run("up", "-d", "--no-build", timeout=600)
+    stack.wait(LONG_RUNNING, timeout_s=420)
+    api = stack.url("api", 8000)
+    assert _wait_ready(api, version, timeout_s=120)["version"] == version
+    again = httpx.post(f"{api}/generate", json=REQUEST, timeout=60)
+    assert again.content == answer.content
+    prefect = stack.url("prefect-server", 4200)
+    flow_run = httpx.get(f"{prefect}/api/flow_runs/{flow_run_id}", timeout=30)
+    assert flow_run.status_code == 200, flow_run.text
+    assert flow_run.json()["state"]["type"] == "COMPLETED"
+
+
+def _wait_ready(api: str, version: str, timeout_s: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{api}/readyz", timeout=10)
+            last = answer.json()
+            if answer.status_code == 200 and answer.json()["version"] == version:
+                return dict(answer.json())
+        except httpx.HTTPError as error:
+            last = error
+        time.sleep(1)
+    raise AssertionError(f"API not ready with {version} after {timeout_s} s: {last}")
