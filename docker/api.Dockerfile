@@ -24,11 +24,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml docker/requirements.py ./
+# Dependencies first, in a layer that a code change leaves cached; then the project itself.
+RUN python requirements.py serve > requirements.txt \
+    && pip install -c .ci/constraints.txt -r requirements.txt
+COPY README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving
-RUN pip install -c .ci/constraints.txt ".[serve]" \
+RUN pip install --no-deps . \
     && pip check \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
@@ -72,15 +76,18 @@ RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml docker/requirements.py ./
+# Dependencies first, in a layer that a code change leaves cached; then the project itself.
+# Both wheels ship the `onnxruntime` module: the GPU one replaces the CPU one the project names
+# (so `pip check` would report it missing, and is not run here).
+RUN python requirements.py serve --without onnxruntime > requirements.txt \
+    && pip install -c .ci/constraints.txt -r requirements.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
+    && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
+COPY README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving
-# Both wheels ship the `onnxruntime` module: remove the CPU one, then install the GPU one.
-RUN pip install -c .ci/constraints.txt ".[serve]" \
-    && pip uninstall -y onnxruntime \
-    && pip install -c .ci/constraints.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
-    && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()" \
+RUN pip install --no-deps . \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # ---------------------------------------------------------------------------------------------

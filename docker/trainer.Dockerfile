@@ -26,11 +26,15 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml docker/requirements.py ./
+# Dependencies first, in a layer that a code change leaves cached; then the project itself.
+RUN python requirements.py train flow > requirements.txt \
+    && pip install -c .ci/constraints.txt -r requirements.txt "prefect==${PREFECT_VERSION}"
+COPY README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving
-RUN pip install -c .ci/constraints.txt ".[train,flow]" "prefect==${PREFECT_VERSION}" \
+RUN pip install --no-deps . \
     && pip check \
     && python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"
 
