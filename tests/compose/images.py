@@ -41,6 +41,7 @@ STANDIN_FOR = {
     "prefecthq/prefect": "prefect",
 }
 TORCH_VERSION = "2.13.0"
+TORCH_INDEX_PORT = 38765
 PULL_TIMEOUT_S = 300
 BUILD_TIMEOUT_S = 1200
 
@@ -100,12 +101,18 @@ def try_pull(ref: str, log: Path) -> bool:
     return True
 
 
-def build(dockerfile: Path, tag: str, log: Path, context: Path = REPO, **args: str) -> None:
+def build(
+    dockerfile: Path,
+    tag: str,
+    log: Path,
+    context: Path = REPO,
+    target: str | None = None,
+    args: dict[str, str] | None = None,
+) -> None:
     cmd = ["docker", "build", "-q", "--network", "host", "-f", str(dockerfile), "-t", tag]
-    target = args.pop("target", None)
     if target:
         cmd += ["--target", target]
-    for key, value in args.items():
+    for key, value in (args or {}).items():
         cmd += ["--build-arg", f"{key}={value}"]
     _run([*cmd, str(context)], BUILD_TIMEOUT_S, log, env=_build_env())
 
@@ -160,7 +167,7 @@ def third_party(ref: str, base: str, log: Path) -> str:
         context = Path(tmp) / "context"
         shutil.copytree(STANDINS, context)
         shutil.copy(CONSTRAINTS, context / "constraints.txt")
-        build(context / f"{name}.Dockerfile", ref, log, context=context, BASE=base)
+        build(context / f"{name}.Dockerfile", ref, log, context=context, args={"BASE": base})
     return "stand-in, built"
 
 
@@ -168,29 +175,36 @@ def third_party(ref: str, base: str, log: Path) -> str:
 def local_torch_index(log: Path) -> Iterator[str]:
     """A PEP 503 index on 127.0.0.1 holding torch (CPU build, as pip resolves it on this
     machine) and its requirements, for the Dockerfiles' TORCH_INDEX_URL when the PyTorch index
-    is out of reach. Builds run with --network host, so they reach it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        files = Path(tmp) / "files"
+    is out of reach. Builds run with --network host, so they reach it.
+
+    The URL is a build argument, part of the layer cache key: the wheels are kept between runs
+    and the index is served on a fixed port where it is free, so unchanged layers stay cached.
+    """
+    root = Path(tempfile.gettempdir()) / f"dcgan-torch-index-{TORCH_VERSION}"
+    files = root / "files"
+    if not any(files.glob(f"torch-{TORCH_VERSION}*.whl")):
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:"]
         _run([*cmd, "-d", str(files), f"torch=={TORCH_VERSION}"], 900, log)
-        projects: dict[str, list[str]] = {}
-        for wheel in sorted(p.name for p in files.iterdir()):
-            projects.setdefault(re.sub(r"[-_.]+", "-", wheel.split("-")[0]).lower(), []).append(
-                wheel
-            )
-        for project, wheels in projects.items():
-            page = Path(tmp) / "simple" / project / "index.html"
-            page.parent.mkdir(parents=True)
-            page.write_text("".join(f'<a href="../../files/{w}">{w}</a>\n' for w in wheels))
-        handler = functools.partial(_QuietHandler, directory=tmp)
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted(p.name for p in files.glob("*.whl")):
+        project = re.sub(r"[-_.]+", "-", wheel.split("-")[0]).lower()  # PEP 503 name
+        projects.setdefault(project, []).append(wheel)
+    for project, wheels in projects.items():
+        page = root / "simple" / project / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text("".join(f'<a href="../../files/{w}">{w}</a>\n' for w in wheels))
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
+    except OSError:  # taken: any free port (the torch layers then rebuild once)
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-        finally:
-            server.shutdown()
-            server.server_close()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -225,13 +239,10 @@ def ensure_images(config: dict[str, object], log: Path) -> dict[str, str]:
     with contextlib.ExitStack() as stack:
         torch_index = stack.enter_context(local_torch_index(log)) if offline else None
         for ref, spec in sorted(built.items()):
-            args = {
-                "PYTHON_IMAGE": base,
-                **({"target": spec["target"]} if "target" in spec else {}),
-            }
+            args = {"PYTHON_IMAGE": base}
             if torch_index and "ARG TORCH_INDEX_URL" in _dockerfile_text(spec["dockerfile"]):
                 args["TORCH_INDEX_URL"] = torch_index
-            build(REPO / spec["dockerfile"], ref, log, **args)
+            build(REPO / spec["dockerfile"], ref, log, target=spec.get("target"), args=args)
             how[ref] = "built" + (" on the stand-in base" if offline else "")
     return how
 
@@ -245,6 +256,7 @@ def main() -> int:
     from tests.compose.stack import Stack  # the compose command line and files
 
     log = Path(tempfile.gettempdir()) / "dcgan-compose-images.log"
+    log.unlink(missing_ok=True)
     problem = docker_engine_problem()
     if problem:
         print(f"error: {problem}", file=sys.stderr)
