@@ -44,21 +44,26 @@ def cuda_problem() -> str | None:
     available = ort.get_available_providers()
     if CUDA not in available:
         return f"this onnxruntime has no {CUDA} (available: {', '.join(available)})"
+    problem = _cuda_start_problem()
+    if problem is not None:
+        log.warning("serving on the CPU: %s", problem)
+    return problem
+
+
+def _cuda_start_problem() -> str | None:
     options = ort.SessionOptions()
-    options.log_severity_level = 4  # the fallback is reported here, not as ORT's error lines
+    options.log_severity_level = 4  # the fallback is reported by cuda_problem, not ORT's errors
     try:
-        with warnings.catch_warnings():  # a CPU-only build warns about the provider: reported below
+        with warnings.catch_warnings():  # a CPU-only build warns about the provider: reported
             warnings.simplefilter("ignore")
             probe = ort.InferenceSession(_PROBE_MODEL, options, providers=[CUDA, CPU])
     except Exception as exc:  # any failure to start a session means no CUDA either
         return f"{CUDA} failed to start a session: {exc}"
     if probe.get_providers()[0] != CUDA:
-        problem = (
+        return (
             f"{CUDA} is built in but did not start (no GPU visible, or the CUDA/cuDNN libraries "
             "it needs are missing: see ONNX Runtime's CUDA requirements)"
         )
-        log.warning("serving on the CPU: %s", problem)
-        return problem
     return None
 
 
@@ -123,8 +128,6 @@ class OnnxBackend:
         self._check_signature()
         self.providers: list[str] = self.session.get_providers()
         self.on_cuda = self.providers[0] == CUDA
-        if device == "cuda" and not self.on_cuda:
-            raise ModelLoadError(f"device=cuda but the session runs on {self.providers[0]}")
         self._output = signature.output_name
 
     @property

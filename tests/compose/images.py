@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import json
 import os
 import re
 import shutil
@@ -32,7 +31,7 @@ STANDINS = Path(__file__).with_name("standins")
 CONSTRAINTS = REPO / ".ci" / "constraints.txt"
 PYTHON_BASE = "python:3.11-slim-bookworm"
 STANDIN_BASE = "dcgan-standin/python:3.11-bookworm"
-STANDIN_LABEL = "dcgan.standin=true"
+STANDIN_LABEL = "dcgan.standin"  # = "true" on every stand-in and what is built on one
 # Which stand-in Dockerfile replaces which third-party repository.
 STANDIN_FOR = {
     "minio/minio": "minio",
@@ -50,8 +49,10 @@ class ImageError(RuntimeError):
     """An image could be neither pulled nor built."""
 
 
-def _run(cmd: list[str], timeout: float, log: Path | None = None, **kwargs: object) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
+def _run(
+    cmd: list[str], timeout: float, log: Path | None = None, env: dict[str, str] | None = None
+) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if log is not None:
         with open(log, "a") as out:
             out.write(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}\n")
@@ -85,12 +86,9 @@ def have_image(ref: str) -> bool:
 
 
 def is_standin(ref: str) -> bool:
-    labels = subprocess.run(
-        ["docker", "image", "inspect", "-f", "{{json .Config.Labels}}", ref],
-        capture_output=True,
-        text=True,
-    ).stdout
-    return '"dcgan.standin":"true"' in labels
+    label = f'{{{{index .Config.Labels "{STANDIN_LABEL}"}}}}'
+    inspect = ["docker", "image", "inspect", "-f", label, ref]
+    return subprocess.run(inspect, capture_output=True, text=True).stdout.strip() == "true"
 
 
 def try_pull(ref: str, log: Path) -> bool:
@@ -136,7 +134,7 @@ def standin_base(log: Path) -> str:
         shutil.copy("/etc/ssl/certs/ca-certificates.crt", Path(tmp) / "host-ca.crt")
         (Path(tmp) / "Dockerfile").write_text(
             f"FROM {raw}\n"
-            f"LABEL {STANDIN_LABEL}\n"
+            f"LABEL {STANDIN_LABEL}=true\n"
             "ENV LANG=C.UTF-8\n"
             "COPY host-ca.crt /usr/local/share/ca-certificates/host-ca.crt\n"
             "RUN update-ca-certificates >/dev/null\n"
@@ -253,7 +251,7 @@ def _dockerfile_text(relative: str) -> str:
 
 
 def main() -> int:
-    from tests.compose.stack import Stack  # the compose command line and files
+    from tests.compose.stack import ENV_EXAMPLE, Stack  # the compose command line and files
 
     log = Path(tempfile.gettempdir()) / "dcgan-compose-images.log"
     log.unlink(missing_ok=True)
@@ -261,7 +259,8 @@ def main() -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    config = json.loads(Stack.render_config())
+    # The placeholder .env.example is enough to render the model and list its images.
+    config = Stack("dcgan-render", ENV_EXAMPLE, Path("/nonexistent")).config()
     for ref, how in ensure_images(config, log).items():
         print(f"{how:>30}  {ref}")
     print(f"log: {log}")

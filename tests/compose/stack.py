@@ -49,8 +49,8 @@ class Stack:
         head = [compose_binary(), "--project-name", self.project, "--env-file", str(self.env_file)]
         return [*head, "--profile", "torchserve", *files, *args]
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
-        done = subprocess.run(
+    def call(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             self.command(*args),
             capture_output=True,
             text=True,
@@ -58,21 +58,18 @@ class Stack:
             cwd=REPO,
             env=self._env(),
         )
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        """stdout; with ``check=False`` no error on failure, and stderr too (logs)."""
+        done = self.call(*args, timeout=timeout)
         if check and done.returncode != 0:
             raise ComposeError(f"compose {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-        return done.stdout + done.stderr if not check else done.stdout
+        return done.stdout if check else done.stdout + done.stderr
 
     def exec(
         self, service: str, *cmd: str, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command("exec", "-T", service, *cmd),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=REPO,
-            env=self._env(),
-        )
+        return self.call("exec", "-T", service, *cmd, timeout=timeout)
 
     def _env(self) -> dict[str, str]:
         """Only what compose needs: the caller's DCGAN_* settings must not leak into the stack."""
@@ -117,12 +114,6 @@ class Stack:
 
     def logs(self, *services: str, tail: int = 40) -> str:
         return self.run("logs", "--no-color", "--tail", str(tail), *services, check=False)
-
-    @staticmethod
-    def render_config(env_file: Path = ENV_EXAMPLE) -> str:
-        """The rendered compose model with the placeholder .env.example (for image lists)."""
-        stack = Stack("dcgan-render", env_file, Path("/nonexistent"))
-        return stack.run("config", "--format", "json")
 
 
 def _state(row: dict[str, Any] | None) -> str:
