@@ -11,6 +11,7 @@ Our trainer's last checkpoint is kept (``--keep``) as the default recipe's full 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -18,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from benchmarks.machine import describe
+from benchmarks.machine import describe, fp32_peak_gflops
 from benchmarks.reference_loop import ReferenceLoop
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.classifier import get_classifier
@@ -69,6 +71,31 @@ def race(
     }
 
 
+def flops_per_image(trainer: GANTrainer, images: np.ndarray, labels: np.ndarray) -> float:
+    """FLOPs of one training step (D and G, forward and backward) per image, counted by torch's
+    FlopCounterMode on one batch (convolutions and matmuls: nearly all of the work). The step's
+    weight update is undone, so counting leaves the run untouched."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = min(trainer.cfg.batch_size, len(labels))
+    state = copy.deepcopy(trainer.state_dict())
+    x = torch.from_numpy(images[:batch]).to(trainer.device).unsqueeze(1).float() / 127.5 - 1
+    y = torch.from_numpy(labels[:batch].astype(np.int64)).to(trainer.device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer._train_step(x.contiguous(memory_format=torch.channels_last), y, update_g=True)
+    trainer.load_state_dict(state)
+    return float(counter.get_total_flops()) / batch
+
+
+def trainer_epoch(trainer: GANTrainer, images: np.ndarray, labels: np.ndarray) -> int:
+    """Train ``trainer`` one more epoch; returns the images it trained on."""
+    trainer.cfg = trainer.cfg.model_copy(update={"epochs": trainer.epoch + 1})
+    trainer.fit(images, labels, progress=False)
+    batch = min(trainer.cfg.batch_size, len(labels))
+    return (len(labels) // batch) * batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,7 +112,7 @@ def main() -> None:
     device = resolve_device(args.device)
     dataset = load_dataset("mnist")
     classifier = get_classifier(dataset, device)
-    reference = real_reference(classifier[0], dataset, device)
+    reference = real_reference(classifier.model, dataset, device)
 
     def judge(generator: torch.nn.Module) -> dict[str, Any]:
         report = evaluate_generator(
@@ -105,14 +132,12 @@ def main() -> None:
     ours.dataset_info = {"name": dataset.name, "md5": dataset.md5, "limit": None}
 
     def ours_epoch() -> int:
-        ours.cfg = ours.cfg.model_copy(update={"epochs": ours.epoch + 1})
-        ours.fit(dataset.train_images, dataset.train_labels, progress=False)
-        return (len(dataset.train_labels) // cfg.batch_size) * cfg.batch_size
+        return trainer_epoch(ours, dataset.train_images, dataset.train_labels)
 
     results["ours"] = race(
-        "ours", ours_epoch, ours.generator, cfg, dataset, judge, args.epochs, False
+        "ours", ours_epoch, ours.served_generator, cfg, dataset, judge, args.epochs, False
     )
-    results["ours"]["bf16"] = ours.bf16
+    results["ours"]["precision"] = ours.precision.to_dict()
 
     ref = ReferenceLoop(cfg, dataset.train_images, dataset.train_labels, device)
 
@@ -122,6 +147,15 @@ def main() -> None:
     results["reference"] = race(
         "reference", ref_epoch, ref.netG, cfg, dataset, judge, args.ref_epochs, True
     )
+    per_image = flops_per_image(ours, dataset.train_images, dataset.train_labels)
+    peak = fp32_peak_gflops(torch.get_num_threads()) if device.type == "cpu" else None
+    results["flops_per_image"] = per_image
+    results["fp32_peak"] = peak
+    for loop in ("ours", "reference"):
+        gflops = per_image * results[loop]["median_images_per_s"] / 1e9
+        results[loop]["achieved_gflops"] = gflops
+        if peak is not None:
+            results[loop]["share_of_fp32_peak"] = gflops / float(peak["gflops"])
     results["speedup_images_per_s"] = (
         results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     )

@@ -65,12 +65,17 @@ def _reason(exc: Exception) -> str:
 def load_generator(
     path: Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, GANConfig, dict[str, Any]]:
-    """The trained generator (eval mode) from a checkpoint, its config, and the full state."""
+    """The trained generator (eval mode) from a checkpoint, its config, and the full state.
+
+    With a moving average of the generator in the checkpoint (``ema_decay``), that is the one
+    returned: it is what was sampled and evaluated during training, and what is served.
+    """
     state = load_checkpoint(path)
     cfg = GANConfig.from_dict(state["gan_config"])
     generator = build_generator(cfg)
     try:
-        generator.load_state_dict(state["generator"])
+        ema = state.get("generator_ema")
+        generator.load_state_dict(ema["module"] if ema is not None else state["generator"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(
             f"checkpoint {path}: generator weights do not fit its config"

@@ -49,7 +49,10 @@ def _setup_logging(verbose: bool) -> None:
 
 def _validation_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]).replace("_", "-")
+    loc = ".".join(str(p) for p in err["loc"])
+    if exc.title.endswith("Settings"):  # from the environment or .env, not from an option
+        return f"invalid setting {loc} (a DCGAN_* environment variable or .env): {err['msg']}"
+    field = loc.replace("_", "-")
     return f"invalid --{field}: {err['msg']}" if field else err["msg"]
 
 
@@ -103,12 +106,16 @@ def train(
     d_steps: Annotated[
         int, typer.Option(help="Discriminator updates per generator update.")
     ] = _DEFAULTS.d_steps,
+    ema_decay: Annotated[
+        float,
+        typer.Option(help="Serve a moving average of G's weights with this decay (0 = off)."),
+    ] = _DEFAULTS.ema_decay,
     seed: Annotated[
         int, typer.Option(help="Seed: same seed, device and data -> same run.")
     ] = _DEFAULTS.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _DEFAULTS.device,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 where supported), fp32 or bf16.")
+        str, typer.Option(help="auto (DCGAN_PRECISION, else bf16 only where native), fp32 or bf16.")
     ] = _DEFAULTS.precision,
     compile: Annotated[bool, typer.Option(help="torch.compile the networks.")] = _DEFAULTS.compile,
     resume: Annotated[
@@ -176,9 +183,12 @@ def evaluate(
     max_fd: Annotated[float | None, typer.Option(help="Quality gate: Frechet distance.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose/--quiet", help="Log the classifier's epochs and timings.")
+    ] = True,
 ) -> None:
     """Measure a generator with a classifier of its own (never the discriminator)."""
-    _setup_logging(False)
+    _setup_logging(verbose)
     from pipeline.evaluation.report import print_report
     from pipeline.evaluation.run import evaluate_run
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# auto: bf16 only where the device runs it natively (pipeline.precision.decide); or forced.
+PrecisionChoice = Literal["auto", "fp32", "bf16"]
 
 
 class PipelineSettings(BaseSettings):
@@ -14,6 +18,7 @@ class PipelineSettings(BaseSettings):
     data_dir: Path = Path("data")  # datasets live in data_dir/<dataset name>/
     cache_dir: Path = Path(".cache")  # evaluation classifiers, S3 dataset copies
     download_timeout_s: float = 60.0
+    precision: PrecisionChoice = "auto"  # every torch computation without an explicit precision
 
 
 @lru_cache

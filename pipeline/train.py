@@ -2,8 +2,9 @@
 
 Built for throughput on one device: the whole dataset lives on the device, batches are index
 gathers, statistics accumulate in device tensors and reach the host only every ``check_every``
-steps (for the NaN check and the progress bar) and at the end of an epoch. On GPUs and on CPUs with
-bf16 support it trains in bf16 autocast; BCE-with-logits keeps the loss in fp32.
+steps (for the NaN check and the progress bar) and at the end of an epoch. Where the device runs
+bf16 natively (``pipeline.precision.decide``) it trains in bf16 autocast, else in fp32;
+BCE-with-logits keeps the loss in fp32.
 
 Per epoch it records D loss, G loss, mean D(x), mean D(G(z)) (both drift toward 0.5 as G gets
 good), D accuracy and the minimax value E[log D(x)] + E[log(1 - D(G(z)))] (-log 4 at the
@@ -16,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from models.netconfig import GANConfig
 from models.networks import build_discriminator, build_generator
 from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from pipeline.data.loading import ImageDataset
+from pipeline.ema import GeneratorEMA
 from pipeline.errors import CheckpointError, TrainingDiverged, UserError
+from pipeline.precision import decide
 from pipeline.sampling import generate
 from pipeline.train_config import TrainConfig
 
@@ -68,18 +70,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
-
-
 def _to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1], resident on the device."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
@@ -98,7 +88,7 @@ class GANTrainer:
         self.out_dir = out_dir
         self.gan_cfg = cfg.gan_config()
         self.device = resolve_device(cfg.device)
-        self.bf16 = use_bf16(cfg.precision, self.device)
+        self.precision = decide(self.device, cfg.precision)
         torch.manual_seed(cfg.seed)  # weight init
         self.generator = build_generator(self.gan_cfg).to(self.device)
         self.discriminator = build_discriminator(self.gan_cfg).to(self.device)
@@ -113,6 +103,7 @@ class GANTrainer:
         self.opt_d = torch.optim.Adam(
             self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused
         )
+        self.ema = GeneratorEMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(cfg.seed)
         self.epoch = 0
@@ -122,10 +113,17 @@ class GANTrainer:
         self._g = torch.compile(self.generator) if cfg.compile else self.generator
         self._d = torch.compile(self.discriminator) if cfg.compile else self.discriminator
 
+    @property
+    def served_generator(self) -> nn.Module:
+        """The generator that is sampled, evaluated and exported: the moving average if on."""
+        return self.ema.module if self.ema is not None else self.generator
+
     # --- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        ema = {} if self.ema is None else {"generator_ema": self.ema.state_dict()}
         return {
+            **ema,
             "train_config": self.cfg.model_dump(),
             "gan_config": self.gan_cfg.to_dict(),
             "signature": self.gan_cfg.signature.to_dict(),
@@ -138,6 +136,7 @@ class GANTrainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "dataset": self.dataset_info,
+            "precision": self.precision.to_dict(),
             "torch_version": str(torch.__version__),
         }
 
@@ -147,6 +146,8 @@ class GANTrainer:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["generator_ema"])
             self.rng.set_state(state["rng"])
             torch.set_rng_state(state["torch_rng"])
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -170,7 +171,7 @@ class GANTrainer:
         d_labels = labels if conditional else None
 
         # (1) Update D: maximise log D(x) + log(1 - D(G(z))), real targets smoothed to real_label.
-        with _autocast(self.device, self.bf16):
+        with self.precision.autocast(self.device):
             fake = self._g(z, g_labels)
             real_logits = self._d(real, d_labels).float()
             fake_logits = self._d(fake.detach(), g_labels).float()
@@ -195,7 +196,7 @@ class GANTrainer:
             return d_stats, torch.zeros((), device=self.device)
 
         # (2) Update G: non-saturating maximises log D(G(z)); minimax minimises log(1 - D(G(z))).
-        with _autocast(self.device, self.bf16):
+        with self.precision.autocast(self.device):
             logits = self._d(fake, g_labels).float()
         if cfg.g_loss == "non-saturating":
             loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
@@ -204,6 +205,8 @@ class GANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
         return d_stats, loss_g.detach()
 
     # --- epochs ----------------------------------------------------------------------------
@@ -224,10 +227,11 @@ class GANTrainer:
         if steps < 1:
             raise UserError(f"need at least 2 training images, got {n}")
         log.info(
-            "event=train_start device=%s bf16=%s images=%d batch=%d steps_per_epoch=%d "
-            "epochs=%d start_epoch=%d",
+            "event=train_start device=%s precision=%s (%s) images=%d batch=%d "
+            "steps_per_epoch=%d epochs=%d start_epoch=%d",
             self.device,
-            self.bf16,
+            self.precision.precision,
+            self.precision.reason,
             n,
             batch,
             steps,
@@ -307,7 +311,8 @@ class GANTrainer:
         falls toward 0 when the generator collapses onto one image per class.
         """
         labels = grid_labels()
-        images = generate(self.generator, self.gan_cfg, self.cfg.sample_seed, labels, self.device)
+        generator = self.served_generator
+        images = generate(generator, self.gan_cfg, self.cfg.sample_seed, labels, self.device)
         save_grid_png(images, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
         save_grid_png(images, self.out_dir / "samples.png")
         rows = (images.reshape(10, 10, -1) + 1) / 2
@@ -320,6 +325,7 @@ class GANTrainer:
             {
                 "train_config": self.cfg.model_dump(),
                 "dataset": self.dataset_info,
+                "precision": self.precision.to_dict(),
                 "history": self.history,
             },
         )
@@ -369,8 +375,12 @@ def train(
     if not (out_dir / CHECKPOINT_NAME).exists():  # resumed a finished run into a new directory
         trainer._save()
     return TrainResult(
-        out_dir, out_dir / CHECKPOINT_NAME, trainer.history, trainer.generator, trainer.gan_cfg
+        out_dir,
+        out_dir / CHECKPOINT_NAME,
+        trainer.history,
+        trainer.served_generator,
+        trainer.gan_cfg,
     )
 
 
-__all__ = ["GANTrainer", "TrainResult", "resolve_device", "train", "use_bf16"]
+__all__ = ["GANTrainer", "TrainResult", "resolve_device", "train"]

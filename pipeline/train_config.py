@@ -7,9 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.netconfig import GANConfig
+from pipeline.settings import PrecisionChoice
 
 GLoss = Literal["non-saturating", "minimax"]
-Precision = Literal["auto", "fp32", "bf16"]
 
 
 class TrainConfig(BaseModel):
@@ -42,10 +42,12 @@ class TrainConfig(BaseModel):
         default=0.9, gt=0, le=1
     )  # one-sided label smoothing; 1.0 turns it off
     d_steps: int = Field(default=1, ge=1, le=100)  # discriminator updates per generator update
+    # Moving average of G's weights (pipeline.ema): what is sampled, evaluated and exported. 0: off.
+    ema_decay: float = Field(default=0.0, ge=0, lt=1)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Precision = "auto"  # auto: bf16 where the hardware has it, else fp32
+    precision: PrecisionChoice = "auto"  # auto: DCGAN_PRECISION, else what the device runs natively
     compile: bool = False  # torch.compile the networks (worth it on GPUs for long runs)
     sample_seed: int = Field(default=20261122, ge=0, le=2**63 - 1)  # fixed noise for sample grids
     check_every: int = Field(

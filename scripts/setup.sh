@@ -21,7 +21,11 @@ dcgan data fetch --dataset mnist
 if ! dcgan data fetch --dataset fashion-mnist 2>/dev/null; then
   if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download -q dataset-fashion-mnist >/dev/null 2>&1 && dpkg-deb -x ./*.deb root) || true
+    # A fresh machine's package lists may be empty: refresh them once (as root) and retry.
+    (cd "$tmp" && { apt-get download -q dataset-fashion-mnist >/dev/null 2>&1 \
+      || { [ "$(id -u)" = 0 ] && apt-get update -q >/dev/null 2>&1 \
+           && apt-get download -q dataset-fashion-mnist >/dev/null 2>&1; }; } \
+      && dpkg-deb -x ./*.deb root) || true
     if [ -d "$tmp/root/usr/share/datasets/fashion-mnist" ]; then
       mkdir -p data/fashion-mnist
       cp "$tmp"/root/usr/share/datasets/fashion-mnist/*.gz data/fashion-mnist/
@@ -29,5 +33,5 @@ if ! dcgan data fetch --dataset fashion-mnist 2>/dev/null; then
     rm -rf "$tmp"
   fi
   dcgan data fetch --dataset fashion-mnist --source data/fashion-mnist \
-    || echo "note: Fashion-MNIST unavailable; its tests will be skipped" >&2
+    || echo "note: Fashion-MNIST unavailable (no mirror, no apt): its tests will fail" >&2
 fi

@@ -37,6 +37,7 @@ def dcgan(
         (["train", "--arch", "resnet"], "invalid --arch"),
         (["train", "--real-label", "0"], "invalid --real-label"),
         (["train", "--batch-size", "1"], "invalid --batch-size"),
+        (["train", "--ema-decay", "1"], "invalid --ema-decay"),
         (["train", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
         (
             ["train", "--data", "/nonexistent/mnist"],
@@ -51,12 +52,24 @@ def dcgan(
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
-    result = dcgan(*args)
+    assert_one_line_error(dcgan(*args), message)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_bad_precision_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = dcgan(
+        "train", "--out", str(tmp_path / "run"), "--limit", "64", "--epochs", "1",
+        env={"DCGAN_PRECISION": "fp8"},
+    )  # fmt: skip
+    assert_one_line_error(result, "invalid setting precision (a DCGAN_* environment variable")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_corrupt_dataset_exits_2_naming_file_and_md5(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.data.catalog import SPLIT_FILES, DatasetSpec, get_spec
 from pipeline.data.idx import find_file, read_verified
-from pipeline.data.sources import download, fetch_from_s3
+from pipeline.data.sources import download
 from pipeline.errors import DataError, DataSourceError
 from pipeline.settings import get_settings
 
@@ -86,6 +86,8 @@ def load_dataset(name: str = "mnist", source: str | None = None) -> ImageDataset
             spec, directory, lambda: download(spec, directory, timeout=settings.download_timeout_s)
         )
     if source.startswith("s3://"):
+        from pipeline.data.s3_source import fetch_from_s3  # the S3 client only when asked for
+
         directory = settings.cache_dir / "datasets" / spec.name
         return _read_or_fetch(spec, directory, lambda: fetch_from_s3(spec, source, directory))
     directory = Path(source)

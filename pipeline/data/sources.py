@@ -1,4 +1,4 @@
-"""Where dataset files come from: a local directory, an S3/MinIO prefix, or public mirrors.
+"""Where dataset files come from: a local directory or public mirrors (S3/MinIO: ``s3_source``).
 
 Every fetch lands a file under a temporary name, verifies its md5, and only then renames it into
 place, so an interrupted or corrupt fetch never leaves a file that looks valid.
@@ -14,12 +14,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-import urllib3
-from minio import Minio
-from minio.error import MinioException, S3Error
-
 from models.fileio import write_atomic
-from models.s3 import S3Settings, make_client, split_s3_uri
 from pipeline.data.catalog import DatasetSpec, Mirror
 from pipeline.data.idx import find_file, gunzip, md5_hex, read_bytes
 from pipeline.errors import DataError, DataSourceError
@@ -42,9 +37,7 @@ def missing_or_invalid(spec: DatasetSpec, directory: Path) -> list[str]:
     return bad
 
 
-def _write_verified(
-    directory: Path, name: str, data: bytes, expected_md5: str, origin: str
-) -> None:
+def write_verified(directory: Path, name: str, data: bytes, expected_md5: str, origin: str) -> None:
     """Write raw IDX bytes atomically as ``directory/name`` once their md5 checks out."""
     actual = md5_hex(data)
     if actual != expected_md5:
@@ -53,67 +46,9 @@ def _write_verified(
     (directory / f"{name}.gz").unlink(missing_ok=True)  # the raw copy now takes precedence
 
 
-def _maybe_gunzip(data: bytes, origin: str) -> bytes:
+def maybe_gunzip(data: bytes, origin: str) -> bytes:
     """Remote objects may be raw or gzipped whatever their name: decide by the magic bytes."""
     return gunzip(data, origin) if data[:2] == b"\x1f\x8b" else data
-
-
-# --- S3 / MinIO ----------------------------------------------------------------------------
-
-
-def _s3_get(client: Minio, bucket: str, key: str, endpoint: str) -> bytes | None:
-    """The object's bytes, None if there is no such key; DataSourceError for everything else."""
-    try:
-        response = client.get_object(bucket, key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NotFound"):
-            return None
-        if exc.code == "NoSuchBucket":
-            raise DataSourceError(f"S3 bucket {bucket!r} does not exist at {endpoint}") from exc
-        if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise DataSourceError(
-                f"S3 at {endpoint} refused the credentials ({exc.code}): "
-                "check DCGAN_S3_ACCESS_KEY and DCGAN_S3_SECRET_KEY"
-            ) from exc
-        raise DataSourceError(f"S3 error from {endpoint}: {exc.code}: {exc.message}") from exc
-    except MinioException as exc:  # an HTTP answer that is not S3's (wrong port, a proxy page)
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DataSourceError(
-            f"{endpoint} did not answer like an S3 server ({first_line}): check DCGAN_S3_ENDPOINT"
-        ) from exc
-    except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, DNS, timeouts, resets
-        reason = getattr(exc, "reason", None) or exc
-        raise DataSourceError(
-            f"cannot reach S3 endpoint {endpoint}: {reason} (check DCGAN_S3_ENDPOINT)"
-        ) from exc
-
-
-def fetch_from_s3(
-    spec: DatasetSpec, uri: str, dest: Path, settings: S3Settings | None = None
-) -> None:
-    """Copy the dataset's files (raw or .gz) from ``s3://bucket/prefix`` into ``dest``."""
-    settings = settings or S3Settings()
-    try:
-        bucket, prefix = split_s3_uri(uri)
-        client = make_client(settings)
-    except ValueError as exc:  # a malformed URI, an access key without a secret key
-        raise DataSourceError(str(exc)) from exc
-    endpoint = settings.endpoint
-    for name in missing_or_invalid(spec, dest):
-        data = None
-        for key in (f"{prefix}{name}", f"{prefix}{name}.gz"):
-            data = _s3_get(client, bucket, key, endpoint)
-            if data is not None:
-                break
-        if data is None:
-            raise DataSourceError(f"{uri}: no {name} or {name}.gz under that prefix")
-        origin = f"s3://{bucket}/{prefix}{name}"
-        _write_verified(dest, name, _maybe_gunzip(data, origin), spec.md5[name], origin)
 
 
 # --- public mirrors --------------------------------------------------------------------------
@@ -141,13 +76,13 @@ def _fetch_mirror(
                     raise DataSourceError(f"{mirror.base}: no {member} in the tarball") from None
                 if handle is None:
                     raise DataSourceError(f"{mirror.base}: {member} is not a file")
-                data = _maybe_gunzip(handle.read(), f"{mirror.base}:{member}")
-                _write_verified(dest, name, data, spec.md5[name], f"{mirror.base}:{member}")
+                data = maybe_gunzip(handle.read(), f"{mirror.base}:{member}")
+                write_verified(dest, name, data, spec.md5[name], f"{mirror.base}:{member}")
         return
     for name in names:
         url = f"{mirror.base}{name}{mirror.suffix}"
-        data = _maybe_gunzip(_http_get(url, timeout), url)
-        _write_verified(dest, name, data, spec.md5[name], url)
+        data = maybe_gunzip(_http_get(url, timeout), url)
+        write_verified(dest, name, data, spec.md5[name], url)
 
 
 def download(

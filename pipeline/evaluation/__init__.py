@@ -7,6 +7,7 @@
 
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
+    EvaluationClassifier,
     accuracy,
     cache_path,
     get_classifier,
@@ -34,6 +35,7 @@ __all__ = [
     "MIN_CLASS_ENTROPY",
     "MIN_DIVERSITY_RATIO",
     "ClassifierRecipe",
+    "EvaluationClassifier",
     "GeneratorReport",
     "RealReference",
     "accuracy",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from pipeline.data.loading import ImageDataset
 from pipeline.evaluation import stats
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
+    EvaluationClassifier,
     accuracy,
     get_classifier,
     predict,
@@ -110,6 +111,8 @@ class GeneratorReport:
     tstr_accuracy: float | None  # real test accuracy of a classifier trained on generated digits
     tstr_count: int
     seconds: dict[str, float]
+    # What the classifiers trained in: {"classifier": fp32|bf16, "tstr": fp32|bf16 (if run)}.
+    precision: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,7 +158,7 @@ def evaluate_generator(
     generator: nn.Module,
     cfg: GANConfig,
     dataset: ImageDataset,
-    classifier: tuple[DigitClassifier, float] | None = None,
+    classifier: EvaluationClassifier | None = None,
     reference: RealReference | None = None,
     device: torch.device | str = "cpu",
     num_samples: int = 10_000,
@@ -166,13 +169,14 @@ def evaluate_generator(
 ) -> GeneratorReport:
     """Measure ``generator`` against ``dataset``'s real test digits.
 
-    ``classifier`` is (model, test accuracy) as from ``get_classifier`` (loaded or trained with
-    the default recipe when omitted); ``reference`` can be passed to reuse real statistics across
+    ``classifier`` comes from ``get_classifier`` (loaded or trained with the default recipe when
+    omitted); ``reference`` can be passed to reuse real statistics across
     checkpoints. ``tstr_count=0`` skips train-on-synthetic, the slowest part.
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    model, clf_acc = classifier or get_classifier(dataset, device, progress=progress)
+    model, clf_acc, clf_precision = classifier or get_classifier(dataset, device, progress=progress)
+    precision: dict[str, str] = {"classifier": clf_precision}
     ref = reference or real_reference(model, dataset, device)
     seconds["classifier_and_reference"] = time.perf_counter() - t
 
@@ -201,6 +205,7 @@ def evaluate_generator(
             generator, cfg, dataset, tstr_count, tstr_epochs, device, progress
         )
         seconds["tstr"] = time.perf_counter() - t
+        precision["tstr"] = ClassifierRecipe().precision_on(device)
 
     report = GeneratorReport(
         dataset=dataset.name,
@@ -222,6 +227,7 @@ def evaluate_generator(
         tstr_accuracy=tstr,
         tstr_count=tstr_count if tstr is not None else 0,
         seconds=seconds,
+        precision=precision,
     )
     log.info("generator evaluated: accuracy=%s fd=%.3f is=%.3f", acc, fd, report.inception_score)
     return report

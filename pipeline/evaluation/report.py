@@ -44,11 +44,14 @@ def print_report(
         )
     table.add_row(
         "train on synthetic, test on real",
-        _pct(report.tstr_accuracy),
+        _pct(report.tstr_accuracy) if report.tstr_count else "skipped",
         f"{report.tstr_count} generated",
     )
+    trained_in = report.precision.get("classifier", "?")
     table.add_row(
-        "classifier accuracy (real test)", _pct(report.classifier_test_accuracy), ">= 99%"
+        "classifier accuracy (real test)",
+        _pct(report.classifier_test_accuracy),
+        f">= 99% (trained in {trained_in})",
     )
     console.print(table)
     if failures:

@@ -31,13 +31,13 @@ from models.s3 import S3Settings, split_s3_uri
 from pipeline.data.catalog import FASHION_MNIST, MNIST, Mirror, get_spec
 from pipeline.data.idx import find_file, parse_idx, read_bytes, read_verified
 from pipeline.data.loading import ImageDataset, load_dataset, read_directory
-from pipeline.data.sources import download, fetch_from_s3, missing_or_invalid
+from pipeline.data.s3_source import fetch_from_s3
+from pipeline.data.sources import download, missing_or_invalid
 from pipeline.errors import DataError, DataSourceError, UserError
 from pipeline.settings import get_settings
 from tests.s3_server import S3TestServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -54,19 +54,24 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The directory with the four MNIST files, fetched once by load_dataset('mnist')."""
+def _set_up_dir(name: str) -> Path:
+    """The directory with a dataset's four files, as ``scripts/setup.sh`` left them (fetched
+    by load_dataset where they are missing)."""
     with pytest.MonkeyPatch.context() as mp:
         if not get_settings().data_dir.is_absolute():  # relative to the repo, not to the cwd
             mp.setenv("DCGAN_DATA_DIR", str(REPO_ROOT / get_settings().data_dir))
         get_settings.cache_clear()
         try:
-            load_dataset("mnist")
-            directory = get_settings().data_dir / "mnist"
+            load_dataset(name)
+            directory = get_settings().data_dir / name
         finally:
             get_settings.cache_clear()
     return directory.resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return _set_up_dir("mnist")
 
 
 @pytest.fixture(scope="session")
@@ -179,9 +184,8 @@ def test_mnist_read_directory_gives_the_known_dataset(mnist: ImageDataset, mnist
 
 
 def test_fashion_mnist_through_the_same_reader() -> None:
-    if not FASHION_DIR.is_dir():
-        pytest.fail(f"{FASHION_DIR} missing: apt-get install dataset-fashion-mnist")
-    data = read_directory(FASHION_MNIST, FASHION_DIR)
+    """Reads what scripts/setup.sh provides in data/fashion-mnist (no system package needed)."""
+    data = read_directory(FASHION_MNIST, _set_up_dir("fashion-mnist"))
     assert data.train_images.shape == (60000, 28, 28)
     assert data.test_images.shape == (10000, 28, 28)
     assert np.bincount(data.train_labels).tolist() == [6000] * 10

@@ -22,6 +22,7 @@ from pipeline.evaluation import classifier as clf_mod
 from pipeline.evaluation import stats
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
+    EvaluationClassifier,
     cache_path,
     get_classifier,
     predict,
@@ -71,13 +72,13 @@ def replay(dataset: ImageDataset, per_class: int) -> tuple[ReplayGenerator, GANC
 
 
 @pytest.fixture(scope="session")
-def reference(classifier: tuple[DigitClassifier, float], mnist: ImageDataset) -> RealReference:
+def reference(classifier: EvaluationClassifier, mnist: ImageDataset) -> RealReference:
     return real_reference(classifier[0], mnist, floor_samples=N)
 
 
 @pytest.fixture(scope="session")
 def random_report(
-    mnist: ImageDataset, classifier: tuple[DigitClassifier, float], reference: RealReference
+    mnist: ImageDataset, classifier: EvaluationClassifier, reference: RealReference
 ) -> GeneratorReport:
     torch.manual_seed(0)
     cfg = GANConfig()
@@ -88,7 +89,7 @@ def random_report(
 
 @pytest.fixture(scope="session")
 def replay_report(
-    mnist: ImageDataset, classifier: tuple[DigitClassifier, float], reference: RealReference
+    mnist: ImageDataset, classifier: EvaluationClassifier, reference: RealReference
 ) -> GeneratorReport:
     gen, cfg = replay(mnist, per_class=500)
     return evaluate_generator(gen, cfg, mnist, classifier, reference, num_samples=N, tstr_count=0)
@@ -136,9 +137,9 @@ def test_inception_score_and_entropy_bounds() -> None:
 
 
 def test_classifier_beats_chance_by_far_on_real_test(
-    classifier: tuple[DigitClassifier, float], mnist: ImageDataset
+    classifier: EvaluationClassifier, mnist: ImageDataset
 ) -> None:
-    model, test_accuracy = classifier
+    model, test_accuracy, _ = classifier
     assert test_accuracy > 0.93  # chance is 0.10
     logits, feats = predict(model, mnist.test_images[:500])
     assert logits.shape == (500, 10) and feats.shape == (500, 128)
@@ -148,7 +149,7 @@ def test_classifier_beats_chance_by_far_on_real_test(
 def test_classifier_cache_is_reused(
     mnist: ImageDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model, acc = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
+    model, acc, _ = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
     path = cache_path(mnist, TINY_RECIPE, tmp_path)
     assert path.name.startswith(mnist.fingerprint) and path.is_file()
     mtime = path.stat().st_mtime_ns
@@ -157,7 +158,7 @@ def test_classifier_cache_is_reused(
         raise AssertionError("the cached classifier should have been loaded")
 
     monkeypatch.setattr(clf_mod, "train_classifier", no_training)
-    again, acc_again = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
+    again, acc_again, _ = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
     assert acc_again == acc and path.stat().st_mtime_ns == mtime
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -174,7 +175,7 @@ def test_corrupt_classifier_cache_is_retrained(mnist: ImageDataset, tmp_path: Pa
     path = cache_path(mnist, TINY_RECIPE, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a torch file")
-    _, acc = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
+    _, acc, _ = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path)
     assert acc > 0.5
     payload = torch.load(path, weights_only=True)
     assert payload["test_accuracy"] == acc and payload["dataset_md5"] == mnist.md5
@@ -216,7 +217,7 @@ def test_conditional_accuracy_and_gate(
 
 
 def test_coverage_detects_an_unconditional_collapsed_generator(
-    mnist: ImageDataset, classifier: tuple[DigitClassifier, float], reference: RealReference
+    mnist: ImageDataset, classifier: EvaluationClassifier, reference: RealReference
 ) -> None:
     class Constant(nn.Module):
         """Draws the same digit whatever z: total mode collapse."""
@@ -243,7 +244,7 @@ def test_coverage_detects_an_unconditional_collapsed_generator(
 
 def test_diversity_ratio_detects_collapse_within_classes(
     mnist: ImageDataset,
-    classifier: tuple[DigitClassifier, float],
+    classifier: EvaluationClassifier,
     reference: RealReference,
     replay_report: GeneratorReport,
 ) -> None:

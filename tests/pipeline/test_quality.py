@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.classifier import DigitClassifier
 from pipeline.data.loading import ImageDataset
+from pipeline.evaluation.classifier import EvaluationClassifier
 from pipeline.evaluation.metrics import evaluate_generator
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
 
 
 def test_short_conditional_run_makes_recognisable_digits(
-    mnist: ImageDataset, classifier: tuple[DigitClassifier, float], tmp_path: Path
+    mnist: ImageDataset, classifier: EvaluationClassifier, tmp_path: Path
 ) -> None:
     cfg = TrainConfig(
         limit=12_000, epochs=2, batch_size=64, g_width=32, d_width=32, check_every=100

@@ -10,7 +10,9 @@ import torch
 
 from pipeline.checkpoint import load_checkpoint, load_generator, save_checkpoint
 from pipeline.data.loading import ImageDataset
+from pipeline.ema import GeneratorEMA
 from pipeline.errors import CheckpointError, TrainingDiverged
+from pipeline.precision import decide
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
 
@@ -43,6 +45,7 @@ def test_run_writes_checkpoint_metrics_and_samples(mnist: ImageDataset, tmp_path
     assert 0 < result.history[-1]["d_x"] < 1 and 0 < result.history[-1]["d_g_z"] < 1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["history"] == result.history
+    assert metrics["precision"] == decide(torch.device("cpu")).to_dict()  # what it trained in
     assert metrics["dataset"]["md5"] == mnist.md5
     assert (tmp_path / "samples" / "epoch_001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "samples.png").exists()
@@ -52,9 +55,12 @@ def test_run_writes_checkpoint_metrics_and_samples(mnist: ImageDataset, tmp_path
     assert cfg.g_width == 16 and not generator.training
 
 
-def test_resume_equals_an_uninterrupted_run(mnist: ImageDataset, tmp_path: Path) -> None:
-    straight = train(small(epochs=2), mnist, tmp_path / "straight", progress=False)
-    train(small(epochs=1), mnist, tmp_path / "split", progress=False)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])
+def test_resume_equals_an_uninterrupted_run(
+    mnist: ImageDataset, tmp_path: Path, ema_decay: float
+) -> None:
+    straight = train(small(epochs=2, ema_decay=ema_decay), mnist, tmp_path / "s", progress=False)
+    train(small(epochs=1, ema_decay=ema_decay), mnist, tmp_path / "split", progress=False)
     resumed = train(
         small(epochs=2), mnist, tmp_path / "split", resume=tmp_path / "split", progress=False
     )
@@ -125,3 +131,26 @@ def test_unsafe_or_corrupt_checkpoints_are_refused(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a dcgan checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_ema_generator_is_what_is_sampled_and_loaded(mnist: ImageDataset, tmp_path: Path) -> None:
+    result = train(small(epochs=1, ema_decay=0.9), mnist, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path)
+    ema = state["generator_ema"]
+    assert ema["steps"] == 512 // 64 and ema["decay"] == 0.9
+    # the average differs from the last step's weights, and it is what load_generator returns
+    live, averaged = state["generator"], ema["module"]
+    assert any(not torch.equal(live[k], averaged[k]) for k in live if live[k].is_floating_point())
+    loaded, _, _ = load_generator(tmp_path)
+    assert_same_weights(loaded.state_dict(), averaged)
+    assert_same_weights(result.generator.state_dict(), averaged)
+    # one steady step: with decay d, the average moves (1 - d) of the way to the new weights
+    gen = torch.nn.Linear(2, 2)
+    tracker = GeneratorEMA(gen, decay=0.5)
+    tracker.steps = 1000  # past the warm-up
+    tracker.update(gen)  # the first update copies
+    before = tracker.module.weight.detach().clone()
+    with torch.no_grad():
+        gen.weight.add_(1.0)
+    tracker.update(gen)
+    assert torch.allclose(tracker.module.weight, before + 0.5)
