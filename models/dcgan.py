@@ -58,14 +58,22 @@ class DCGANDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.head = nn.Conv2d(w * 2, 1, size // 4, 1, 0)  # (B, 1, 1, 1): one logit per image
+        self.project = None
+        if cfg.conditional and cfg.d_projection:
+            self.project = nn.Embedding(cfg.num_classes, w * 2)
+            nn.init.normal_(self.project.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             assert labels is not None, "a conditional discriminator needs labels"
             plane = self.embed(labels).view(-1, 1, self.cfg.image_size, self.cfg.image_size)
             x = torch.cat([x, plane.to(x.dtype)], dim=1)
-        logits: torch.Tensor = self.head(self.features(x))
-        return logits.flatten()  # (B,) logits
+        features = self.features(x)  # (B, 2w, 7, 7)
+        logits: torch.Tensor = self.head(features).flatten()  # (B,)
+        if self.project is not None:  # + <embed(y), spatial mean of the features>
+            pooled = features.mean(dim=(2, 3))
+            logits = logits + (self.project(labels) * pooled).sum(dim=1).to(logits.dtype)
+        return logits  # (B,) logits
 
     def probability(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D(x): the probability that x is real."""

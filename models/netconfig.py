@@ -19,6 +19,9 @@ class GANConfig:
     embed_dim: int = 16  # label embedding width fed to G (and to the FC D)
     g_width: int = 64  # base channel count of G (ngf); the 7x7 stage has 4x this
     d_width: int = 64  # base channel count of D (ndf)
+    # D also scores the class by projection (Miyato & Koyama 2018): logit += <embed(y), features>.
+    # A stronger conditioning signal than the label plane alone; D only, so serving is unchanged.
+    d_projection: bool = False
     channels: int = 1
     image_size: int = 28
 

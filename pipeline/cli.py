@@ -106,6 +106,12 @@ def train(
     d_steps: Annotated[
         int, typer.Option(help="Discriminator updates per generator update.")
     ] = _DEFAULTS.d_steps,
+    d_projection: Annotated[
+        bool,
+        typer.Option(
+            "--d-projection/--no-d-projection", help="D also scores the class by projection."
+        ),
+    ] = _DEFAULTS.d_projection,
     ema_decay: Annotated[
         float,
         typer.Option(help="Serve a moving average of G's weights with this decay (0 = off)."),

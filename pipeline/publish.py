@@ -143,7 +143,11 @@ def publish_run(
             version=version,
             signature=exported.signature,
             metrics={k: v for k, v in evaluation.items() if k not in ("checkpoint", "gate")},
-            training_config={**state["train_config"], "epochs_trained": state["epoch"]},
+            training_config={
+                **state["train_config"],
+                "epochs_trained": state["epoch"],
+                **({"precision_used": state["precision"]} if "precision" in state else {}),
+            },
             dataset_md5=state.get("dataset", {}).get("md5", {}),
             code_version=code_version(),
             library_versions=export_info.pop("versions"),

@@ -29,6 +29,7 @@ class TrainConfig(BaseModel):
     latent_dim: int = Field(default=100, ge=1)
     g_width: int = Field(default=64, ge=1)
     d_width: int = Field(default=64, ge=1)
+    d_projection: bool = False  # D scores the class by projection too (models/netconfig.py)
     embed_dim: int = Field(default=16, ge=1)
     # optimisation (Radford et al.: Adam, lr 2e-4, beta1 0.5)
     epochs: int = Field(default=10, ge=1)
@@ -62,4 +63,5 @@ class TrainConfig(BaseModel):
             embed_dim=self.embed_dim,
             g_width=self.g_width,
             d_width=self.d_width,
+            d_projection=self.d_projection,
         )

@@ -33,6 +33,20 @@ def test_conditional_generator_depends_on_the_label() -> None:
     assert not torch.allclose(images[0], images[1])
 
 
+def test_projection_discriminator_scores_the_class_through_the_projection() -> None:
+    plain = build_discriminator(GANConfig(d_width=8)).eval()
+    projected = build_discriminator(GANConfig(d_width=8, d_projection=True)).eval()
+    projected.load_state_dict(plain.state_dict(), strict=False)  # same weights but the projection
+    x = torch.randn(10, 1, 28, 28)
+    labels = torch.arange(10)
+    with torch.no_grad():
+        features = plain.features(torch.cat([x, plain.embed(labels).view(-1, 1, 28, 28)], 1))
+        want = plain(x, labels) + (projected.project(labels) * features.mean((2, 3))).sum(1)
+        assert torch.allclose(projected(x, labels), want, atol=1e-6)
+    unconditional = build_discriminator(GANConfig(conditional=False, d_projection=True))
+    assert unconditional.project is None  # type: ignore[union-attr]
+
+
 def test_conditional_nets_require_labels() -> None:
     g = build_generator(GANConfig(g_width=8))
     with pytest.raises(AssertionError, match="labels"):

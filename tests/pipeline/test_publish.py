@@ -56,6 +56,7 @@ def test_publish_then_pull_gives_a_servable_model(
     assert manifest.extra["quality_gate"]["passed"] is False
     assert manifest.signature["inputs"] == {"z": ["N", 100], "labels": ["N"]}
     assert manifest.training_config["epochs_trained"] == 1
+    assert manifest.training_config["precision_used"]["precision"] in ("fp32", "bf16")
     assert manifest.dataset_md5["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
     parity = manifest.extra["export"]["parity"]
     assert max(parity["onnxruntime"]["max_abs_diff"].values()) <= 1e-4
