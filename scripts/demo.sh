@@ -19,7 +19,7 @@ stage "set-up"
 RUN=${RUN:-runs/demo}
 # The demo recipe: the default cDCGAN at half width, a higher learning rate and an EMA generator.
 # It passes the quality gate after EPOCHS epochs (measured; README "Quick start").
-EPOCHS=${EPOCHS:-3}
+EPOCHS=${EPOCHS:-4}
 DEMO_RECIPE=(--g-width 32 --d-width 32 --lr-g 5e-4 --lr-d 5e-4 --ema-decay 0.999)
 PORT=${DCGAN_SERVE_PORT:-8000}
 export DCGAN_REGISTRY_URI=${DCGAN_REGISTRY_URI:-registry}
