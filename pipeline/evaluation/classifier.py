@@ -41,7 +41,9 @@ class ClassifierRecipe:
     a classifier trained in bf16 and one trained in fp32 never share a cache entry.
     """
 
-    epochs: int = 5  # 99.35% real-test accuracy on MNIST (3 epochs: 99.21%)
+    # 3 epochs: 99.26% real-test accuracy on MNIST in fp32 (5 epochs: 99.36%, at 5/3 the time:
+    # 134 s instead of about 80 s on a 2-core AVX2 CPU, which kept the demo over 10 minutes).
+    epochs: int = 3
     batch_size: int = 128
     lr: float = 3e-3  # peak of a one-cycle schedule (Adam)
     weight_decay: float = 1e-4
