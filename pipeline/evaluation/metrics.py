@@ -48,8 +48,9 @@ REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor
 # 30 is ~10x the floor: every epoch with accuracy >= 0.97 passes, with room for the
 # epoch-to-epoch wobble (23 at epoch 6), while under-trained (36 at epoch 3, accuracy 0.95) and
 # class-dropping (76) generators fail.
-# The 3-epoch fp32 classifier of 2026-12-01 (2-core AMD EPYC, AVX2) puts the floor at 2.95 and
-# the demo recipe's generator at epoch 2 at 33, epoch 3 at 16: the threshold still separates them.
+# On a 2-core AMD EPYC (AVX2, fp32), 2026-12-01: the 5-epoch classifier puts the floor at 2.95 and
+# the demo recipe's generator at 179, 33, 16 after epochs 1-3 (accuracy 0.76, 0.95, 0.97); the
+# 3-epoch one (now the default) puts the floor at 2.94 and that epoch-3 generator at 16.2.
 MAX_FD = 30.0
 # Normalised entropy of predicted classes: real test digits 0.9992; one class lost 0.954.
 MIN_CLASS_ENTROPY = 0.98
