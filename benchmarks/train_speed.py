@@ -27,7 +27,7 @@ from benchmarks.reference_loop import ReferenceLoop
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.classifier import get_classifier
 from pipeline.evaluation.metrics import MAX_FD, evaluate_generator, gate_failures, real_reference
-from pipeline.train import GANTrainer, resolve_device
+from pipeline.train import GANTrainer, resolve_device, to_device_images
 from pipeline.train_config import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,7 +79,7 @@ def flops_per_image(trainer: GANTrainer, images: np.ndarray, labels: np.ndarray)
 
     batch = min(trainer.cfg.batch_size, len(labels))
     state = copy.deepcopy(trainer.state_dict())
-    x = torch.from_numpy(images[:batch]).to(trainer.device).unsqueeze(1).float() / 127.5 - 1
+    x = to_device_images(images[:batch], trainer.device)
     y = torch.from_numpy(labels[:batch].astype(np.int64)).to(trainer.device)
     counter = FlopCounterMode(display=False)
     with counter:

@@ -56,4 +56,4 @@ class GeneratorEMA:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])
         self.steps = int(state["steps"])
-        self.averaged.n_averaged.fill_(max(self.steps, 0))
+        self.averaged.n_averaged.fill_(self.steps)

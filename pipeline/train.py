@@ -70,7 +70,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1], resident on the device."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     return x.unsqueeze(1).float().div_(127.5).sub_(1.0)
@@ -219,7 +219,7 @@ class GANTrainer:
         on_epoch: EpochCallback | None = None,
     ) -> None:
         cfg = self.cfg
-        x = _to_device_images(images, self.device)
+        x = to_device_images(images, self.device)
         y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(self.device)
         n = x.shape[0]
         batch = min(cfg.batch_size, n)

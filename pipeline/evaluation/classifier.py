@@ -25,7 +25,7 @@ from tqdm import tqdm
 from models.classifier import CLASSIFIER_VERSION, ClassifierConfig, DigitClassifier
 from pipeline.checkpoint import save_torch_atomic
 from pipeline.data.loading import ImageDataset
-from pipeline.precision import Precision, decide
+from pipeline.precision import Precision, PrecisionDecision, decide
 from pipeline.settings import PrecisionChoice, get_settings
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def train_classifier(
     """
     device = torch.device(device)
     recipe = (recipe or ClassifierRecipe()).resolved(device)
+    precision = decide(device, recipe.precision)
     x = to_input(images).to(device)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(device)
     assert len(x) == len(y), f"{len(x)} images but {len(y)} labels"
@@ -170,7 +171,7 @@ def train_classifier(
             for epoch in range(recipe.epochs):
                 t0 = time.perf_counter()
                 order = torch.randperm(len(x), generator=shuffle).to(device)
-                loss = _train_epoch(model, opt, sched, x, y, order, recipe, bar)
+                loss = _train_epoch(model, opt, sched, x, y, order, recipe, precision, bar)
                 log.info(
                     "classifier epoch %d/%d loss=%.4f time=%.1fs",
                     epoch + 1, recipe.epochs, loss, time.perf_counter() - t0,
@@ -186,6 +187,7 @@ def _train_epoch(
     y: torch.Tensor,
     order: torch.Tensor,
     recipe: ClassifierRecipe,
+    precision: PrecisionDecision,
     bar: tqdm,
 ) -> float:
     """One pass over ``order`` in batches; returns the mean training loss."""
@@ -193,7 +195,7 @@ def _train_epoch(
     for start in range(0, len(order), recipe.batch_size):
         idx = order[start : start + recipe.batch_size]
         xb = x[idx].contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28)
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=recipe.precision == "bf16"):
+        with precision.autocast(x.device):
             loss = F.cross_entropy(model(xb), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
