@@ -49,7 +49,7 @@ BACKENDS = ("inprocess", "service", "service-nobatch", "torchserve", "eager")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -71,10 +71,13 @@ def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes], log
 
 
 @contextlib.contextmanager
-def _process(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+def server_process(
+    command: list[str], env: dict[str, str], ready_url: str, log: Path, cwd: Path = REPO
+) -> Iterator[None]:
+    """Run a server until the block ends (SIGTERM, then SIGKILL after 30 s)."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=REPO
+            command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=cwd
         )
     try:
         _wait_http(ready_url, 120, process, log)
@@ -173,7 +176,7 @@ def measure_http(
     return rows
 
 
-def _service_env(
+def service_env(
     registry: RegistrySettings, cache: Path, port: int, batching: bool
 ) -> dict[str, str]:
     return {
@@ -310,11 +313,11 @@ def _run_service(
     args: argparse.Namespace,
     name: str,
 ) -> list[dict[str, Any]]:
-    port = _free_port()
-    env = _service_env(registry, tmp / "cache", port, batching)
+    port = free_port()
+    env = service_env(registry, tmp / "cache", port, batching)
     dcgan = str(Path(sys.executable).parent / "dcgan")
     base = f"http://127.0.0.1:{port}"
-    with _process([dcgan, "serve"], env, f"{base}/readyz", tmp / f"{name}.log"):
+    with server_process([dcgan, "serve"], env, f"{base}/readyz", tmp / f"{name}.log"):
         return measure_http(
             name, f"{base}/generate", batches, concurrencies, args.min_seconds, args.max_seconds
         )
@@ -323,7 +326,7 @@ def _run_service(
 def _run_eager(
     local: Path, tmp: Path, batches: list[int], concurrencies: list[int], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -338,7 +341,7 @@ def _run_eager(
     ]
     env = {"DCGAN_EAGER_CHECKPOINT": str(local / "checkpoint.pt")}
     base = f"http://127.0.0.1:{port}"
-    with _process(command, env, f"{base}/readyz", tmp / "eager.log"):
+    with server_process(command, env, f"{base}/readyz", tmp / "eager.log"):
         return measure_http(
             "eager", f"{base}/generate", batches, concurrencies, args.min_seconds, args.max_seconds
         )

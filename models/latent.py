@@ -30,15 +30,22 @@ def latent_for_seed(seed: int, n: int, latent_dim: int) -> np.ndarray:
 
 
 def labels_for_request(n: int, digits: int | Sequence[int] | None) -> np.ndarray:
-    """Labels (int64[n]) for a request: one digit for all, one per image, or the cycle 0..9."""
+    """Labels (int64[n]) for a request: one digit for all, a list repeated (or cut) to ``n``
+    images (image i is ``digits[i % len(digits)]``), or the cycle 0..9. So a smaller batch of
+    the same request is always a prefix of a larger one."""
     if digits is None:
         return np.arange(n, dtype=np.int64) % NUM_CLASSES
     if isinstance(digits, int | np.integer):
         labels = np.full(n, int(digits), dtype=np.int64)
     else:
-        labels = np.asarray(list(digits), dtype=np.int64)
-        if labels.shape != (n,):
-            raise ValueError(f"digits has {labels.size} entries but {n} images were asked for")
+        listed = np.asarray(list(digits), dtype=np.int64)
+        if not listed.size:
+            raise ValueError("digits is an empty list: give at least one digit, or none")
+        labels = np.resize(_in_range(listed), n)
+    return _in_range(labels)
+
+
+def _in_range(labels: np.ndarray) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ValueError(f"digits must be in 0..{NUM_CLASSES - 1}")
     return labels

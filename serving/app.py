@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -19,13 +20,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
-from serving import encoding
+from serving import encoding, openapi
 from serving.batching import Batcher
 from serving.engine import inference_pool
-from serving.errors import NotReady, RequestError
+from serving.errors import ClientGone, NotReady, RequestError
 from serving.gallery import gallery_html
 from serving.generation import Plan, plan_balance, plan_generate
 from serving.lifecycle import (
@@ -36,7 +39,13 @@ from serving.lifecycle import (
     onnx_factory,
 )
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_json, parse_query
+from serving.schemas import (
+    BalanceRequest,
+    GenerateRequest,
+    Limits,
+    parse_body,
+    parse_query,
+)
 from serving.settings import ServeSettings
 
 ROUTES = {
@@ -50,6 +59,9 @@ ROUTES = {
     "/admin/reload",
 }
 INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, never sent
+log = logging.getLogger("serving.app")
+T = TypeVar("T")
 
 
 class ServiceState:
@@ -69,24 +81,39 @@ class ServiceState:
         self.metrics = metrics
 
     async def pixels(self, model: LoadedModel, plan: Plan) -> np.ndarray:
-        """Run a plan through the batcher, in request-sized chunks (a big /balance interleaves)."""
-        sig = model.signature
-        z = (
-            plan.latent(sig)
-            if plan.size <= INLINE_MAX
-            else await run_in_threadpool(plan.latent, sig)
-        )
-        chunk = self.limits.max_batch_size
-        parts = [
-            self.batcher.run(
-                model.backend, z[start : start + chunk], plan.labels[start : start + chunk]
+        """Run a plan through the batcher: admitted whole (or refused) before its latents exist."""
+        ticket = self.batcher.admit(plan.size)
+        try:
+            sig = model.signature
+            z = (
+                plan.latent(sig)
+                if plan.size <= INLINE_MAX
+                else await run_in_threadpool(plan.latent, sig)
             )
-            for start in range(0, plan.size, chunk)
-        ]
-        if len(parts) == 1:
-            return await parts[0]
-        out: np.ndarray = np.concatenate(await asyncio.gather(*parts))
-        return out
+            return await self.batcher.run(ticket, model.backend, z, plan.labels)
+        finally:
+            ticket.release()
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``await work``, cancelled as soon as the client hangs up (its rows leave the queue)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the ASGI server reports the client's disconnect (the body is read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(
@@ -120,6 +147,7 @@ def create_app(
         on_batch=metrics.observe_batch,
     )
     state = ServiceState(settings, manager, batcher, metrics)
+    metrics.backlog.set_function(lambda: batcher.backlog)
     manager.on_change.append(lambda model: _record_model(metrics, model))
     manager.on_failure.append(lambda _: metrics.reloads.labels("failed").inc())
 
@@ -144,6 +172,7 @@ def create_app(
     _add_error_handlers(app)
     _add_routes(app, state)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
+    openapi.install(app, state.limits)
     return app
 
 
@@ -175,7 +204,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotReady)
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
-        return _error(503, str(exc), {"Retry-After": "1"})
+        return _error(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, _: ClientGone) -> Response:
+        log.info("serving.client_gone path=%s", request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # name every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return _error(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,36 +225,38 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if getattr(route, "path", None) == path:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes, before reading it all if it says so."""
+    """The body, refused with 413 past ``limit`` bytes (before reading it all if it says so);
+    a client that hangs up while sending it is ClientGone (no 5xx, no traceback)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"request body of {declared} bytes is above the limit of {limit}", 413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+    except ClientDisconnect:
+        raise ClientGone from None
     return bytes(body)
-
-
-def _body_schema(model: type[GenerateRequest] | type[BalanceRequest]) -> dict[str, Any]:
-    """Document a body that we parse ourselves (to control limits and messages)."""
-    return {
-        "requestBody": {
-            "required": model is BalanceRequest,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
 
 
 def _add_routes(app: FastAPI, state: ServiceState) -> None:
     manager, metrics = state.manager, state.metrics
 
-    async def generate(request: GenerateRequest) -> Response:
+    async def generate(http: Request, request: GenerateRequest) -> Response:
         model = manager.require()
         plan = plan_generate(request, model.signature)
-        pixels = await state.pixels(model, plan)
+        pixels = await unless_disconnected(http, state.pixels(model, plan))
         meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
         if plan.size <= INLINE_MAX:
             body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
@@ -227,12 +270,14 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     @app.post(
         "/generate",
         summary="Generate digits (JSON with base64 PNGs, raw .npy, or a PNG grid)",
-        openapi_extra=_body_schema(GenerateRequest),
         response_class=Response,
     )
     async def generate_post(request: Request) -> Response:
         body = await _read_body(request, state.limits.max_body_bytes)
-        return await generate(parse_json(GenerateRequest, body, state.limits))
+        content_type = request.headers.get("content-type")
+        return await generate(
+            request, parse_body(GenerateRequest, body, content_type, state.limits)
+        )
 
     @app.get(
         "/generate",
@@ -242,20 +287,21 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     )
     async def generate_get(request: Request) -> Response:
         params = {key: request.query_params.getlist(key) for key in request.query_params}
-        return await generate(parse_query(params, state.limits))
+        return await generate(request, parse_query(params, state.limits))
 
     @app.post(
         "/balance",
         summary="Generate the digits that balance a dataset's class counts (.npz)",
-        openapi_extra=_body_schema(BalanceRequest),
+        description="An already balanced dataset gets 200 with no images (empty arrays).",
         response_class=Response,
     )
     async def balance(request: Request) -> Response:
         body = await _read_body(request, state.limits.max_body_bytes)
-        parsed = parse_json(BalanceRequest, body, state.limits)
+        content_type = request.headers.get("content-type")
+        parsed = parse_body(BalanceRequest, body, content_type, state.limits)
         model = manager.require()
         plan = plan_balance(parsed, model.signature)
-        pixels = await state.pixels(model, plan)
+        pixels = await unless_disconnected(request, state.pixels(model, plan))
         payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
         metrics.images.labels("/balance").inc(plan.size)
         meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)

@@ -1,21 +1,31 @@
-"""Dynamic batching: concurrent requests for one model share inference calls, and one large
-request spreads over every inference worker.
+"""Dynamic batching with admission control and fair sharing between requests.
 
 Inference runs on a fixed pool of worker threads (one per core on CPU, see
-serving.engine.inference_pool), so requests never oversubscribe the cores. The unit of work is a
-*slice* of a request's rows: while the workers are busy, requests queue; each new batch takes rows
-from the head of the queue, across requests for the same model, up to ``max_images`` and up to an
-even share of what is queued per worker, so a lone batch-1024 request keeps every core busy and 32
-batch-1 requests become a couple of batches of 16. One batch more than there are workers is in
-flight (formed and waiting), so a worker never idles while the event loop hands out results.
-Rows are independent in the generator, so a request gets the same bytes however it is sliced or
-merged (tested).
+serving.engine.inference_pool), so requests never oversubscribe the cores. A request is
+*admitted* whole or refused whole before its latents are built (``admit``): the backlog (rows
+admitted and not yet computed) never passes ``max_queue_images``, and a refusal names a
+``Retry-After`` computed from the backlog and the measured throughput. A request that could never
+fit is a 4xx, not an endless 503.
+
+The unit of work is a *slice* of a request's rows. Batches are formed only when a worker is free
+(the freshest decision), round-robin by request: the request at the head of the queue gives up to
+``max_images`` rows (and up to an even share of what is queued per worker, so a lone large request
+keeps every core busy), then goes to the back if it has rows left; with batching on, the later
+requests that fit whole in the room left join the same call (32 batch-1 requests become one or
+two batches). So a batch-1 request that arrives while a 60,000-image /balance runs waits for the
+next free worker and runs in a batch of its own size, not behind all of the /balance (measured in
+benchmarks/serve_fairness.py). With batching off a batch holds one request's rows; admission and
+the rotation are the same. A request whose client hung up is cancelled: its unsent rows leave
+the queue. Rows are independent in the generator, so a request gets the same bytes however it is
+sliced or merged (tested).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +33,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import NotReady
+from serving.errors import NotReady, RequestError
 from serving.generation import Backend, render
 
 log = logging.getLogger("serving.batching")
+
+RETRY_AFTER_MAX_S = 300
+THROUGHPUT_SMOOTHING = 0.2  # weight of the newest batch in the images/s estimate
+
+
+class Ticket:
+    """Rows reserved in the backlog for one admitted request; ``release`` returns what is left."""
+
+    def __init__(self, batcher: Batcher, size: int) -> None:
+        self._batcher = batcher
+        self.size = size
+        self.outstanding = size  # admitted rows not yet computed (or dropped)
+
+    def settle(self, rows: int) -> None:
+        rows = min(rows, self.outstanding)
+        self.outstanding -= rows
+        self._batcher._backlog -= rows
+
+    def release(self) -> None:
+        self.settle(self.outstanding)
 
 
 @dataclass(eq=False)
@@ -36,6 +66,7 @@ class _Item:
     backend: Backend
     z: np.ndarray
     labels: np.ndarray
+    ticket: Ticket
     future: asyncio.Future[np.ndarray] = field(repr=False)
     taken: int = 0  # rows handed to batches so far
     done: int = 0  # rows computed so far
@@ -44,6 +75,10 @@ class _Item:
     @property
     def size(self) -> int:
         return len(self.labels)
+
+    @property
+    def left(self) -> int:
+        return self.size - self.taken
 
 
 @dataclass(frozen=True)
@@ -54,7 +89,7 @@ class _Slice:
 
 
 class Batcher:
-    """``await run(backend, z, labels)`` -> uint8 pixels, batched with its neighbours in time."""
+    """``ticket = admit(n)``, then ``await run(ticket, backend, z, labels)`` -> uint8 pixels."""
 
     def __init__(
         self,
@@ -74,15 +109,26 @@ class Batcher:
         self.on_batch = on_batch  # (images, requests) of each inference call, for metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._queue: deque[_Item] = deque()
-        self._queued_images = 0  # rows not yet handed to a batch
+        self._queued_images = 0  # rows queued, not yet handed to a batch
+        self._backlog = 0  # rows admitted and not yet computed (reserved, queued or running)
+        self._images_per_s: float | None = None  # measured over every worker
         self._wakeup: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Measured throughput over every worker (None before the first batch)."""
+        return self._images_per_s
+
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.workers + 1)  # each worker busy, one batch waiting
+        self._slots = asyncio.Semaphore(self.workers)  # a batch is formed when a worker is free
         self._task = asyncio.create_task(self._loop(), name="batcher")
 
     async def stop(self) -> None:
@@ -95,18 +141,59 @@ class Batcher:
         self._queue.clear()
         self._executor.shutdown(wait=True)
 
-    async def run(self, backend: Backend, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        if not self.enabled:
-            return await loop.run_in_executor(self._executor, _infer, backend, z, labels)
-        if self._queued_images + len(labels) > self.max_queue_images and self._queue:
-            raise NotReady(f"server busy: {self._queued_images} images queued; retry in a moment")
-        item = _Item(backend, z, labels, loop.create_future())
+    def admit(self, size: int) -> Ticket:
+        """Reserve ``size`` rows, or refuse the whole request now (before any work is done)."""
+        if size > self.max_queue_images:
+            raise RequestError(
+                f"{size} images can never be queued here (the queue holds "
+                f"{self.max_queue_images}): ask for fewer per request",
+                413,
+            )
+        if self._backlog and self._backlog + size > self.max_queue_images:
+            retry = self.retry_after_s(self._backlog + size - self.max_queue_images)
+            raise NotReady(
+                f"server busy: {self._backlog} images queued, room for "
+                f"{self.max_queue_images - self._backlog}; retry in {retry} s",
+                retry_after_s=retry,
+            )
+        self._backlog += size
+        return Ticket(self, size)
+
+    def retry_after_s(self, images: int) -> int:
+        """Seconds until ``images`` more rows of the backlog are computed, at the measured rate."""
+        rate = self.images_per_s
+        if not rate:
+            return 1
+        return max(1, min(RETRY_AFTER_MAX_S, math.ceil(images / rate)))
+
+    async def run(
+        self, ticket: Ticket, backend: Backend, z: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """The request's pixels; cancelling this (a client that hung up) drops its unsent rows."""
+        assert self._wakeup is not None, "Batcher.start() was not awaited"
+        if not len(labels):
+            ticket.release()
+            size = backend.signature.image_size
+            return np.empty((0, size, size), dtype=np.uint8)
+        item = _Item(backend, z, labels, ticket, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._queued_images += item.size
-        assert self._wakeup is not None, "Batcher.start() was not awaited"
         self._wakeup.set()
-        return await item.future
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            self._drop(item)
+            raise
+        finally:
+            ticket.release()
+
+    def _drop(self, item: _Item) -> None:
+        if item in self._queue:
+            self._queue.remove(item)
+            self._queued_images -= item.left
+            item.taken = item.size
+        if not item.future.done():
+            item.future.cancel()
 
     async def _loop(self) -> None:
         assert self._wakeup is not None and self._slots is not None
@@ -118,7 +205,11 @@ class Batcher:
             await self._slots.acquire()  # form the batch as late as possible: it grows meanwhile
             if self.wait_s > 0 and self._queued_images < self.max_images:
                 await self._gather_for(self.wait_s)
-            task = asyncio.create_task(self._execute(self._take()))
+            batch = self._take()
+            if not batch:  # every queued request was cancelled meanwhile
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -138,49 +229,70 @@ class Batcher:
                 return
 
     def _take(self) -> list[_Slice]:
-        """Rows from the head of the queue for one backend: up to the cap, and up to an even
-        share of what is queued per worker (so the other workers get rows too)."""
+        """One batch, round-robin by request: rows of the request at the head of the queue (up
+        to the cap, and up to an even share of what is queued per worker); then, with batching
+        on, every later request of the same backend that fits whole in the room left. A request
+        with rows left goes to the back, so a batch-1 request queued behind a 60,000-image
+        /balance gets the next free worker, in a batch of its own size, not behind all of it."""
+        if not self._queue:
+            return []
         share = -(-self._queued_images // self.workers)
-        limit = max(1, min(self.max_images, share))
-        backend = self._queue[0].backend
-        batch: list[_Slice] = []
-        total = 0
-        while self._queue and total < limit and self._queue[0].backend is backend:
-            item = self._queue[0]
-            count = min(item.size - item.taken, limit - total)
-            batch.append(_Slice(item, item.taken, item.taken + count))
-            item.taken += count
-            total += count
-            if item.taken == item.size:
-                self._queue.popleft()
-        self._queued_images -= total
+        room = max(1, min(self.max_images, share))
+        head = self._queue.popleft()
+        count = min(head.left, room)
+        batch = [_Slice(head, head.taken, head.taken + count)]
+        head.taken += count
+        room -= count
+        if self.enabled:
+            for item in list(self._queue):
+                if not room:
+                    break
+                if item.backend is head.backend and item.left <= room:
+                    batch.append(_Slice(item, item.taken, item.size))
+                    room -= item.left
+                    item.taken = item.size
+                    self._queue.remove(item)
+        if head.left:
+            self._queue.append(head)
+        self._queued_images -= sum(part.stop - part.start for part in batch)
         return batch
 
     async def _execute(self, batch: list[_Slice]) -> None:
         assert self._slots is not None
         loop = asyncio.get_running_loop()
+        rows_total = sum(p.stop - p.start for p in batch)
+        started = time.perf_counter()
         try:
             pixels = await loop.run_in_executor(self._executor, _infer_slices, batch)
         except Exception as exc:  # a backend failure fails these requests, not the server
             log.exception("serving.batch_failed requests=%d", len(batch))
             for part in batch:
+                part.item.ticket.settle(part.stop - part.start)
                 if not part.item.future.done():
                     part.item.future.set_exception(exc)
             return
         finally:
             self._slots.release()
+        self._observe_rate(rows_total, time.perf_counter() - started)
         if self.on_batch is not None:
-            self.on_batch(sum(p.stop - p.start for p in batch), len(batch))
+            self.on_batch(rows_total, len(batch))
         offset = 0
         for part in batch:
             item, rows = part.item, part.stop - part.start
-            if item.out is None:
-                item.out = np.empty((item.size, *pixels.shape[1:]), dtype=pixels.dtype)
-            item.out[part.start : part.stop] = pixels[offset : offset + rows]
+            item.ticket.settle(rows)
+            if not item.future.done():  # the client may be gone
+                if item.out is None:
+                    item.out = np.empty((item.size, *pixels.shape[1:]), dtype=pixels.dtype)
+                item.out[part.start : part.stop] = pixels[offset : offset + rows]
+                item.done += rows
+                if item.done == item.size:
+                    item.future.set_result(item.out)
             offset += rows
-            item.done += rows
-            if item.done == item.size and not item.future.done():  # the client may be gone
-                item.future.set_result(item.out)
+
+    def _observe_rate(self, rows: int, seconds: float) -> None:
+        rate = self.workers * rows / max(seconds, 1e-6)
+        old = self._images_per_s
+        self._images_per_s = rate if old is None else old + THROUGHPUT_SMOOTHING * (rate - old)
 
 
 def _infer(backend: Backend, z: np.ndarray, labels: np.ndarray) -> np.ndarray:

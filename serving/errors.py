@@ -14,7 +14,15 @@ class RequestError(UserFacingError):
 
 
 class NotReady(UserFacingError):
-    """No verified model is loaded yet: answered 503 with a Retry-After."""
+    """No verified model is loaded yet, or the queue is full: 503 with a Retry-After (seconds)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClientGone(Exception):
+    """The client hung up before its answer was ready: its work is dropped, nothing is sent."""
 
 
 class ModelLoadError(UserFacingError):

@@ -50,6 +50,11 @@ class ServiceMetrics:
         self.model_loaded = Gauge(
             "dcgan_model_loaded_timestamp_seconds", "When the served version loaded", registry=r
         )
+        self.backlog = Gauge(
+            "dcgan_backlog_images",
+            "Images admitted and not yet computed (the queue limit applies to this)",
+            registry=r,
+        )
         self.reloads = Counter(
             "dcgan_model_reloads", "Model refreshes that swapped or failed", ["outcome"], registry=r
         )

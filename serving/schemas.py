@@ -8,12 +8,13 @@ Limits that are configuration (the largest batch) reach the validators through t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +32,10 @@ from serving.errors import RequestError
 M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
+DEFAULT_BATCH_SIZE = 10
+MAX_JSON_DEPTH = 8  # our bodies nest two deep; a deeper one is refused before it is parsed
+MAX_QUERY_DIGITS = 20  # longer than any allowed number: refused before int() sees it
+JSON_MEDIA_TYPES = ("application/json",)
 
 
 class OutputFormat(StrEnum):
@@ -46,6 +51,7 @@ class Limits:
     max_batch_size: int = 1024
     max_balance_images: int = 60_000
     max_body_bytes: int = 64 * 1024
+    max_class_count: int = 1_000_000_000  # each count and target of /balance
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -55,7 +61,9 @@ def _limits(info: ValidationInfo) -> Limits:
 
 
 class GenerateRequest(BaseModel):
-    """``digits``: one digit for every image, a list with one per image, or omitted (0..9 cycle)."""
+    """Image i is digit ``digits[i % len(digits)]``: a list is repeated to the batch size (and a
+    batch smaller than the list takes its first digits), so no combination of the two fields is
+    refused. One digit is a list of one; omitted, the digits cycle 0..9."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,19 +71,36 @@ class GenerateRequest(BaseModel):
         default=None, description="0..2^63-1. Omitted: the server draws one and names it in X-Seed."
     )
     batch_size: StrictInt = Field(
-        default=10, ge=1, description="Images to generate (1..the server's limit, default 1024)."
+        default=DEFAULT_BATCH_SIZE,
+        ge=1,
+        description="Images to generate (1..the server's limit). Omitted: as many as a list of "
+        f"digits has, else {DEFAULT_BATCH_SIZE}.",
     )
     digits: int | list[int] | None = Field(
-        default=None, description="One digit for all, one per image, or omitted for 0,1,..,9,0,.."
+        default=None,
+        description="One digit for all, a list repeated to batch_size, or omitted: 0,1,..,9,0,..",
     )
     format: OutputFormat = Field(default=OutputFormat.JSON, description="json, npy or png.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_of_the_list(cls, data: Any) -> Any:
+        """A list of digits without a batch size asks for one image per digit."""
+        if isinstance(data, dict) and "batch_size" not in data:
+            digits = data.get("digits")
+            if isinstance(digits, list) and digits:
+                return {**data, "batch_size": len(digits)}
+        return data
+
     @field_validator("digits", mode="before")
     @classmethod
-    def _digits(cls, value: Any) -> Any:
+    def _digits(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return None
         if isinstance(value, list):
+            limit = _limits(info).max_batch_size
+            if not 1 <= len(value) <= limit:
+                raise ValueError(f"digits lists {len(value)} digits: give 1..{limit}, or one digit")
             return [_digit(item, f"digits[{i}]") for i, item in enumerate(value)]
         return _digit(value, "digits")
 
@@ -84,23 +109,27 @@ class GenerateRequest(BaseModel):
         limit = _limits(info).max_batch_size
         if self.batch_size > limit:
             raise ValueError(f"batch_size {self.batch_size} is above this server's limit {limit}")
-        if isinstance(self.digits, list) and len(self.digits) != self.batch_size:
-            raise ValueError(
-                f"digits lists {len(self.digits)} digits but batch_size is {self.batch_size}: "
-                "give one digit per image, a single digit, or none"
-            )
         return self
 
 
+Count = Annotated[StrictInt, Field(ge=0)]
+DigitKey = Annotated[str, Field(pattern=r"^[0-9]$")]
+PerClass = Annotated[list[Count], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
+
+
 class BalanceRequest(BaseModel):
-    """Class counts of the client's dataset; the answer fills every class up to the target."""
+    """Class counts of the client's dataset; the answer fills every class up to the target.
+
+    Every count and target is bounded (``Limits.max_class_count``) before any arithmetic, and the
+    deficits are summed in Python integers, so no request can overflow into a small total.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    counts: list[int] | dict[str, int] = Field(
+    counts: PerClass | dict[DigitKey, Count] = Field(
         description="Images per class now: a list of 10 counts, or {digit: count} (missing = 0)."
     )
-    target: int | list[int] | dict[str, int] | None = Field(
+    target: Count | PerClass | dict[DigitKey, Count] | None = Field(
         default=None,
         description="Wanted images per class: one number for all, 10 numbers, {digit: n}, or "
         "omitted for the largest count.",
@@ -110,15 +139,16 @@ class BalanceRequest(BaseModel):
     @field_validator("counts", "target", mode="before")
     @classmethod
     def _per_class_counts(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = _limits(info).max_class_count
         if value is None and info.field_name == "target":
             return None
         if isinstance(value, int) and not isinstance(value, bool) and info.field_name == "target":
-            return _count(value, "target")
-        return list(_per_class(value, str(info.field_name)))
+            return _count(value, "target", limit)
+        return list(_per_class(value, str(info.field_name), limit))
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> BalanceRequest:
-        total = int(self.deficits().sum())
+        total = sum(self.deficits())
         limit = _limits(info).max_balance_images
         if total > limit:
             raise ValueError(
@@ -127,17 +157,22 @@ class BalanceRequest(BaseModel):
             )
         return self
 
-    def deficits(self) -> np.ndarray:
-        """Images to generate per class: max(0, target - count)."""
-        counts = np.asarray(self.counts, dtype=np.int64)
+    def deficits(self) -> list[int]:
+        """Images to generate per class: max(0, target - count), in Python integers."""
+        counts = _as_list(self.counts)
         if self.target is None:
-            target = np.full(NUM_CLASSES, counts.max(), dtype=np.int64)
+            targets = [max(counts)] * NUM_CLASSES
         elif isinstance(self.target, int):
-            target = np.full(NUM_CLASSES, self.target, dtype=np.int64)
+            targets = [self.target] * NUM_CLASSES
         else:
-            target = np.asarray(self.target, dtype=np.int64)
-        deficits: np.ndarray = np.maximum(target - counts, 0)
-        return deficits
+            targets = _as_list(self.target)
+        return [max(0, t - c) for t, c in zip(targets, counts, strict=True)]
+
+
+def _as_list(value: list[int] | dict[str, int]) -> list[int]:
+    """The validators turn {digit: count} into a list of 10; a dict here is a bug."""
+    assert isinstance(value, list), "per-class counts are normalised to a list"
+    return value
 
 
 def _digit(value: Any, where: str) -> int:
@@ -146,23 +181,32 @@ def _digit(value: Any, where: str) -> int:
     return value
 
 
-def _count(value: Any, where: str) -> int:
+def _count(value: Any, where: str, limit: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where} is {value!r}, not a count (a whole number >= 0)")
+        raise ValueError(f"{where} is {_short(value)}, not a count (a whole number >= 0)")
+    if value > limit:
+        raise ValueError(f"{where} is {_short(value)}, above this server's limit {limit}")
     return value
 
 
-def _per_class(value: Any, name: str) -> list[int]:
-    """A list of 10 counts, or {digit: count} with digits as JSON keys ("3"); missing = 0."""
+def _short(value: Any) -> str:
+    """A value for an error message, cut short (a client's 4,000-digit number stays theirs)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _per_class(value: Any, name: str, limit: int) -> list[int]:
+    """A list of 10 counts, or {digit: count} with the digits "0".."9" as keys; missing = 0."""
     if isinstance(value, list):
         if len(value) != NUM_CLASSES:
             raise ValueError(f"{name} must list {NUM_CLASSES} numbers, got {len(value)}")
-        return [_count(item, f"{name}[{i}]") for i, item in enumerate(value)]
+        return [_count(item, f"{name}[{i}]", limit) for i, item in enumerate(value)]
     if isinstance(value, dict):
         out = [0] * NUM_CLASSES
         for key, count in value.items():
-            digit = int(key) if isinstance(key, str) and key.strip().isdigit() else key
-            out[_digit(digit, f"{name} key {key!r}")] = _count(count, f"{name}[{key}]")
+            if not (isinstance(key, str) and re.fullmatch(r"[0-9]", key)):
+                raise ValueError(f"{name} key {_short(key)} is not a digit 0..{NUM_CLASSES - 1}")
+            out[int(key)] = _count(count, f"{name}[{key}]", limit)
         return out
     raise ValueError(f"{name} must be a list of {NUM_CLASSES} counts or {{digit: count}}")
 
@@ -178,21 +222,106 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
-def parse_json(model: type[M], body: bytes, limits: Limits) -> M:
-    """Validate a JSON body: ``"3"`` is not a digit nor ``true`` a seed (strict numbers)."""
+def check_content_type(content_type: str | None, body: bytes) -> None:
+    """A body must be declared JSON: a ``text/plain`` POST (a CORS "simple" request that any web
+    page can send) is refused with 415. An empty body needs no type (it means the defaults)."""
+    if not body:
+        return
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_MEDIA_TYPES:
+        shown = f"{media_type!r}" if media_type else "no Content-Type"
+        raise RequestError(
+            f"request body sent with {shown}: send JSON with Content-Type: application/json", 415
+        )
+
+
+def parse_body(model: type[M], body: bytes, content_type: str | None, limits: Limits) -> M:
+    """An HTTP request body, judged in this order by every backend: size (413), declared type
+    (415), then ``parse_json``."""
+    _check_size(body, limits)
+    check_content_type(content_type, body)
+    return parse_json(model, body, limits)
+
+
+def _check_size(body: bytes, limits: Limits) -> None:
     if len(body) > limits.max_body_bytes:
         raise RequestError(
             f"request body of {len(body)} bytes is above the limit of {limits.max_body_bytes}", 413
         )
-    if not body.strip():
+
+
+def parse_json(model: type[M], body: bytes, limits: Limits) -> M:
+    """Validate a JSON body: ``"3"`` is not a digit nor ``true`` a seed (strict numbers).
+
+    Refused before validation: a body over the limit (413), one that is not JSON, nests deeper
+    than ``MAX_JSON_DEPTH`` or holds NaN/Infinity (400), and one that repeats a key (422).
+    """
+    _check_size(body, limits)
+    if not body:  # no body: the defaults (whitespace alone is not a JSON text)
         body = b"{}"
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            f"request body is not valid JSON: not UTF-8 ({exc.reason})", 400
+        ) from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise RequestError(f"request body nests deeper than {MAX_JSON_DEPTH} levels", 400)
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_json_number,
+        )
+    except _DuplicateKey as exc:
+        raise RequestError(f"request body repeats the key {exc.key!r}", 422) from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number of > 4300 digits
         raise RequestError(f"request body is not valid JSON: {exc}", 400) from None
     if not isinstance(data, dict):
         raise RequestError("request body must be a JSON object", 422)
     return validate(model, data, limits)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number with no fraction is that integer, exactly (JSON Schema reads ``30.0`` as an
+    integer too); an exponent too large to be a count stays a float (and is refused as one)."""
+    number = Decimal(text)
+    if abs(number.adjusted()) <= MAX_QUERY_DIGITS and number == number.to_integral_value():
+        return int(number)
+    return float(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest (strings skipped); no recursion, linear time."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def validate(model: type[M], data: Mapping[str, Any], limits: Limits) -> M:
@@ -221,7 +350,7 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
 
 
 def _query_int(key: str, text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise RequestError(f"{key}: {text!r} is not a whole number") from None
+    """ASCII digits only: Python's int() would also take " 7", "1_000" and other scripts' digits."""
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_QUERY_DIGITS}}}", text):
+        raise RequestError(f"{key}: {_short(text)} is not a whole number (ASCII digits 0-9)")
+    return int(text)

@@ -6,7 +6,9 @@ shared with the pipeline so one .env describes the whole stack.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.engine import Device
@@ -31,17 +33,30 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(default=1024, ge=1)  # images per /generate request
     max_balance_images: int = Field(default=60_000, ge=1)  # images per /balance request
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_class_count: int = Field(default=1_000_000_000, ge=1)  # each /balance count and target
 
     # Dynamic batching: concurrent requests share one inference call of up to batch_max_images,
     # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.
     batching: bool = True
     batch_max_images: int = Field(default=256, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0)
-    max_queue_images: int = Field(default=65_536, ge=1)  # beyond this, 503 + Retry-After
+    # Images admitted and not yet computed; a request that would pass it gets 503 + Retry-After.
+    max_queue_images: int = Field(default=65_536, ge=1)
+
+    @model_validator(mode="after")
+    def _every_allowed_request_fits(self) -> Self:
+        largest = max(self.max_batch_size, self.max_balance_images)
+        if self.max_queue_images < largest:
+            raise ValueError(
+                f"max_queue_images ({self.max_queue_images}) must hold the largest request "
+                f"allowed ({largest}, from max_batch_size / max_balance_images)"
+            )
+        return self
 
     def limits(self) -> Limits:
         return Limits(
             max_batch_size=self.max_batch_size,
             max_balance_images=self.max_balance_images,
             max_body_bytes=self.max_body_bytes,
+            max_class_count=self.max_class_count,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.data.loading import ImageDataset, load_dataset
@@ -13,3 +15,21 @@ pytest_plugins = ["tests.s3_server"]
 def mnist() -> ImageDataset:
     """Real MNIST from ./data/mnist (fetched by scripts/setup.sh; md5-verified on load)."""
     return load_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def evaluation_classifier_file(mnist: ImageDataset) -> Path:
+    """The default evaluation classifier, trained once per test session into the cache every
+    ``dcgan`` command run from the repository uses (./.cache), and its file.
+
+    The retrain tests (flow, stack, compose) all evaluate with it: the compose test copies the
+    file into the worker's cache volume, so a CI run trains it once, not once per environment.
+    """
+    from pipeline.evaluation.classifier import ClassifierRecipe, cache_path, get_classifier
+    from pipeline.settings import get_settings
+
+    cache_dir = get_settings().cache_dir
+    get_classifier(mnist, "cpu", cache_dir=cache_dir)
+    path = cache_path(mnist, ClassifierRecipe(), cache_dir, "cpu")
+    assert path.is_file(), path
+    return path.resolve()

@@ -30,7 +30,7 @@ from models.signature import GeneratorSignature
 from serving.encoding import JSON, encode_images, response_headers, response_meta
 from serving.errors import RequestError
 from serving.generation import Plan, plan_generate, run_plan
-from serving.schemas import GenerateRequest, Limits, parse_json, parse_query
+from serving.schemas import GenerateRequest, Limits, parse_body, parse_query
 
 log = logging.getLogger("serving.torchserve")
 
@@ -176,7 +176,7 @@ def parse_request(item: Any, headers: Mapping[str, Any], limits: Limits) -> Gene
             # curl -d '{...}' without a JSON content type: TorchServe's form decoder ate it.
             raise RequestError(NOT_JSON, 415)
     content_type = _body_content_type(headers)
-    return parse_json(GenerateRequest, request_body(fields, content_type), limits)
+    return parse_body(GenerateRequest, request_body(fields, content_type), content_type, limits)
 
 
 NOT_JSON = (

@@ -34,10 +34,12 @@ def test_labels_forms() -> None:
     np.testing.assert_array_equal(labels_for_request(3, 4), [4, 4, 4])
     np.testing.assert_array_equal(labels_for_request(3, [1, 2, 3]), [1, 2, 3])
     assert labels_for_request(3, 4).dtype == np.int64
-    with pytest.raises(ValueError, match="entries"):
-        labels_for_request(3, [1, 2])
+    np.testing.assert_array_equal(labels_for_request(5, [1, 2]), [1, 2, 1, 2, 1])  # repeated
+    np.testing.assert_array_equal(labels_for_request(2, [7, 8, 9]), [7, 8])  # a prefix
+    with pytest.raises(ValueError, match="empty list"):
+        labels_for_request(3, [])
     with pytest.raises(ValueError, match=r"0\.\.9"):
-        labels_for_request(2, [1, 10])
+        labels_for_request(2, [1, 2, 10])  # judged whole, not just the part that is used
     with pytest.raises(ValueError, match=r"0\.\.9"):
         labels_for_request(2, -1)
 

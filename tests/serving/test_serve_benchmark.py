@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import serve_speed
+from benchmarks import serve_fairness, serve_speed
 
 
 def test_serve_speed_benchmark_measures_every_backend(registry_dir: Path, tmp_path: Path) -> None:
@@ -26,3 +26,20 @@ def test_serve_speed_benchmark_measures_every_backend(registry_dir: Path, tmp_pa
             assert row["images_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0, row
     assert len([r for r in rows if r["backend"] == "service"]) == 4  # 2 batches x 2 concurrency
     assert "| service | 8 | 2 |" in results["table"]
+
+
+def test_serve_fairness_benchmark_runs_both_scenarios(registry_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    args = ["--registry", str(registry_dir), "--balance", "3000", "--gap-ms", "5"]
+    path = serve_fairness.main([*args, "--out", str(out), "--tag", "smoke"])
+
+    assert path.parent == out and path.name.startswith("serve_fairness-smoke-")
+    results = json.loads(path.read_text())
+    (row,) = results["rows"]
+    assert row["server"] == "this tree"
+    assert row["balance_alone"]["images"] == 3000 and row["balance_alone"]["images_per_s"] > 0
+    shared = row["balance_with_small"]
+    assert shared["images"] == 3000 and "error" not in shared
+    assert shared["small_requests"] >= 1 and shared["small_errors"] == 0
+    assert shared["small_max_ms"] >= shared["small_p99_ms"] >= shared["small_p50_ms"] > 0
+    assert "| this tree |" in results["table"]

@@ -27,6 +27,7 @@ from models.registry import LocalStore, ModelRegistry
 from models.signature import GeneratorSignature
 from serving.encoding import grid_png
 from serving.engine import OnnxBackend
+from serving.errors import RequestError
 from serving.generation import plan_generate, run_plan
 from serving.schemas import GenerateRequest, Limits
 from serving.torchserve.archive import build_archive
@@ -40,6 +41,7 @@ pytest.importorskip("model_archiver", reason="torch-model-archiver is not instal
 
 VERSION = "v1"
 NPY_REQUEST = {"seed": 7, "batch_size": 64, "digits": 3, "format": "npy"}
+JSON_PART = {"content-type": "application/json"}  # how TorchServe types a body parameter
 
 
 @dataclass(frozen=True)
@@ -198,12 +200,17 @@ def test_json_and_png_formats(served: Served) -> None:
         (b'{"seed": true}', "application/json", 422, "seed"),
         (b'{"seed": "7"}', "application/json", 422, "seed"),
         (b'{"colour": "red"}', "application/json", 422, "colour"),
-        (b'{"digits": [1, 2], "batch_size": 3}', "application/json", 422, "one digit per image"),
+        (b'{"digits": [], "batch_size": 3}', "application/json", 422, "digits lists 0 digits"),
         (b"{not json", "application/json", 400, "not valid JSON"),
-        (b"{not json", "application/octet-stream", 400, "not valid JSON"),
+        (b"{not json", "application/octet-stream", 415, "Content-Type: application/json"),
+        (b'{"seed": 7}', "text/plain", 415, "Content-Type: application/json"),
+        (b'{"batch_size": 1, "batch_size": 2}', "application/octet-stream", 415, "send JSON"),
+        (b'{"batch_size": 1, "batch_size": 2}', "application/json", 422, "repeats the key"),
+        (b"[" * 5000 + b"]" * 5000, "application/json", 400, "nests deeper"),
+        (b'{"seed": NaN}', "application/json", 400, "not valid JSON"),
         (b"[1, 2, 3]", "application/json", 422, "JSON object"),
         (b'"seven"', "application/json", 422, "JSON object"),
-        (b"\xff\xfe", "application/octet-stream", 400, "not valid JSON"),
+        (b"\xff\xfe", "application/json", 400, "not valid JSON"),
         (b'{"seed": 7}', "application/x-www-form-urlencoded", 415, "Content-Type: application"),
         (b"batch_size=0", "application/x-www-form-urlencoded", 422, "batch_size"),
         (b"x" * 70_000, "application/octet-stream", 413, "above the limit"),
@@ -224,7 +231,7 @@ def test_bad_requests_are_4xx_with_detail(
     [
         (None, None),  # no body at all: the defaults
         (b"", "application/json"),
-        (b"   ", "text/plain"),
+        (b"", "text/plain"),
         (b"{}", "application/json"),
     ],
 )
@@ -239,16 +246,24 @@ def test_empty_body_means_defaults(served: Served, body: bytes | None, content_t
 @pytest.mark.parametrize(
     "body,content_type",
     [
-        (json.dumps(NPY_REQUEST).encode(), "application/octet-stream"),  # raw bytes
-        (json.dumps(NPY_REQUEST).encode(), "text/plain"),  # decoded to str by TorchServe
+        (json.dumps(NPY_REQUEST).encode(), "application/json; charset=utf-8"),
         (b"seed=7&batch_size=64&digits=3&format=npy", "application/x-www-form-urlencoded"),
     ],
 )
 def test_body_encodings_mean_the_same(served: Served, body: bytes, content_type: str) -> None:
-    reference = generate(served, NPY_REQUEST)  # application/json: decoded by TorchServe
+    reference = generate(served, NPY_REQUEST)
     reply = post(served.server.predictions_url, body, content_type)
     assert reply.status == 200, reply.body[:300]
     assert reply.body == reference.body
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "text/plain"])
+def test_json_not_declared_json_is_415_as_on_the_onnx_service(
+    served: Served, content_type: str
+) -> None:
+    """A text/plain POST is what any web page may send (a CORS simple request): refused."""
+    reply = post(served.server.predictions_url, json.dumps(NPY_REQUEST).encode(), content_type)
+    assert reply.status == 415 and "Content-Type: application/json" in reply.json()["detail"]
 
 
 def test_versioned_url(served: Served) -> None:
@@ -308,9 +323,8 @@ def test_limits_from_env_over_model_config(monkeypatch: pytest.MonkeyPatch) -> N
     "item,headers",
     [
         ({"body": {"seed": 7, "batch_size": 2}}, {"body": {"content-type": "application/json"}}),
-        ({"body": bytearray(b'{"seed": 7, "batch_size": 2}')}, {}),
-        ({"body": '{"seed": 7, "batch_size": 2}'}, {"body": {"content-type": "text/plain"}}),
-        ({"data": b'{"seed": 7, "batch_size": 2}'}, {}),
+        ({"body": bytearray(b'{"seed": 7, "batch_size": 2}')}, {"body": JSON_PART}),
+        ({"data": b'{"seed": 7, "batch_size": 2}'}, {"data": JSON_PART}),
         ({"seed": b"7", "batch_size": b"2"}, {"Content-Type": "application/x-www-form-urlencoded"}),
     ],
 )
@@ -318,3 +332,18 @@ def test_parse_request_whatever_torchserve_decoded(
     item: dict[str, Any], headers: dict[str, Any]
 ) -> None:
     assert parse_request(item, headers, Limits()) == GenerateRequest(seed=7, batch_size=2)
+
+
+@pytest.mark.parametrize(
+    "item,headers",
+    [
+        ({"body": '{"seed": 7}'}, {"body": {"content-type": "text/plain"}}),
+        ({"body": bytearray(b'{"seed": 7}')}, {}),
+    ],
+)
+def test_parse_request_refuses_a_body_not_declared_json(
+    item: dict[str, Any], headers: dict[str, Any]
+) -> None:
+    with pytest.raises(RequestError) as refused:
+        parse_request(item, headers, Limits())
+    assert refused.value.status == 415

@@ -1,0 +1,283 @@
+"""The service's OpenAPI document: every parameter, body and status each route can answer.
+
+The request bodies and the GET query are parsed by serving.schemas (our limits and messages), not
+by FastAPI, so FastAPI cannot see them; this module writes them into the document, with the
+server's own limits as the bounds, every ``$ref`` inlined (no dangling ``#/$defs``), the error
+answers (``{"detail": "..."}``) and the admin route's bearer auth. The fuzz test
+(tests/serving/test_fuzz.py) holds the server to this document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from models.latent import MAX_SEED, NUM_CLASSES
+from serving.schemas import BalanceRequest, GenerateRequest, Limits, OutputFormat
+
+JSON = "application/json"
+ERROR = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string"}},
+}
+ERRORS = {
+    400: "The body is not JSON, is not UTF-8, holds NaN/Infinity or nests too deep",
+    401: "The admin token is missing or wrong",
+    403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
+    409: "The new version was refused (checksum, load or warm-up); the old one keeps serving",
+    413: "The body is over the byte limit, or the request can never fit the queue",
+    415: "A body not sent as Content-Type: application/json",
+    422: "A field is wrong (the detail names it), a key is repeated, or a limit is passed",
+    503: "No model is loaded yet, or the server is busy: retry after Retry-After seconds",
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait: 1 while no model is loaded, else from the backlog.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+MODEL_HEADERS = {
+    name: {"required": True, "schema": {"type": "string"}}
+    for name in ("X-Model-Name", "X-Model-Version", "X-Seed", "X-Batch-Size")
+}
+GENERATED_JSON = {
+    "type": "object",
+    "required": ["model", "version", "seed", "batch_size", "labels", "images"],
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "string"},
+        "seed": {"type": "integer"},
+        "batch_size": {"type": "integer"},
+        "labels": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+    },
+}
+BINARY = {"type": "string", "format": "binary"}
+
+
+def install(app: FastAPI, limits: Limits) -> None:
+    """Make ``app.openapi()`` return the complete document (built once, on first request)."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            complete(spec, limits)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+
+def complete(spec: dict[str, Any], limits: Limits) -> None:
+    paths = spec["paths"]
+    post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
+    post_generate["requestBody"] = _body(generate_body(limits), required=False)
+    post_generate["responses"] = _generated(400, 413, 415, 422, 503)
+    get_generate["parameters"] = query_parameters(limits)
+    get_generate["responses"] = _generated(422, 503)
+
+    balance = paths["/balance"]["post"]
+    balance["requestBody"] = _body(balance_body(limits), required=True)
+    balance["responses"] = {
+        "200": _ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
+        **_errors(400, 413, 415, 422, 503),
+    }
+    paths["/models"]["get"]["responses"] = {
+        "200": _ok({JSON: {"schema": {"type": "object"}}}, "The loaded version and manifest"),
+        **_errors(503),
+    }
+    paths["/healthz"]["get"]["responses"] = {
+        "200": _ok({JSON: {"schema": {"type": "object"}}}, "The process answers")
+    }
+    ready = {
+        "type": "object",
+        "required": ["ready", "version", "last_error"],
+        "properties": {
+            "ready": {"type": "boolean"},
+            "version": {"type": ["string", "null"]},
+            "last_error": {"type": ["string", "null"]},
+        },
+    }
+    paths["/readyz"]["get"]["responses"] = {
+        "200": _ok({JSON: {"schema": ready}}, "A verified, warmed-up model is loaded"),
+        "503": _ok({JSON: {"schema": ready}}, "No model is loaded yet"),
+    }
+    paths["/metrics"]["get"]["responses"] = {
+        "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")
+    }
+    reload = paths["/admin/reload"]["post"]
+    reload["security"] = [{"adminToken": []}]
+    reload["responses"] = {
+        "200": _ok(
+            {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["version", "changed"],
+                        "properties": {
+                            "version": {"type": "string"},
+                            "changed": {"type": "boolean"},
+                        },
+                    }
+                }
+            },
+            "The alias was re-read; changed says whether the served version moved",
+        ),
+        **_errors(401, 403, 409),
+        "503": _error_response(503, "The registry is unreachable; the old version keeps serving"),
+    }
+    spec.setdefault("components", {})["securitySchemes"] = {
+        "adminToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "DCGAN_SERVE_ADMIN_TOKEN",
+        }
+    }
+
+
+def generate_body(limits: Limits) -> dict[str, Any]:
+    schema = _inline(GenerateRequest.model_json_schema())
+    schema["properties"]["batch_size"]["maximum"] = limits.max_batch_size
+    digits = schema["properties"]["digits"]
+    digits.pop("anyOf", None)
+    digits["anyOf"] = [
+        _digit(),
+        {"type": "array", "items": _digit(), "minItems": 1, "maxItems": limits.max_batch_size},
+        {"type": "null"},
+    ]
+    schema["description"] = (
+        "Image i is digit digits[i % len(digits)]; a list without batch_size asks for one image "
+        "per digit; no digits: 0,1,..,9,0,... Same body (and seed), same bytes."
+    )
+    schema["examples"] = [{"seed": 7, "batch_size": 16, "digits": 3, "format": "npy"}]
+    return schema
+
+
+def balance_body(limits: Limits) -> dict[str, Any]:
+    schema = _inline(BalanceRequest.model_json_schema())
+    _bound_counts(schema, limits.max_class_count)
+    _closed_digit_maps(schema)
+    schema["description"] = (
+        f"Class counts of your dataset (each at most {limits.max_class_count}); the answer holds "
+        f"the images that fill every class up to the target, at most {limits.max_balance_images} "
+        "in all (more: 422). Already balanced: 200 with no images."
+    )
+    schema["examples"] = [
+        {"counts": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949], "seed": 7},
+        {"counts": {"3": 120}, "target": {"3": 500}},
+    ]
+    return schema
+
+
+def query_parameters(limits: Limits) -> list[dict[str, Any]]:
+    def parameter(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": text,
+        }
+
+    return [
+        parameter("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED}, "ASCII digits"),
+        parameter(
+            "batch_size",
+            {"type": "integer", "minimum": 1, "maximum": limits.max_batch_size},
+            "Images to generate (default 10)",
+        ),
+        parameter(
+            "digits",
+            {"type": "string", "pattern": "^[0-9](,[0-9])*$"},
+            "One digit for all, or one per image separated by commas (as many as batch_size)",
+        ),
+        parameter("format", {"type": "string", "enum": [f.value for f in OutputFormat]}, "json"),
+    ]
+
+
+def _digit() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1}
+
+
+def _bound_counts(schema: dict[str, Any], maximum: int) -> None:
+    """Every count (an integer with minimum 0 and no maximum) gets the server's maximum."""
+    for node in _objects(schema):
+        if node.get("type") == "integer" and node.get("minimum") == 0 and "maximum" not in node:
+            node["maximum"] = maximum
+
+
+def _closed_digit_maps(schema: dict[str, Any]) -> None:
+    """{digit: count} objects take the keys "0".."9" only (pydantic leaves them open)."""
+    for node in _objects(schema):
+        if "patternProperties" in node:
+            node["additionalProperties"] = False
+
+
+def _objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a schema, outermost first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _objects(value)
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace every ``#/$defs/...`` reference by its definition (the defs are small, acyclic)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                merged = {**defs[ref.removeprefix("#/$defs/")], **node}
+                merged.pop("$ref")
+                return resolve(merged)
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def _body(schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+def _ok(content: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": content}
+
+
+def _generated(*statuses: int) -> dict[str, Any]:
+    ok = _ok(
+        {
+            JSON: {"schema": GENERATED_JSON},
+            "application/x-npy": {"schema": BINARY},
+            "image/png": {"schema": BINARY},
+        },
+        "Digits in the requested format (json: base64 PNGs; npy: uint8 N x 28 x 28; png: grid)",
+    )
+    ok["headers"] = MODEL_HEADERS
+    return {"200": ok, **_errors(*statuses)}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _error_response(status, ERRORS[status]) for status in statuses}
+
+
+def _error_response(status: int, description: str) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ERROR}}}
+    if status == 503 and description == ERRORS[503]:
+        response["headers"] = RETRY_AFTER
+    return response
