@@ -65,7 +65,7 @@ curl -fsS "$URL/readyz" >/dev/null || {
   exit 1
 }
 echo
-echo "\$ curl -s -X POST $URL/generate -d '{\"seed\": 7, \"batch_size\": 3, \"digits\": 3}'"
+echo "\$ curl -s -X POST $URL/generate -H 'Content-Type: application/json' -d '{\"seed\": 7, \"batch_size\": 3, \"digits\": 3}'"
 curl -sS -X POST "$URL/generate" -H 'Content-Type: application/json' \
   -d '{"seed": 7, "batch_size": 3, "digits": 3}' | cut -c1-300
 echo " ..."

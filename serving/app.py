@@ -79,6 +79,7 @@ class ServiceState:
         self.manager = manager
         self.batcher = batcher
         self.metrics = metrics
+        self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
 
     async def pixels(self, model: LoadedModel, plan: Plan) -> np.ndarray:
         """Run a plan through the batcher: admitted whole (or refused) before its latents exist."""
@@ -233,20 +234,24 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes (before reading it all if it says so);
-    a client that hangs up while sending it is ClientGone (no 5xx, no traceback)."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes (before reading it all if it says so)
+    and with 408 when it takes longer than ``timeout_s`` (a client trickling it holds a
+    connection); a client that hangs up while sending it is ClientGone (no 5xx, no traceback)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"request body of {declared} bytes is above the limit of {limit}", 413)
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise RequestError(f"request body is above the limit of {limit} bytes", 413)
     except ClientDisconnect:
         raise ClientGone from None
+    except TimeoutError:
+        raise RequestError(f"request body not received within {timeout_s:g} s", 408) from None
     return bytes(body)
 
 
@@ -273,7 +278,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         response_class=Response,
     )
     async def generate_post(request: Request) -> Response:
-        body = await _read_body(request, state.limits.max_body_bytes)
+        body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
         content_type = request.headers.get("content-type")
         return await generate(
             request, parse_body(GenerateRequest, body, content_type, state.limits)
@@ -296,7 +301,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         response_class=Response,
     )
     async def balance(request: Request) -> Response:
-        body = await _read_body(request, state.limits.max_body_bytes)
+        body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
         content_type = request.headers.get("content-type")
         parsed = parse_body(BalanceRequest, body, content_type, state.limits)
         model = manager.require()
@@ -329,12 +334,13 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     @app.get("/readyz", summary="Readiness: a verified, warmed-up model is loaded")
     async def readyz() -> JSONResponse:
         model = manager.current
+        ready = model is not None and not state.draining
         body: dict[str, Any] = {
-            "ready": model is not None,
+            "ready": ready,
             "version": model.version if model else None,
-            "last_error": manager.last_error,
+            "last_error": "shutting down" if state.draining else manager.last_error,
         }
-        return JSONResponse(body, status_code=200 if model else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:

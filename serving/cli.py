@@ -20,9 +20,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (DCGAN_SERVE_PORT).")] = None,
 ) -> None:
     """Serve /generate from the registry's production model (ONNX Runtime; settings from env)."""
-    import uvicorn
-
     from serving.app import create_app
+    from serving.server import run
     from serving.settings import ServeSettings
 
     settings = ServeSettings()
@@ -33,7 +32,7 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    run(create_app(settings), settings)
 
 
 def generate(

@@ -28,6 +28,7 @@ ERRORS = {
     400: "The body is not JSON, is not UTF-8, holds NaN/Infinity or nests too deep",
     401: "The admin token is missing or wrong",
     403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
+    408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
     409: "The new version was refused (checksum, load or warm-up); the old one keeps serving",
     413: "The body is over the byte limit, or the request can never fit the queue",
     415: "A body not sent as Content-Type: application/json",
@@ -79,7 +80,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     paths = spec["paths"]
     post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
-    post_generate["responses"] = _generated(400, 413, 415, 422, 503)
+    post_generate["responses"] = _generated(400, 408, 413, 415, 422, 503)
     get_generate["parameters"] = query_parameters(limits)
     get_generate["responses"] = _generated(422, 503)
 
@@ -87,7 +88,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     balance["requestBody"] = _body(balance_body(limits), required=True)
     balance["responses"] = {
         "200": _ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
-        **_errors(400, 413, 415, 422, 503),
+        **_errors(400, 408, 413, 415, 422, 503),
     }
     paths["/models"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "The loaded version and manifest"),
@@ -107,7 +108,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     }
     paths["/readyz"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": ready}}, "A verified, warmed-up model is loaded"),
-        "503": _ok({JSON: {"schema": ready}}, "No model is loaded yet"),
+        "503": _ok({JSON: {"schema": ready}}, "No model is loaded yet, or shutting down"),
     }
     paths["/metrics"]["get"]["responses"] = {
         "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")

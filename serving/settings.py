@@ -40,6 +40,18 @@ class ServeSettings(BaseSettings):
     batching: bool = True
     batch_max_images: int = Field(default=256, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0)
+    # Server limits (serving/server.py): a client must send its headers and its body within these
+    # times (else the connection is closed / 408); at most limit_concurrency connections are
+    # served at once (more: 503); on SIGTERM /readyz turns 503 at once, the server keeps
+    # answering for drain_s (so load balancers stop sending), then finishes what is in flight
+    # within shutdown_grace_s and exits.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    limit_concurrency: int = Field(default=512, ge=1)
+    drain_s: float = Field(default=2.0, ge=0)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)  # drain + grace < k8s' default 30 s
+
     # Images admitted and not yet computed; a request that would pass it gets 503 + Retry-After.
     max_queue_images: int = Field(default=65_536, ge=1)
 

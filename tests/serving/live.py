@@ -4,10 +4,16 @@ can be cut to make a real S3 server unreachable (a registry outage, over real so
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -41,6 +47,42 @@ def serving(app: FastAPI, *, ready: bool = True, timeout_s: float = 60.0) -> Ite
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def dcgan_serve(registry: Path, tmp_path: Path, **settings: str) -> Iterator[ServerProcess]:
+    """``dcgan serve`` as its own process, as a user starts it: settings from the environment
+    (``DCGAN_SERVE_<NAME>`` for each keyword), a copy of ``registry``; yielded once ready."""
+    copy = tmp_path / "served-registry"
+    shutil.copytree(registry, copy)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DCGAN_REGISTRY_URI": str(copy),
+        "DCGAN_REGISTRY_CACHE_DIR": str(tmp_path / "served-cache"),
+        "DCGAN_SERVE_PORT": str(port),
+        "DCGAN_SERVE_POLL_INTERVAL_S": "0",
+        **{f"DCGAN_SERVE_{name.upper()}": value for name, value in settings.items()},
+    }
+    log = tmp_path / "server.log"
+    dcgan = Path(sys.executable).with_name("dcgan")
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(dcgan), "serve"], env=env, cwd=tmp_path, stderr=out)
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server.url, timeout_s=60)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
 
 
 def wait_ready(url: str, timeout_s: float = 60.0, version: str | None = None) -> None:

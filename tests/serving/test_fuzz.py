@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,47 +19,30 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.live import free_port, wait_ready
+from tests.serving.live import ServerProcess, dcgan_serve
 
 TOKEN = "fuzz-admin-token-9f3c"
 MIN_CASES = 1000
 
 
 @pytest.fixture
-def server(published_registry: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    registry = tmp_path / "registry"
-    shutil.copytree(published_registry, registry)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DCGAN_REGISTRY_URI": str(registry),
-        "DCGAN_REGISTRY_CACHE_DIR": str(tmp_path / "cache"),
-        "DCGAN_SERVE_PORT": str(port),
-        "DCGAN_SERVE_POLL_INTERVAL_S": "0",
-        "DCGAN_SERVE_ADMIN_TOKEN": TOKEN,
-        "DCGAN_SERVE_MAX_BATCH_SIZE": "64",
-        "DCGAN_SERVE_MAX_CLASS_COUNT": "64",
-        "DCGAN_SERVE_MAX_BALANCE_IMAGES": "640",
-        "DCGAN_SERVE_MAX_QUEUE_IMAGES": "1024",
-        "DCGAN_SERVE_WORKERS": "1",
-        "DCGAN_SERVE_THREADS": "1",
-    }
-    log = tmp_path / "server.log"
-    dcgan = Path(sys.executable).with_name("dcgan")
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(dcgan), "serve"], env=env, cwd=tmp_path, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, timeout_s=60)
-        yield url, log
-        assert process.poll() is None, "the server died:\n" + log.read_text()[-3000:]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(published_registry: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    limits = {"max_batch_size": "64", "max_class_count": "64", "max_balance_images": "640"}
+    with dcgan_serve(
+        published_registry,
+        tmp_path,
+        admin_token=TOKEN,
+        max_queue_images="1024",
+        workers="1",
+        threads="1",
+        **limits,
+    ) as running:
+        yield running
+        assert running.process.poll() is None, "the server died:\n" + running.log.read_text()
 
 
-def test_schemathesis_finds_nothing_in_a_thousand_requests(server: tuple[str, Path]) -> None:
-    url, log = server
+def test_schemathesis_finds_nothing_in_a_thousand_requests(server: ServerProcess) -> None:
+    url, log = server.url, server.log
     seed = os.environ.get("DCGAN_FUZZ_SEED", "20261201")
     schemathesis = Path(sys.executable).with_name("schemathesis")
     command = [

@@ -165,7 +165,7 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     assert set(query) == {"seed", "batch_size", "digits", "format"}
     assert query["batch_size"]["maximum"] == 1024
     post_generate = paths["/generate"]["post"]
-    assert set(post_generate["responses"]) == {"200", "400", "413", "415", "422", "503"}
+    assert set(post_generate["responses"]) == {"200", "400", "408", "413", "415", "422", "503"}
     assert "Retry-After" in post_generate["responses"]["503"]["headers"]
     balance = paths["/balance"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     counts = balance["properties"]["counts"]["anyOf"]
