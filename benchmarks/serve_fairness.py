@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -123,13 +124,24 @@ def measure_server(
     cost = 1 - shared.get("images_per_s", 0) / alone["images_per_s"]
     row = {
         "server": name,
-        "source": str(source),
+        "commit": _commit(source),
         "balance_alone": alone,
         "balance_with_small": shared,
         "balance_slowdown_with_small": round(cost, 3),
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def _commit(checkout: Path) -> str:
+    """The checkout's commit (with "+changes" when its tree differs), never its local path."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{commit}+changes" if git("status", "--porcelain", "--untracked-files=no") else commit
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

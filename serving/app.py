@@ -62,6 +62,7 @@ INLINE_MAX = 64  # bigger requests build latents and encode answers off the even
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, never sent
 log = logging.getLogger("serving.app")
 T = TypeVar("T")
+M = TypeVar("M", GenerateRequest, BalanceRequest)
 
 
 class ServiceState:
@@ -234,6 +235,12 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
+async def _json_body(request: Request, model: type[M], state: ServiceState) -> M:
+    """The request's body, read within the limits and validated as ``model``."""
+    body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
+    return parse_body(model, body, request.headers.get("content-type"), state.limits)
+
+
 async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The body, refused with 413 past ``limit`` bytes (before reading it all if it says so)
     and with 408 when it takes longer than ``timeout_s`` (a client trickling it holds a
@@ -278,11 +285,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         response_class=Response,
     )
     async def generate_post(request: Request) -> Response:
-        body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
-        content_type = request.headers.get("content-type")
-        return await generate(
-            request, parse_body(GenerateRequest, body, content_type, state.limits)
-        )
+        return await generate(request, await _json_body(request, GenerateRequest, state))
 
     @app.get(
         "/generate",
@@ -301,9 +304,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         response_class=Response,
     )
     async def balance(request: Request) -> Response:
-        body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
-        content_type = request.headers.get("content-type")
-        parsed = parse_body(BalanceRequest, body, content_type, state.limits)
+        parsed = await _json_body(request, BalanceRequest, state)
         model = manager.require()
         plan = plan_balance(parsed, model.signature)
         pixels = await unless_disconnected(request, state.pixels(model, plan))

@@ -132,7 +132,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
             "The alias was re-read; changed says whether the served version moved",
         ),
         **_errors(401, 403, 409),
-        "503": _error_response(503, "The registry is unreachable; the old version keeps serving"),
+        "503": _error_response("The registry is unreachable; the old version keeps serving"),
     }
     spec.setdefault("components", {})["securitySchemes"] = {
         "adminToken": {
@@ -274,11 +274,14 @@ def _generated(*statuses: int) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _error_response(status, ERRORS[status]) for status in statuses}
+    return {
+        str(status): _error_response(ERRORS[status], retry_after=status == 503)
+        for status in statuses
+    }
 
 
-def _error_response(status: int, description: str) -> dict[str, Any]:
+def _error_response(description: str, *, retry_after: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ERROR}}}
-    if status == 503 and description == ERRORS[503]:
+    if retry_after:  # the service's own 503s (no model yet, queue full) always name one
         response["headers"] = RETRY_AFTER
     return response

@@ -34,7 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 DEFAULT_BATCH_SIZE = 10
 MAX_JSON_DEPTH = 8  # our bodies nest two deep; a deeper one is refused before it is parsed
-MAX_QUERY_DIGITS = 20  # longer than any allowed number: refused before int() sees it
+MAX_INTEGER_DIGITS = 20  # more digits than any allowed number: refused before int() sees it
 JSON_MEDIA_TYPES = ("application/json",)
 
 
@@ -302,7 +302,7 @@ def _json_number(text: str) -> int | float:
     """A JSON number with no fraction is that integer, exactly (JSON Schema reads ``30.0`` as an
     integer too); an exponent too large to be a count stays a float (and is refused as one)."""
     number = Decimal(text)
-    if abs(number.adjusted()) <= MAX_QUERY_DIGITS and number == number.to_integral_value():
+    if abs(number.adjusted()) <= MAX_INTEGER_DIGITS and number == number.to_integral_value():
         return int(number)
     return float(text)
 
@@ -351,6 +351,6 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
 
 def _query_int(key: str, text: str) -> int:
     """ASCII digits only: Python's int() would also take " 7", "1_000" and other scripts' digits."""
-    if not re.fullmatch(rf"[0-9]{{1,{MAX_QUERY_DIGITS}}}", text):
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_INTEGER_DIGITS}}}", text):
         raise RequestError(f"{key}: {_short(text)} is not a whole number (ASCII digits 0-9)")
     return int(text)
