@@ -90,10 +90,14 @@ def pull(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Local cache (default from settings).")
     ] = None,
+    file: Annotated[
+        list[str] | None,
+        typer.Option("--file", help="Only this file of the version (repeatable); default: all."),
+    ] = None,
 ) -> None:
     """Download a version into the local cache, verifying every file's sha256."""
     target = cache_dir or RegistrySettings().cache_dir.expanduser()
-    typer.echo(str(_registry().pull(ref, target)))
+    typer.echo(str(_registry().pull(ref, target, files=file or None)))
 
 
 @models_app.command()

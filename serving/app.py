@@ -33,9 +33,10 @@ from serving.gallery import gallery_html
 from serving.generation import Plan, plan_balance, plan_generate
 from serving.lifecycle import (
     BackendFactory,
+    FailureKind,
     LoadedModel,
     ModelManager,
-    is_outage,
+    classify,
     onnx_factory,
 )
 from serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -59,6 +60,9 @@ ROUTES = {
     "/admin/reload",
 }
 INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
+# /admin/reload: a refused version or an alias with nothing to load is the caller's to fix (409);
+# every other failure is the server's trouble and is retried by polling (503).
+RELOAD_STATUS = {FailureKind.REFUSED: 409, FailureKind.NOT_PUBLISHED: 409}
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, never sent
 log = logging.getLogger("serving.app")
 T = TypeVar("T")
@@ -139,6 +143,7 @@ def create_app(
         factory or onnx_factory(settings.device, threads),
         alias=settings.alias,
         warmup_sizes=tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)})),
+        keep_versions=settings.cache_versions,
     )
     batcher = Batcher(
         workers=workers,
@@ -151,7 +156,10 @@ def create_app(
     state = ServiceState(settings, manager, batcher, metrics)
     metrics.backlog.set_function(lambda: batcher.backlog)
     manager.on_change.append(lambda model: _record_model(metrics, model))
-    manager.on_failure.append(lambda _: metrics.reloads.labels("failed").inc())
+    manager.on_failure.append(lambda _: _record_failure(metrics, manager))
+    metrics.from_cache.set_function(
+        lambda: float(manager.current is not None and manager.current.source == "cache")
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -184,14 +192,22 @@ def _record_model(metrics: ServiceMetrics, model: LoadedModel) -> None:
     metrics.reloads.labels("swapped").inc()
 
 
+def _record_failure(metrics: ServiceMetrics, manager: ModelManager) -> None:
+    metrics.reloads.labels("failed").inc()
+    kind = manager.last_error_kind
+    metrics.load_failures.labels(kind.name.lower() if kind else "unknown").inc()
+
+
 async def _follow_alias(manager: ModelManager, interval_s: float) -> None:
-    """Load the alias at start, then follow it. Until a model loads, retry at least every 5 s."""
+    """Load the alias at start, then follow it. Until a model loads from the registry (none yet,
+    or one served from the cache during an outage), retry at least every 5 s."""
     while True:
         with contextlib.suppress(Exception):  # logged and shown on /readyz by the manager
             await asyncio.to_thread(manager.refresh)
-        if interval_s == 0 and manager.current is not None:
+        current = manager.current
+        if interval_s == 0 and current is not None and current.source == "registry":
             return
-        loaded = manager.current is not None
+        loaded = current is not None and current.source == "registry"
         await asyncio.sleep(interval_s if loaded else min(interval_s or 5.0, 5.0))
 
 
@@ -336,10 +352,13 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     async def readyz() -> JSONResponse:
         model = manager.current
         ready = model is not None and not state.draining
+        kind = manager.last_error_kind
         body: dict[str, Any] = {
             "ready": ready,
             "version": model.version if model else None,
+            "source": model.source if model else None,
             "last_error": "shutting down" if state.draining else manager.last_error,
+            "error_kind": kind.name.lower() if kind and not state.draining else None,
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -353,10 +372,10 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         serving = manager.current.version if manager.current else None
         try:
             result = await asyncio.to_thread(manager.refresh, retry_refused=True)
-        except Exception as exc:  # an outage, or a refused version (checksum, load, warm-up)
-            if is_outage(exc):
-                return _error(503, f"registry unreachable: {exc}; still serving {serving}")
-            return _error(409, f"refused: {exc}; still serving {serving}")
+        except Exception as exc:  # the manager logged it and shows it on /readyz
+            kind = classify(exc)
+            status = RELOAD_STATUS.get(kind, 503)
+            return _error(status, f"{kind}: {exc}; still serving {serving}")
         return JSONResponse({"version": result.version, "changed": result.changed})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -67,6 +67,15 @@ def _cuda_start_problem() -> str | None:
     return None
 
 
+_ALLOCATION_FAILURES = ("bad_alloc", "bad allocation", "failed to allocate", "out of memory")
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """ONNX Runtime reports running out of memory as its own error types, by message."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _ALLOCATION_FAILURES)
+
+
 def choose_providers(device: Device) -> list[str]:
     """``auto``: CUDA when its provider starts here, else CPU; ``cuda`` insists."""
     if device == "cpu":
@@ -119,9 +128,11 @@ class OnnxBackend:
             self.session = ort.InferenceSession(
                 str(path), options, providers=choose_providers(device)
             )
-        except ModelLoadError:
-            raise
+        except (ModelLoadError, MemoryError, OSError):
+            raise  # OSError: the file could not be read, which says nothing about the model
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            if is_allocation_failure(exc):
+                raise MemoryError(f"loading {path.name} ran out of memory: {exc}") from exc
             raise ModelLoadError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
         self._signature = signature
         self.threads = threads

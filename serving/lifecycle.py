@@ -2,27 +2,45 @@
 
 The current model is one attribute that a request reads once and keeps, so a swap never changes the
 model under a request in flight; the old model is freed when its last request finishes. Loading
-happens off the event loop, one at a time; any failure (registry outage, checksum, ONNX load,
-warm-up) keeps the loaded model serving and is reported on /readyz, the logs and /metrics.
+happens off the event loop, one at a time; any failure keeps the loaded model serving and is
+reported on /readyz, the logs and /metrics, under a :class:`FailureKind` that says what it is.
+
+Only a defect of the version itself (checksum, manifest, ONNX load, warm-up) refuses that version
+until an explicit reload; everything else (registry outage, disk full, permissions, memory,
+timeouts) is retried on the next poll. A server that starts while the registry is unreachable
+serves the version it last loaded for its alias from the local cache, every checksum verified
+again, and says so (``source: cache``) until the registry answers.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from models.latent import NUM_CLASSES
 from models.registry import Manifest, ModelRegistry
-from models.registry.errors import StoreError
+from models.registry.cache import ModelCache
+from models.registry.errors import (
+    AliasNotFound,
+    CacheError,
+    ConcurrentUpdate,
+    PublishInProgress,
+    StoreError,
+    StoreUnreachable,
+    VersionNotFound,
+)
 from models.signature import GeneratorSignature
-from serving.engine import Device, OnnxBackend
+from serving.engine import Device, OnnxBackend, is_allocation_failure
 from serving.errors import ModelLoadError, NotReady
 from serving.generation import Backend, Plan
 
@@ -32,6 +50,53 @@ ONNX_FILE = "generator.onnx"
 WARMUP_SEED = 0
 
 BackendFactory = Callable[[Path, GeneratorSignature], Backend]
+Source = Literal["registry", "cache"]
+
+
+class FailureKind(StrEnum):
+    """What went wrong loading a version, as /readyz, /admin/reload and the logs name it."""
+
+    REGISTRY_UNREACHABLE = "registry unreachable"
+    REGISTRY_ERROR = "registry error"  # credentials, missing bucket, a publish in progress
+    NOT_PUBLISHED = "not published"  # the alias is not set, or names a deleted version
+    DISK_FULL = "disk full"
+    PERMISSION_DENIED = "permission denied"
+    CACHE_ERROR = "cache error"  # the local model cache failed otherwise
+    OUT_OF_MEMORY = "out of memory"
+    TIMEOUT = "timed out"
+    REFUSED = "refused"  # the version itself is bad: checksum, manifest, ONNX load, warm-up
+
+    @property
+    def retried(self) -> bool:
+        """Polling tries again (the cause can go away); a refused version waits for a reload."""
+        return self is not FailureKind.REFUSED
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def classify(exc: BaseException) -> FailureKind:
+    """The kind of a load failure; an error we do not know is the version's (refused)."""
+    if isinstance(exc, CacheError | OSError) and not isinstance(exc, TimeoutError):
+        code = exc.errno
+        if code in _DISK_FULL:
+            return FailureKind.DISK_FULL
+        if code in _PERMISSION:
+            return FailureKind.PERMISSION_DENIED
+    if isinstance(exc, MemoryError):
+        return FailureKind.OUT_OF_MEMORY
+    if isinstance(exc, TimeoutError):
+        return FailureKind.TIMEOUT
+    if isinstance(exc, StoreUnreachable):
+        return FailureKind.REGISTRY_UNREACHABLE
+    if isinstance(exc, AliasNotFound | VersionNotFound):
+        return FailureKind.NOT_PUBLISHED
+    if isinstance(exc, CacheError):
+        return FailureKind.CACHE_ERROR
+    if isinstance(exc, StoreError | PublishInProgress | ConcurrentUpdate | OSError):
+        return FailureKind.REGISTRY_ERROR  # a local registry directory's I/O errors included
+    return FailureKind.REFUSED
 
 
 @dataclass(frozen=True)
@@ -42,6 +107,7 @@ class LoadedModel:
     version: str
     manifest: Manifest
     backend: Backend
+    source: Source = "registry"  # "cache": loaded from the local cache while the registry was down
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -67,7 +133,14 @@ def warm_up(backend: Backend, sizes: tuple[int, ...]) -> None:
     sig = backend.signature
     for size in sizes:
         plan = Plan(WARMUP_SEED, np.arange(size, dtype=np.int64) % NUM_CLASSES)
-        out = backend.run(plan.latent(sig), plan.labels)
+        try:
+            out = backend.run(plan.latent(sig), plan.labels)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            if is_allocation_failure(exc):
+                raise MemoryError(f"warm-up at batch {size} ran out of memory: {exc}") from exc
+            raise ModelLoadError(f"warm-up at batch {size} failed: {exc}") from exc
         expected = (size, sig.channels, sig.image_size, sig.image_size)
         if out.shape != expected or out.dtype != np.float32:
             raise ModelLoadError(
@@ -78,7 +151,11 @@ def warm_up(backend: Backend, sizes: tuple[int, ...]) -> None:
 
 
 class ModelManager:
-    """Follows one registry alias. ``current`` is what new requests get."""
+    """Follows one registry alias. ``current`` is what new requests get.
+
+    ``served_files``: what is pulled of a version (the generator, not the training checkpoint);
+    ``keep_versions``: how many version directories the cache keeps (the served one included).
+    """
 
     def __init__(
         self,
@@ -88,14 +165,20 @@ class ModelManager:
         *,
         alias: str = "production",
         warmup_sizes: tuple[int, ...] = (1, 64),
+        served_files: tuple[str, ...] = (ONNX_FILE,),
+        keep_versions: int = 3,
     ) -> None:
         self.registry = registry
         self.cache_dir = cache_dir
+        self.cache = ModelCache(cache_dir, registry.model)
         self.factory = factory
         self.alias = alias
         self.warmup_sizes = warmup_sizes
+        self.served_files = served_files
+        self.keep_versions = keep_versions
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
+        self.last_error_kind: FailureKind | None = None
         self.refused: dict[str, str] = {}  # version -> why it was refused (not retried)
         self._lock = threading.Lock()
         self.on_change: list[Callable[[LoadedModel], None]] = []
@@ -113,46 +196,55 @@ class ModelManager:
     def refresh(self, *, retry_refused: bool = False) -> RefreshResult:
         """Resolve the alias and, if it moved, load and swap in its version.
 
-        Raises the reason when the registry is unreachable or the version is refused; the loaded
-        model, if any, keeps serving either way. A refused version is not retried by polling
-        (``retry_refused`` does, for an explicit reload).
+        Raises the reason when that fails; the loaded model, if any, keeps serving either way.
+        With no model loaded and the registry unreachable, loads the alias's last version from
+        the cache instead (and still raises the registry's error, so callers see the outage).
+        A refused version is not retried by polling (``retry_refused`` does, for a reload).
         """
         with self._lock:
+            current = self.current
             try:
                 version = self.registry.resolve(self.alias)
-                current = self.current
                 if current is not None and current.version == version:
-                    self.last_error = None
-                    return RefreshResult(version, changed=False)
-                if version in self.refused and not retry_refused:
+                    if current.source == "registry":
+                        self.last_error = self.last_error_kind = None
+                        return RefreshResult(version, changed=False)
+                    # served from the cache: verify it against the registry's manifest now
+                elif version in self.refused and not retry_refused:
                     raise ModelLoadError(f"version {version} was refused: {self.refused[version]}")
                 model = self._load(version)
             except Exception as exc:
-                self._failed(exc)
+                fallback = self._fallback(exc) if current is None else None
+                self._failed(exc, fallback)
+                if isinstance(fallback, LoadedModel):
+                    self._swap(fallback, None)
                 raise
             self.refused.pop(version, None)
-            self.current = model
-            self.last_error = None
+            self.last_error = self.last_error_kind = None
+            self._swap(model, current)
+        return RefreshResult(version, changed=True)
+
+    def _swap(self, model: LoadedModel, previous: LoadedModel | None) -> None:
+        self.current = model
         log.info(
-            "serving.model_swapped model=%s version=%s previous=%s",
+            "serving.model_swapped model=%s version=%s source=%s previous=%s",
             model.name,
             model.version,
-            current.version if current else None,
+            model.source,
+            previous.version if previous else None,
         )
         for callback in self.on_change:
             callback(model)
-        return RefreshResult(version, changed=True)
 
     def _load(self, version: str) -> LoadedModel:
         started = time.monotonic()
         try:
-            directory = self.registry.pull(version, self.cache_dir)  # sha256 of every file checked
-            manifest = self.registry.show(version)
-            sig = GeneratorSignature.from_dict(manifest.signature)
-            backend = self.factory(directory, sig)
-            warm_up(backend, self.warmup_sizes)
+            # sha256 of every pulled file checked
+            directory = self.registry.pull(version, self.cache_dir, files=self.served_files)
+            manifest, _ = self.cache.cached_manifest(version)  # the one pull just verified
+            model = self._start(version, manifest, directory, "registry")
         except Exception as exc:
-            if not is_outage(exc):
+            if not classify(exc).retried:
                 self.refused[version] = str(exc)
             raise
         log.info(
@@ -161,22 +253,69 @@ class ModelManager:
             version,
             time.monotonic() - started,
         )
-        return LoadedModel(self.registry.model, version, manifest, backend)
+        self._keep_cache(version)
+        return model
 
-    def _failed(self, exc: Exception) -> None:
+    def _start(
+        self, version: str, manifest: Manifest, directory: Path, source: Source
+    ) -> LoadedModel:
+        sig = GeneratorSignature.from_dict(manifest.signature)
+        backend = self.factory(directory, sig)
+        warm_up(backend, self.warmup_sizes)
+        return LoadedModel(self.registry.model, version, manifest, backend, source)
+
+    def _fallback(self, exc: Exception) -> LoadedModel | str | None:
+        """When the registry cannot be asked: the alias's last version from the cache (verified
+        again), or why it cannot be used (None when there is no reason to try)."""
+        if classify(exc) not in (FailureKind.REGISTRY_UNREACHABLE, FailureKind.TIMEOUT):
+            return None
+        version = self.cache.remembered(self.alias)
+        if version is None:
+            return f"no version of {self.alias!r} cached in {self.cache.base} to serve meanwhile"
+        try:
+            manifest, manifest_bytes = self.cache.cached_manifest(version)
+            if not self.cache.holds(version, manifest_bytes, self.served_files):
+                return f"cached version {version} failed verification: not served"
+            model = self._start(version, manifest, self.cache.path(version), "cache")
+        except Exception as cache_exc:
+            return f"cached version {version} could not be loaded: {cache_exc}"
+        log.warning(
+            "serving.serving_cached alias=%s version=%s dir=%s",
+            self.alias,
+            version,
+            self.cache.path(version),
+        )
+        return model
+
+    def _keep_cache(self, version: str) -> None:
+        """Remember what was served and drop old versions; a failure here costs no request."""
+        try:
+            self.cache.remember(self.alias, version)
+        except CacheError as exc:
+            log.warning("serving.cache_not_recorded version=%s error=%s", version, exc)
+        protect = {version} | ({self.current.version} if self.current else set())
+        self.cache.prune(self.keep_versions, protect)
+
+    def _failed(self, exc: Exception, fallback: LoadedModel | str | None) -> None:
         serving = self.current.version if self.current else None
-        error = f"{type(exc).__name__}: {exc}"
+        kind = classify(exc)
+        error = f"{kind}: {exc}"
+        cached = fallback if isinstance(fallback, LoadedModel) else self.current
+        if cached is not None and cached.source == "cache":
+            error += f"; serving version {cached.version} from the local cache meanwhile"
+        elif isinstance(fallback, str):
+            error += f"; {fallback}"
         # Polling repeats the same failure (no model yet, registry down) every few seconds: warn
         # when it starts or changes, keep the repeats at debug level.
         level = logging.DEBUG if error == self.last_error else logging.WARNING
-        self.last_error = error
+        self.last_error, self.last_error_kind = error, kind
         log.log(
-            level, "serving.refresh_failed alias=%s serving=%s error=%s", self.alias, serving, exc
+            level,
+            "serving.refresh_failed alias=%s serving=%s kind=%s error=%s",
+            self.alias,
+            serving,
+            kind.name.lower(),
+            exc,
         )
         for callback in self.on_failure:
-            callback(self.last_error)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Store errors are the registry's trouble, not the version's: retry those on the next poll."""
-    return isinstance(exc, StoreError | OSError | TimeoutError)
+            callback(error)

@@ -58,6 +58,17 @@ class ServiceMetrics:
         self.reloads = Counter(
             "dcgan_model_reloads", "Model refreshes that swapped or failed", ["outcome"], registry=r
         )
+        self.load_failures = Counter(
+            "dcgan_model_load_failures",
+            "Failed refreshes by what failed (registry_unreachable, disk_full, refused, ...)",
+            ["kind"],
+            registry=r,
+        )
+        self.from_cache = Gauge(
+            "dcgan_model_served_from_cache",
+            "1 while the served version came from the local cache (registry unreachable at start)",
+            registry=r,
+        )
 
     def observe_batch(self, images: int, requests: int) -> None:
         self.batch_images.observe(images)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from models.latent import MAX_SEED, NUM_CLASSES
+from serving.lifecycle import FailureKind
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, OutputFormat
 
 JSON = "application/json"
@@ -29,7 +30,8 @@ ERRORS = {
     401: "The admin token is missing or wrong",
     403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
     408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
-    409: "The new version was refused (checksum, load or warm-up); the old one keeps serving",
+    409: "The version was refused (checksum, manifest, load or warm-up), or the alias names no "
+    "version; the old one keeps serving",
     413: "The body is over the byte limit, or the request can never fit the queue",
     415: "A body not sent as Content-Type: application/json",
     422: "A field is wrong (the detail names it), a key is repeated, or a limit is passed",
@@ -99,11 +101,20 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     }
     ready = {
         "type": "object",
-        "required": ["ready", "version", "last_error"],
+        "required": ["ready", "version", "source", "last_error", "error_kind"],
         "properties": {
             "ready": {"type": "boolean"},
             "version": {"type": ["string", "null"]},
+            "source": {
+                "enum": ["registry", "cache", None],
+                "description": "cache: the registry was unreachable at start; the alias's last "
+                "version is served from the local cache (checksums verified) until it answers",
+            },
             "last_error": {"type": ["string", "null"]},
+            "error_kind": {
+                "enum": [kind.name.lower() for kind in FailureKind] + [None],
+                "description": "What the last failure was; only 'refused' is not retried",
+            },
         },
     }
     paths["/readyz"]["get"]["responses"] = {
@@ -132,7 +143,11 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
             "The alias was re-read; changed says whether the served version moved",
         ),
         **_errors(401, 403, 409),
-        "503": _error_response("The registry is unreachable; the old version keeps serving"),
+        "503": _error_response(
+            "Loading failed for a reason polling retries (registry unreachable, disk full, "
+            "permission denied, out of memory, timeout); the detail names it and the old "
+            "version keeps serving"
+        ),
     }
     spec.setdefault("components", {})["securitySchemes"] = {
         "adminToken": {

@@ -23,6 +23,9 @@ class ServeSettings(BaseSettings):
     alias: str = "production"  # the registry alias this server follows
     poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
     admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
+    # Version directories kept in the model cache (DCGAN_REGISTRY_CACHE_DIR), the served one
+    # included; the newest loaded is what a restart serves while the registry is unreachable.
+    cache_versions: int = Field(default=3, ge=1)
 
     device: Device = "auto"  # auto: CUDA when its provider starts (engine.cuda_problem), else CPU
     # Concurrent inference calls and ONNX Runtime threads per call. 0: choose (CPU: one 1-thread

@@ -60,7 +60,12 @@ def test_list_show_promote_rollback_pull_delete(
 
 @pytest.mark.parametrize(
     "args,message",
-    [(["models", "show", "v9"], "v9"), (["models", "promote", "nope"], "nope")],
+    [
+        (["models", "show", "v9"], "v9"),
+        (["models", "promote", "nope"], "nope"),
+        (["models", "pull", "v1", "--file", "checkpoint.pt"], "has no file 'checkpoint.pt'"),
+        (["models", "pull", "v1", "--file", "../outside"], "invalid file name '../outside'"),
+    ],
 )
 def test_unknown_versions_exit_2_with_one_line(
     registry: tuple[ModelRegistry, dict[str, str]], args: list[str], message: str

@@ -14,6 +14,7 @@ UserFacingError               base for errors a user can act on (CLI: one line, 
     ├── VersionNotFound
     ├── AliasNotFound
     ├── IntegrityError         a file's sha256 or size differs from the manifest
+    ├── CacheError             the local model cache cannot be written (disk full, permissions)
     ├── VersionInUse           deleting a version an alias points to
     └── ConcurrentUpdate       an alias kept changing under us (too many lost compare-and-swaps)
 
@@ -22,6 +23,10 @@ CLI catches every user-facing error with one clause.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
 
 from models.errors import UserFacingError as UserFacingError  # re-exported for the registry
 
@@ -115,6 +120,29 @@ class IntegrityError(RegistryError):
             f"{file} of {where} failed verification: sha256 {actual_sha256}, manifest says "
             f"{expected_sha256}{sizes}. The stored file was modified or corrupted: do not use "
             "this version; publish the model again under a new version id"
+        )
+
+
+class CacheError(RegistryError):
+    """Writing the local model cache failed: disk full, permission denied, read-only file system.
+
+    ``errno`` is the operating system's code, so callers can tell these apart from an outage."""
+
+    def __init__(self, cache_dir: Path, cause: OSError) -> None:
+        self.cache_dir = cache_dir
+        self.errno = cause.errno
+        self.path = cause.filename or cache_dir
+        what = os.strerror(cause.errno) if cause.errno else str(cause)
+        hint = {
+            errno.ENOSPC: "free space there",
+            errno.EDQUOT: "free space there (disk quota exceeded)",
+            errno.EACCES: "give this process write access to it",
+            errno.EPERM: "give this process write access to it",
+            errno.EROFS: "mount it writable",
+        }.get(cause.errno or 0, "check the directory")
+        super().__init__(
+            f"cannot write the model cache: {what}: {self.path}; {hint}, "
+            "or set DCGAN_REGISTRY_CACHE_DIR to another directory"
         )
 
 

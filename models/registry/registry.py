@@ -27,24 +27,22 @@ Why each guarantee holds, on both stores (see store.py for the primitives):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import random
 import re
 import secrets
-import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from models.registry.cache import ModelCache
 from models.registry.errors import (
     AliasNotFound,
     ConcurrentUpdate,
@@ -620,56 +618,59 @@ class ModelRegistry:
 
     # -- pulling ----------------------------------------------------------------------------------
 
-    def pull(self, ref: str, cache_dir: Path | str) -> Path:
+    def pull(
+        self, ref: str, cache_dir: Path | str, *, files: Collection[str] | None = None
+    ) -> Path:
         """A local directory holding the version's files and manifest, every sha256 verified.
 
-        ``cache_dir/<model>/<version>/`` is reused when it matches the store's manifest. Files
-        are downloaded into a hidden staging directory that is renamed into place only once all
-        of them verified, so a directory under that name is always complete.
+        ``files``: only these of the version's files (a server needs its generator, not the
+        training checkpoint); None: all of them. ``cache_dir/<model>/<version>/`` is reused when
+        it matches the store's manifest. Files are downloaded into a hidden staging directory
+        that is renamed into place only once all of them verified, so a directory under that
+        name is always complete. A failure to write the cache is a CacheError.
         """
         version = self.resolve(ref)
         manifest, manifest_bytes = self._read_manifest(version)
-        base = Path(cache_dir).expanduser() / self.model
-        dest = base / version
-        if _cache_valid(dest, manifest, manifest_bytes):
-            log.info("registry.pull_cached model=%s version=%s dir=%s", self.model, version, dest)
-            return dest
-        base.mkdir(parents=True, exist_ok=True)
-        _sweep(base)
+        names = sorted(manifest.files if files is None else files)
+        for name in names:
+            check_file_name(name)  # the manifest's names become local paths
+            if name not in manifest.files:
+                raise RegistryError(
+                    f"{self._where(version)} has no file {name!r} "
+                    f"(it has {', '.join(sorted(manifest.files)) or 'none'})"
+                )
+        cache = ModelCache(cache_dir, self.model)
+        if cache.holds(version, manifest_bytes, names):
+            log.info("registry.pull_cached model=%s version=%s", self.model, version)
+            cache.touch(version)
+            return cache.path(version)
         started = time.monotonic()
-        staging = Path(tempfile.mkdtemp(dir=base, prefix=f".{version}.", suffix=".partial"))
-        try:
-            os.chmod(staging, 0o755)  # mkdtemp makes 0700
-            for name, entry in sorted(manifest.files.items()):
-                self._download(version, name, entry, staging / name)
-            (staging / MANIFEST_NAME).write_bytes(manifest_bytes)  # last: marks it complete
-            _install(staging, dest, manifest, manifest_bytes)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with cache.staging(version) as staging:
+            for name in names:
+                self._download(cache, version, name, manifest.files[name], staging / name)
+            dest = cache.install(staging, version, manifest_bytes, names)
         log.info(
-            "registry.pulled model=%s version=%s dir=%s seconds=%.2f",
+            "registry.pulled model=%s version=%s files=%d dir=%s seconds=%.2f",
             self.model,
             version,
+            len(names),
             dest,
             time.monotonic() - started,
         )
         return dest
 
-    def _download(self, version: str, name: str, entry: FileEntry, target: Path) -> None:
-        digest = hashlib.sha256()
-        size = 0
+    def _download(
+        self, cache: ModelCache, version: str, name: str, entry: FileEntry, target: Path
+    ) -> None:
         try:
-            with open(target, "wb") as fh:
-                for chunk in self.store.iter_chunks(self._file_key(version, name)):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
+            actual, size = cache.write_file(
+                target, self.store.iter_chunks(self._file_key(version, name))
+            )
         except ObjectNotFound:
             raise RegistryError(
                 f"{name} of {self._where(version)} is listed in the manifest but missing from "
                 "the store: the version is damaged (or was deleted meanwhile)"
             ) from None
-        actual = digest.hexdigest()
         if actual != entry.sha256 or size != entry.size:
             raise IntegrityError(
                 name,
@@ -744,46 +745,3 @@ class ModelRegistry:
         if cleaned:
             log.info("registry.cleaned model=%s versions=%s", self.model, ",".join(cleaned))
         return cleaned
-
-
-# --- local cache helpers -------------------------------------------------------------------------
-
-
-def _cache_valid(directory: Path, manifest: Manifest, manifest_bytes: bytes) -> bool:
-    """The directory holds this exact manifest and every file with its size and sha256."""
-    try:
-        if (directory / MANIFEST_NAME).read_bytes() != manifest_bytes:
-            return False
-        for name, entry in manifest.files.items():
-            path = directory / name
-            if path.stat().st_size != entry.size or sha256_file(path)[0] != entry.sha256:
-                log.warning("registry.cache_invalid dir=%s file=%s", directory, name)
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _install(staging: Path, dest: Path, manifest: Manifest, manifest_bytes: bytes) -> None:
-    """Rename the verified staging directory to ``dest``, replacing an invalid one."""
-    for _ in range(5):
-        try:
-            os.rename(staging, dest)  # atomic; fails if dest exists and is not empty
-            return
-        except OSError:
-            if _cache_valid(dest, manifest, manifest_bytes):
-                return  # a concurrent pull of the same version finished first
-        trash = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.stale")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(dest, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    raise RegistryError(f"could not install the pulled files into {dest}: it keeps changing")
-
-
-def _sweep(base: Path, older_than_s: float = 3600.0) -> None:
-    """Remove staging directories of pulls that died (kill -9) more than an hour ago."""
-    limit = time.time() - older_than_s
-    for leftover in [*base.glob(".*.partial"), *base.glob(".*.stale")]:
-        with contextlib.suppress(OSError):
-            if leftover.stat().st_mtime < limit:
-                shutil.rmtree(leftover, ignore_errors=True)

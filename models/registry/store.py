@@ -386,7 +386,7 @@ class LocalStore(ObjectStore):
     def _check_root(self, create: bool) -> None:
         if self.root.is_dir():
             return
-        if self.root.exists():
+        if self.root.exists() and not self.root.is_dir():  # (another thread may just create it)
             raise BucketMissing(f"registry root {self.root} exists but is not a directory")
         if not (create and self.create):
             how = (

@@ -61,14 +61,15 @@ def build_archive(
         )
     if max_batch_size is not None and max_batch_size < 1:
         raise ArchiveError(f"max_batch_size is {max_batch_size}; it must be at least 1")
-    version_dir = registry.pull(ref, cache_dir)
-    manifest_path = version_dir / MANIFEST_NAME
-    manifest = Manifest.from_json(manifest_path.read_bytes(), str(manifest_path))
-    if TORCHSCRIPT_NAME not in manifest.files:
+    published = registry.show(ref)
+    if TORCHSCRIPT_NAME not in published.files:
         raise ArchiveError(
-            f"version {manifest.version} of {manifest.model_name} has no {TORCHSCRIPT_NAME} "
+            f"version {published.version} of {published.model_name} has no {TORCHSCRIPT_NAME} "
             "(published without TorchScript): export and publish it again to serve it on TorchServe"
         )
+    version_dir = registry.pull(published.version, cache_dir, files=[TORCHSCRIPT_NAME])
+    manifest_path = version_dir / MANIFEST_NAME
+    manifest = Manifest.from_json(manifest_path.read_bytes(), str(manifest_path))
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / mar_name(manifest.model_name, manifest.version)

@@ -269,6 +269,48 @@ def test_valid_cache_is_reused_and_a_damaged_one_repaired(
         assert (other / MODEL / "v1" / name).read_bytes() == path.read_bytes()
 
 
+def test_a_partial_pull_fetches_only_the_files_asked_for(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = backend.registry()
+    _publish(registry, artifacts, "v1")
+    cache = tmp_path / "cache"
+    onnx_only = registry.pull("v1", cache, files=["generator.onnx"])
+    assert sorted(p.name for p in onnx_only.iterdir()) == ["generator.onnx", "manifest.json"]
+    assert backend.store.downloads == Counter({f"{MODEL}/versions/v1/generator.onnx": 1})
+    assert registry.pull("v1", cache, files=["generator.onnx"]) == onnx_only  # cached: reused
+    everything = registry.pull("v1", cache)  # needs more: the directory is completed
+    assert {p.name for p in everything.iterdir()} == {*artifacts, "manifest.json"}
+    with pytest.raises(RegistryError, match=r"has no file 'weights\.bin'"):
+        registry.pull("v1", cache, files=["weights.bin"])
+
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "subdirectory", "hidden"])
+def test_a_manifest_naming_a_path_outside_the_version_is_refused_before_any_write(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    registry = backend.registry()
+    manifest = _publish(registry, artifacts, "v1")
+    cache = tmp_path / "cache"
+    victim = cache / MODEL / "escaped"  # where "../escaped" lands from the staging directory
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"must stay as it is")
+    name = {
+        "parent": "../escaped",
+        "absolute": str(victim),
+        "subdirectory": "sub/escaped",
+        "hidden": ".escaped",
+    }[kind]
+    hostile = manifest.model_dump(mode="json")
+    hostile["version"] = "v2"
+    hostile["files"] = {name: hostile["files"]["generator.onnx"]}
+    backend.store.put_bytes(f"{MODEL}/versions/v2/manifest.json", json.dumps(hostile).encode())
+    with pytest.raises(InvalidName, match="invalid file name"):
+        registry.pull("v2", cache)
+    assert victim.read_bytes() == b"must stay as it is"
+    assert sorted(p.name for p in (cache / MODEL).iterdir()) == ["escaped"]  # nothing else
+
+
 def test_concurrent_publishes_of_one_id(backend: Backend, tmp_path: Path) -> None:
     registry = backend.registry()
     contenders = [

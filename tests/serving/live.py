@@ -57,32 +57,61 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def dcgan_serve(registry: Path, tmp_path: Path, **settings: str) -> Iterator[ServerProcess]:
+def dcgan_serve(
+    registry: Path | str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    wrap: list[str] | None = None,
+    ready: bool = True,
+    **settings: str,
+) -> Iterator[ServerProcess]:
     """``dcgan serve`` as its own process, as a user starts it: settings from the environment
-    (``DCGAN_SERVE_<NAME>`` for each keyword), a copy of ``registry``; yielded once ready."""
-    copy = tmp_path / "served-registry"
-    shutil.copytree(registry, copy)
+    (``DCGAN_SERVE_<NAME>`` for each keyword); a registry directory is copied first, an
+    ``s3://`` one is used as it is (``env`` then holds its ``DCGAN_S3_*``). ``wrap`` is put in
+    front of the command (another user, another mount namespace). Yielded once ready, unless
+    ``ready`` is False."""
+    if isinstance(registry, Path):
+        copy = tmp_path / "served-registry"
+        shutil.copytree(registry, copy)
+        registry = str(copy)
     port = free_port()
-    env = {
+    full_env = {
         **os.environ,
-        "DCGAN_REGISTRY_URI": str(copy),
+        "DCGAN_REGISTRY_URI": registry,
         "DCGAN_REGISTRY_CACHE_DIR": str(tmp_path / "served-cache"),
         "DCGAN_SERVE_PORT": str(port),
         "DCGAN_SERVE_POLL_INTERVAL_S": "0",
+        **(env or {}),
         **{f"DCGAN_SERVE_{name.upper()}": value for name, value in settings.items()},
     }
     log = tmp_path / "server.log"
     dcgan = Path(sys.executable).with_name("dcgan")
     with log.open("wb") as out:
-        process = subprocess.Popen([str(dcgan), "serve"], env=env, cwd=tmp_path, stderr=out)
+        process = subprocess.Popen(
+            [*(wrap or []), str(dcgan), "serve"], env=full_env, cwd="/", stderr=out
+        )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
     try:
-        wait_ready(server.url, timeout_s=60)
+        if ready:
+            wait_ready(server.url, timeout_s=60)
+        else:
+            wait_answering(server.url, timeout_s=60)
         yield server
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+def wait_answering(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} does not answer /healthz")
 
 
 def wait_ready(url: str, timeout_s: float = 60.0, version: str | None = None) -> None:
@@ -109,6 +138,12 @@ class TcpProxy:
         self._cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
+    def restore(self) -> None:
+        """Listen again on the same port after ``cut()``: the registry is back."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -122,7 +157,11 @@ class TcpProxy:
             if self._cut:
                 client.close()
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
