@@ -15,7 +15,8 @@ from typing import Any
 
 from models.fileio import write_atomic
 from models.registry.errors import BucketMissing
-from models.registry.registry import check_version_id
+from models.registry.layout import Layout
+from models.registry.names import check_version_id
 from models.registry.store import ObjectStore
 from pipeline.checkpoint import CHECKPOINT_NAME
 
@@ -33,7 +34,7 @@ class CheckpointSync:
 
     @property
     def key(self) -> str:
-        return f"{self.model_name}/checkpoints/{self.run_id}/{CHECKPOINT_NAME}"
+        return Layout(self.model_name).checkpoint_key(self.run_id, CHECKPOINT_NAME)
 
     def upload(self, path: Path) -> None:
         """Replace the remote checkpoint with ``path`` (one atomic object write)."""

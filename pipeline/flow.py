@@ -177,7 +177,7 @@ def _fmt(value: Any) -> str:
 
 def _samples_artifact(registry: ModelRegistry, version: str, run_dir: Path) -> None:
     """The sample grid: a presigned URL on S3 (an image in the UI), a file link locally."""
-    key = f"{registry.model}/versions/{version}/{SAMPLES_NAME}"
+    key = registry.layout.file_key(version, SAMPLES_NAME)
     presign = getattr(registry.store, "presigned_get_url", None)
     if presign is not None:
         create_link_artifact(presign(key), link_text=f"samples of {version}", key="dcgan-samples")

@@ -7,6 +7,7 @@ or :class:`LocalStore` (a directory with the same keys). Errors derive from
 
 from __future__ import annotations
 
+from models.registry.aliases import AliasRecord
 from models.registry.errors import (
     AliasNotFound,
     BadCredentials,
@@ -23,17 +24,13 @@ from models.registry.errors import (
     VersionInUse,
     VersionNotFound,
 )
+from models.registry.local_store import LocalStore
 from models.registry.manifest import FileEntry, Manifest, sha256_file
-from models.registry.registry import (
-    LATEST,
-    PRODUCTION,
-    AliasRecord,
-    ModelRegistry,
-    VersionInfo,
-    new_version_id,
-)
-from models.registry.settings import RegistrySettings, open_registry
-from models.registry.store import LocalStore, ObjectInfo, ObjectStore, S3Store, open_store
+from models.registry.names import LATEST, PRODUCTION, new_version_id
+from models.registry.registry import ModelRegistry, VersionInfo
+from models.registry.s3_store import S3Store
+from models.registry.settings import RegistrySettings, open_registry, open_store
+from models.registry.store import ObjectInfo, ObjectStore
 
 __all__ = [
     "LATEST",

@@ -22,12 +22,12 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from models.registry.errors import CacheError, RegistryError
+from models.registry.errors import CacheError, IntegrityError, RegistryError
 from models.registry.manifest import MANIFEST_NAME, Manifest, sha256_file
 
 log = logging.getLogger("models.registry.cache")
@@ -120,6 +120,32 @@ class ModelCache:
             with self.writing():
                 fh.close()
         return digest.hexdigest(), size
+
+    def fill(
+        self,
+        version: str,
+        manifest: Manifest,
+        manifest_bytes: bytes,
+        names: Collection[str],
+        chunks_of: Callable[[str], Iterable[bytes]],
+        where: str,
+    ) -> Path:
+        """Download ``names`` (``chunks_of(name)`` streams one) into a staging directory, verify
+        each against the manifest (IntegrityError naming ``where``), and install the directory."""
+        with self.staging(version) as staging:
+            for name in names:
+                entry = manifest.files[name]
+                actual, size = self.write_file(staging / name, chunks_of(name))
+                if actual != entry.sha256 or size != entry.size:
+                    raise IntegrityError(
+                        name,
+                        entry.sha256,
+                        actual,
+                        where=where,
+                        expected_size=entry.size,
+                        actual_size=size,
+                    )
+            return self.install(staging, version, manifest_bytes, names)
 
     def install(
         self, staging: Path, version: str, manifest_bytes: bytes, names: Collection[str]

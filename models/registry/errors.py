@@ -5,6 +5,7 @@ UserFacingError               base for errors a user can act on (CLI: one line, 
     ├── InvalidName            a model name, version id, alias or file name that is not allowed
     ├── StoreError             the store itself failed (anything not listed below)
     │   ├── StoreUnreachable   no answer from the endpoint (names it)
+    │   │   └── NotAnS3Server  an answer, but not from S3
     │   ├── BadCredentials     the endpoint refused the credentials
     │   └── BucketMissing      the bucket (or local root directory) does not exist
     ├── ObjectNotFound         a key is absent (store level; the registry turns it into the below)
@@ -44,11 +45,23 @@ class StoreError(RegistryError):
 
 
 class StoreUnreachable(StoreError):
-    def __init__(self, endpoint: str, reason: object) -> None:
+    def __init__(self, endpoint: str, reason: object, message: str | None = None) -> None:
         self.endpoint = endpoint
         super().__init__(
-            f"cannot reach the S3 endpoint {endpoint}: {reason} "
+            message
+            or f"cannot reach S3 endpoint {endpoint}: {reason} "
             "(check DCGAN_S3_ENDPOINT and that the server is running)"
+        )
+
+
+class NotAnS3Server(StoreUnreachable):
+    """Something answers at the endpoint, but not S3 (a wrong port, a proxy's page)."""
+
+    def __init__(self, endpoint: str, answer: str) -> None:
+        super().__init__(
+            endpoint,
+            answer,
+            f"{endpoint} did not answer like an S3 server ({answer}): check DCGAN_S3_ENDPOINT",
         )
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.registry.errors import InvalidName
+from models.registry.local_store import LocalStore
 from models.registry.registry import DEFAULT_GRACE_S, ModelRegistry
-from models.registry.store import open_store
+from models.registry.s3_store import S3Store
 from models.s3 import S3Settings
 
 
@@ -33,3 +35,20 @@ def open_registry(
         create=settings.create_bucket,
     )
     return ModelRegistry(store, settings.model_name, grace_period_s=settings.grace_period_s)
+
+
+def open_store(
+    uri: str, s3: S3Settings | None = None, *, create: bool = True
+) -> S3Store | LocalStore:
+    """``s3://bucket[/prefix]`` -> :class:`S3Store`; a path or ``file://path`` -> LocalStore."""
+    if uri.startswith("s3://"):
+        rest = uri[len("s3://") :]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise InvalidName(f"not an S3 URI: {uri!r} (expected s3://bucket[/prefix])")
+        return S3Store(bucket, s3, prefix=prefix, create_bucket=create)
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    if "://" in uri:
+        raise InvalidName(f"unsupported registry URI {uri!r}: use s3://bucket[/prefix] or a path")
+    return LocalStore(uri, create=create)
