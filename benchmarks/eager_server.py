@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from models.latent import MAX_SEED, labels_for_request, latent_for_seed, to_uint8
+from models.contract import MAX_SEED, labels_for_request, latent_for_seed, to_uint8
 from pipeline.checkpoint import load_generator
 from serving.encoding import NPY, npy_bytes
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import describe
+from models.contract import PRODUCTION
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -40,7 +41,7 @@ def plain_steps(config: Any, registry_dir: Path, work: Path, eval_samples: int) 
     train(config, dataset, work, progress=False, on_epoch=sync.uploader(work))
     evaluation = evaluate_run(work, dataset=dataset, samples=eval_samples, tstr_count=0)
     try:
-        production = registry.show("production")
+        production = registry.show(PRODUCTION)
     except (AliasNotFound, VersionNotFound):
         production = None
     decision = compare_with_production(evaluation.payload, production, force=True)

@@ -122,7 +122,7 @@ def torchscript_checks(
     import numpy as np
     import torch
 
-    from models.latent import labels_for_request, latent_for_seed, to_uint8
+    from models.contract import labels_for_request, latent_for_seed, to_uint8
     from pipeline.export import export_generator
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-export-") as tmp:
@@ -180,8 +180,8 @@ def cuda_provider_check(
     import numpy as np
     import onnxruntime as ort
 
-    from models.latent import labels_for_request, latent_for_seed
-    from serving.engine import OnnxBackend, cuda_problem
+    from models.contract import labels_for_request, latent_for_seed
+    from serving.onnx_backend import OnnxBackend, cuda_problem
 
     result: dict[str, Any] = {
         "onnxruntime": ort.__version__,

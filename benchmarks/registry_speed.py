@@ -54,19 +54,12 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from benchmarks.machine import describe
-from models.registry import (
-    PRODUCTION,
-    LocalStore,
-    ModelRegistry,
-    ObjectInfo,
-    ObjectStore,
-    S3Store,
-    sha256_file,
-)
+from models.contract import CHECKPOINT_NAME, PRODUCTION, SAMPLES_NAME
+from models.registry import LocalStore, ModelRegistry, ObjectInfo, ObjectStore, S3Store, sha256_file
 from models.registry.store import OCTETS
-from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint_path
+from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
 from pipeline.export import export_checkpoint
-from pipeline.publish import SAMPLES_NAME, code_version, publish_run, read_evaluation
+from pipeline.publish import code_version, publish_run, read_evaluation
 
 # The SeaweedFS helpers of the test suite, reused so that the benchmark measures the very server
 # the tests run against. They are private helpers of a test module (and importing it imports

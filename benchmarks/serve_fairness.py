@@ -34,9 +34,10 @@ from typing import Any
 import httpx
 
 from benchmarks.machine import describe
-from benchmarks.serve_speed import RESULTS, free_port, server_process, service_env
+from benchmarks.serve_speed import RESULTS, server_process, service_env
+from models.contract import PRODUCTION, GeneratorSignature
 from models.registry.settings import RegistrySettings, open_registry
-from models.signature import GeneratorSignature
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SMALL_IN_FLIGHT = 64
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     settings = RegistrySettings(**({"uri": args.registry} if args.registry else {}))
     registry = open_registry(settings)
-    version = registry.resolve("production")
+    version = registry.resolve(PRODUCTION)
     sig = GeneratorSignature.from_dict(registry.show(version).signature)
     uri = settings.uri if "://" in settings.uri else str(Path(settings.uri).resolve())
     pinned = RegistrySettings(uri=uri, model_name=settings.model_name)

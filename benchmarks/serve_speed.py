@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,23 +36,16 @@ from typing import Any
 
 from benchmarks.loadgen import LoadResult, run_load
 from benchmarks.machine import describe
-from models.latent import labels_for_request, latent_for_seed
+from models.contract import PRODUCTION, GeneratorSignature, labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
-from models.signature import GeneratorSignature
-from serving.engine import OnnxBackend, inference_pool
 from serving.generation import render
+from serving.onnx_backend import OnnxBackend, inference_pool
+from tests.support.ports import free_port
 
 RESULTS = Path(__file__).parent / "results"
 BACKENDS = ("inprocess", "service", "service-nobatch", "torchserve", "eager")
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -239,7 +231,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--registry", default=None, help="registry URI (default DCGAN_REGISTRY_URI)"
     )
-    parser.add_argument("--ref", default="production", help="alias or version to serve")
+    parser.add_argument("--ref", default=PRODUCTION, help="alias or version to serve")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--batches", default="1,64,1024")
     parser.add_argument("--concurrency", default="1,8,32")
@@ -356,7 +348,7 @@ def _run_torchserve(
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
     from serving.torchserve.archive import build_archive
-    from serving.torchserve.process import running_torchserve
+    from tests.support.torchserve import running_torchserve
 
     store = tmp / "model-store"
     mar = build_archive(registry, version, store, cache_dir=tmp / "cache")

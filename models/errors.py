@@ -1,7 +1,31 @@
-"""The root of every error a user can act on, shared by models/, pipeline/ and serving/.
+"""The root of every error a user can act on, and the whole tree drawn in one place.
 
-It lives in models/ (torch-free, imported by everything) so that one ``except UserFacingError``
-in a CLI or an HTTP handler covers data, training, registry and serving errors alike.
+``UserFacingError`` lives in models/ (torch-free, imported by everything), so one
+``except UserFacingError`` in the CLI (``pipeline/cli.py:main``: one line, exit code 2) or in an
+HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) covers them all::
+
+    UserFacingError                           models/errors.py
+    ├── RegistryError                         models/registry/errors.py (drawn in full there)
+    │   ├── InvalidName, StoreError (StoreUnreachable, NotAnS3Server, BadCredentials,
+    │   │   BucketMissing), ObjectNotFound, PreconditionFailed, VersionExists,
+    │   │   PublishInProgress, VersionNotFound, AliasNotFound, IntegrityError, CacheError,
+    │   │   VersionInUse, ConcurrentUpdate
+    ├── UserError                             pipeline/errors.py
+    │   ├── DataError                         a dataset file is missing, corrupt or wrong
+    │   ├── DataSourceError                   a source cannot deliver the files
+    │   ├── CheckpointError                   a checkpoint is missing or does not fit the run
+    │   ├── TrainingDiverged                  a loss turned NaN/inf
+    │   ├── ExportError                       an artifact failed its checks (nothing written)
+    │   └── RetrainError                      a Prefect retraining run failed to start or finish
+    ├── RequestError                          serving/errors.py: a request to change (4xx status)
+    ├── NotReady                              no model yet, or the queue is full (503 + Retry-After)
+    ├── ModelLoadError                        a version failed to load or warm up (refused)
+    ├── ServiceError                          the client: the service refused or is unreachable
+    ├── ArchiveError                          a TorchServe archive could not be built
+    └── HandlerConfigError                    the TorchServe worker's files or settings are unusable
+
+Not user-facing, never shown: ``serving.errors.ClientGone`` (the client hung up; its work is
+dropped).
 """
 
 from __future__ import annotations

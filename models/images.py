@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.contract import to_uint8
 from models.fileio import write_atomic
-from models.latent import to_uint8
 
 
 def make_grid(images: np.ndarray, per_row: int = 10, pad: int = 2) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from models.signature import GeneratorSignature
+from models.contract import GeneratorSignature
 
 Arch = Literal["dcgan", "fc"]
 

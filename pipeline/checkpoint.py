@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.contract import CHECKPOINT_NAME
 from models.fileio import write_atomic
 from models.netconfig import GANConfig
 from models.networks import build_generator
 from pipeline.errors import CheckpointError
 
 FORMAT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_torch_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.contract import CHECKPOINT_NAME
 from models.fileio import write_atomic
 from models.registry.errors import BucketMissing
 from models.registry.layout import Layout
 from models.registry.names import check_version_id
 from models.registry.store import ObjectStore
-from pipeline.checkpoint import CHECKPOINT_NAME
 
 log = logging.getLogger("dcgan.checkpoint_sync")
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from models.contract import PRODUCTION
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
 
@@ -68,7 +69,7 @@ def show(ref: Annotated[str, typer.Argument(help="Version id or alias.")]) -> No
 @models_app.command()
 def promote(
     ref: Annotated[str, typer.Argument(help="Version id or alias to promote.")],
-    alias: Annotated[str, typer.Option(help="Alias to move.")] = "production",
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = PRODUCTION,
 ) -> None:
     """Point an alias (default: production) at a version; the previous target is remembered."""
     record = _registry().promote(ref, alias)
@@ -77,7 +78,7 @@ def promote(
 
 @models_app.command()
 def rollback(
-    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "production",
+    alias: Annotated[str, typer.Option(help="Alias to move back.")] = PRODUCTION,
 ) -> None:
     """Return an alias to its previous version."""
     record = _registry().rollback(alias)

@@ -10,15 +10,11 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from models.errors import UserFacingError
+from pipeline.errors import RetrainError
 from pipeline.train_config import TrainConfig
 
 DEFAULT_DEPLOYMENT = "train-dcgan/gpu"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-class RetrainError(UserFacingError):
-    pass
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Errors a user can act on. The CLI turns each into one line on stderr and exit code 2.
+"""The pipeline's errors (see models/errors.py for the whole tree). The CLI turns each into one
+line on stderr and exit code 2."""
 
-models.errors.UserFacingError   also the base of the registry's errors
-└── UserError             something the user can fix; the message says what and how
-    ├── DataError             a dataset file is missing, corrupt, truncated or wrong
-    ├── DataSourceError       a source (directory, S3 prefix, mirror) cannot deliver the files
-    ├── CheckpointError       a checkpoint is missing, unreadable or does not fit the run
-    └── TrainingDiverged      a loss turned NaN/inf; the last good checkpoint is kept
-"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from models.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from pipeline.export import ParityCheck
 
 
 class UserError(UserFacingError):
@@ -16,16 +17,28 @@ class UserError(UserFacingError):
 
 
 class DataError(UserError):
-    pass
+    """A dataset file is missing, corrupt, truncated or wrong."""
 
 
 class DataSourceError(UserError):
-    pass
+    """A source (directory, S3 prefix, mirror) cannot deliver the files."""
 
 
 class CheckpointError(UserError):
-    pass
+    """A checkpoint is missing, unreadable or does not fit the run."""
 
 
 class TrainingDiverged(UserError):
-    pass
+    """A loss turned NaN/inf; the last good checkpoint is kept."""
+
+
+class ExportError(UserError):
+    """An artifact failed a check; nothing was written to the destination."""
+
+    def __init__(self, message: str, parity: Sequence[ParityCheck] = ()) -> None:
+        super().__init__(message)
+        self.parity = list(parity)
+
+
+class RetrainError(UserError):
+    """A retraining run through Prefect could not be started or did not complete."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -34,16 +33,20 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from models.latent import labels_for_request, latent_for_seed
+from models.contract import (
+    ONNX_NAME,
+    TORCHSCRIPT_NAME,
+    GeneratorSignature,
+    labels_for_request,
+    latent_for_seed,
+)
+from models.fileio import sha256_file
 from models.netconfig import GANConfig
-from models.signature import GeneratorSignature
 from pipeline.checkpoint import load_generator
-from pipeline.errors import UserError
+from pipeline.errors import ExportError
 
 log = logging.getLogger("dcgan.export")
 
-ONNX_NAME = "generator.onnx"
-TORCHSCRIPT_NAME = "generator.torchscript.pt"
 PARITY_BATCH_SIZES: tuple[int, ...] = (1, 64, 1024)
 PARITY_SEED = 0
 ONNX_TOLERANCE = 1e-4  # ORT reorders float sums; 2.5e-6 seen on the trained g_width=64 model
@@ -53,14 +56,6 @@ BATCH_DIM = "N"
 
 Exporter = Literal["auto", "dynamo", "legacy"]
 Backend = Literal["onnxruntime", "torchscript"]
-
-
-class ExportError(UserError):
-    """An artifact failed a check; nothing was written to the destination."""
-
-    def __init__(self, message: str, parity: Sequence[ParityCheck] = ()) -> None:
-        super().__init__(message)
-        self.parity = list(parity)
 
 
 @dataclass(frozen=True)
@@ -491,11 +486,7 @@ class _FileInfo:
 
 
 def _describe(path: Path) -> _FileInfo:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return _FileInfo(digest.hexdigest(), path.stat().st_size)
+    return _FileInfo(*sha256_file(path))
 
 
 def _versions(exporter: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
+from models.contract import PRODUCTION, SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
 from models.registry.errors import AliasNotFound, VersionExists, VersionNotFound
 from models.registry.settings import open_registry
@@ -38,7 +39,7 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.run import Evaluation, evaluate_run
-from pipeline.publish import SAMPLES_NAME, compare_with_production, publish_run
+from pipeline.publish import compare_with_production, publish_run
 from pipeline.train import TrainResult, train
 from pipeline.train_config import TrainConfig
 
@@ -131,7 +132,7 @@ def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -
 )
 def production_model(registry: ModelRegistry) -> Manifest | None:
     try:
-        return registry.show("production")
+        return registry.show(PRODUCTION)
     except (AliasNotFound, VersionNotFound):
         return None
 

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.contract import CHECKPOINT_NAME, SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
-from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint_path
+from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
 from pipeline.errors import CheckpointError
 from pipeline.evaluation.run import EVALUATION_NAME
 from pipeline.export import export_checkpoint
-
-SAMPLES_NAME = "samples.png"
 
 
 def code_version() -> str | None:

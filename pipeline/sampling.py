@@ -1,6 +1,6 @@
 """Turn (seed, labels) into images with a torch generator, following the latent contract.
 
-The latent comes from ``models.latent.latent_for_seed`` (numpy, CPU) so that the images here are
+The latent comes from ``models.contract.latent_for_seed`` (numpy, CPU) so that the images here are
 the ones ONNX Runtime and TorchServe produce for the same request.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.latent import latent_for_seed
+from models.contract import latent_for_seed
 from models.netconfig import GANConfig
 
 

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from models.contract import CHECKPOINT_NAME, SAMPLES_NAME, grid_labels
 from models.fileio import write_atomic
 from models.images import save_grid_png
-from models.latent import grid_labels
 from models.netconfig import GANConfig
 from models.networks import build_discriminator, build_generator
-from pipeline.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.data.loading import ImageDataset
 from pipeline.ema import GeneratorEMA
 from pipeline.errors import CheckpointError, TrainingDiverged, UserError
@@ -314,7 +314,7 @@ class GANTrainer:
         generator = self.served_generator
         images = generate(generator, self.gan_cfg, self.cfg.sample_seed, labels, self.device)
         save_grid_png(images, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
-        save_grid_png(images, self.out_dir / "samples.png")
+        save_grid_png(images, self.out_dir / SAMPLES_NAME)
         rows = (images.reshape(10, 10, -1) + 1) / 2
         return float(rows.std(axis=1).mean())
 

@@ -27,7 +27,6 @@ from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
 from serving import encoding, openapi
 from serving.batching import Batcher
-from serving.engine import inference_pool
 from serving.errors import ClientGone, NotReady, RequestError
 from serving.gallery import gallery_html
 from serving.generation import Plan, plan_balance, plan_generate
@@ -40,6 +39,7 @@ from serving.lifecycle import (
     onnx_factory,
 )
 from serving.metrics import MetricsMiddleware, ServiceMetrics
+from serving.onnx_backend import inference_pool
 from serving.schemas import (
     BalanceRequest,
     GenerateRequest,

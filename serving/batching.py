@@ -1,7 +1,7 @@
 """Dynamic batching with admission control and fair sharing between requests.
 
 Inference runs on a fixed pool of worker threads (one per core on CPU, see
-serving.engine.inference_pool), so requests never oversubscribe the cores. A request is
+serving.onnx_backend.inference_pool), so requests never oversubscribe the cores. A request is
 *admitted* whole or refused whole before its latents are built (``admit``): the backlog (rows
 admitted and not yet computed) never passes ``max_queue_images``, and a refusal names a
 ``Retry-After`` computed from the backlog and the measured throughput. A request that could never

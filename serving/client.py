@@ -19,18 +19,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from models.errors import UserFacingError
-from models.latent import labels_for_request
+from models.contract import labels_for_request
+from serving.errors import ServiceError  # re-exported: client users catch it here
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-class ServiceError(UserFacingError):
-    """The service refused a request (its ``detail`` is the message) or could not be reached."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

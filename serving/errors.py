@@ -1,4 +1,5 @@
-"""Errors the service answers with a 4xx (or 503 while no model is ready), never a 500."""
+"""Serving's errors (see models/errors.py for the whole tree): what the service answers with a
+4xx (or 503 while no model is ready), never a 500, and what its client and tools raise."""
 
 from __future__ import annotations
 
@@ -27,3 +28,19 @@ class ClientGone(Exception):
 
 class ModelLoadError(UserFacingError):
     """A version could not be loaded (checksum, ONNX load, warm-up); the old model keeps serving."""
+
+
+class ServiceError(UserFacingError):
+    """The service refused a request (its ``detail`` is the message) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ArchiveError(UserFacingError):
+    """A TorchServe archive could not be built; nothing was written to the model store."""
+
+
+class HandlerConfigError(UserFacingError):
+    """The model's files or settings are unusable: the TorchServe worker must not come up."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from models.latent import NUM_CLASSES
+from models.contract import NUM_CLASSES
 
 PER_CLASS = 10
 

@@ -13,8 +13,14 @@ from typing import Protocol
 
 import numpy as np
 
-from models.latent import MAX_SEED, NUM_CLASSES, labels_for_request, latent_for_seed, to_uint8
-from models.signature import GeneratorSignature
+from models.contract import (
+    MAX_SEED,
+    NUM_CLASSES,
+    GeneratorSignature,
+    labels_for_request,
+    latent_for_seed,
+    to_uint8,
+)
 from serving.errors import RequestError
 from serving.schemas import BalanceRequest, GenerateRequest
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.latent import NUM_CLASSES
+from models.contract import NUM_CLASSES, ONNX_NAME, PRODUCTION, GeneratorSignature
 from models.registry import Manifest, ModelRegistry
 from models.registry.cache import ModelCache
 from models.registry.errors import (
@@ -39,14 +39,12 @@ from models.registry.errors import (
     StoreUnreachable,
     VersionNotFound,
 )
-from models.signature import GeneratorSignature
-from serving.engine import Device, OnnxBackend, is_allocation_failure
 from serving.errors import ModelLoadError, NotReady
 from serving.generation import Backend, Plan
+from serving.onnx_backend import Device, OnnxBackend, is_allocation_failure
 
 log = logging.getLogger("serving.lifecycle")
 
-ONNX_FILE = "generator.onnx"
 WARMUP_SEED = 0
 
 BackendFactory = Callable[[Path, GeneratorSignature], Backend]
@@ -123,7 +121,7 @@ class RefreshResult:
 
 def onnx_factory(device: Device, threads: int) -> BackendFactory:
     def build(directory: Path, sig: GeneratorSignature) -> Backend:
-        return OnnxBackend(directory / ONNX_FILE, sig, device=device, threads=threads)
+        return OnnxBackend(directory / ONNX_NAME, sig, device=device, threads=threads)
 
     return build
 
@@ -163,9 +161,9 @@ class ModelManager:
         cache_dir: Path,
         factory: BackendFactory,
         *,
-        alias: str = "production",
+        alias: str = PRODUCTION,
         warmup_sizes: tuple[int, ...] = (1, 64),
-        served_files: tuple[str, ...] = (ONNX_FILE,),
+        served_files: tuple[str, ...] = (ONNX_NAME,),
         keep_versions: int = 3,
     ) -> None:
         self.registry = registry

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from models.latent import MAX_SEED, NUM_CLASSES
+from models.contract import MAX_SEED, NUM_CLASSES
 from serving.lifecycle import FailureKind
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, OutputFormat
 

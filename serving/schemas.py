@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.latent import MAX_SEED, NUM_CLASSES
+from models.contract import MAX_SEED, NUM_CLASSES
 from serving.errors import RequestError
 
 M = TypeVar("M", bound=BaseModel)

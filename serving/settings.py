@@ -11,7 +11,8 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.engine import Device
+from models.contract import PRODUCTION
+from serving.onnx_backend import Device
 from serving.schemas import Limits
 
 
@@ -20,14 +21,16 @@ class ServeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    alias: str = "production"  # the registry alias this server follows
+    alias: str = PRODUCTION  # the registry alias this server follows
     poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
     admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
     # Version directories kept in the model cache (DCGAN_REGISTRY_CACHE_DIR), the served one
     # included; the newest loaded is what a restart serves while the registry is unreachable.
     cache_versions: int = Field(default=3, ge=1)
 
-    device: Device = "auto"  # auto: CUDA when its provider starts (engine.cuda_problem), else CPU
+    device: Device = (
+        "auto"  # auto: CUDA when its provider starts (onnx_backend.cuda_problem), else CPU
+    )
     # Concurrent inference calls and ONNX Runtime threads per call. 0: choose (CPU: one 1-thread
     # call per usable core, the fastest measured; CUDA: one call). Set both under a CPU quota.
     workers: int = Field(default=0, ge=0)

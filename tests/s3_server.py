@@ -37,7 +37,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from minio.deleteobjects import DeleteObject
 from pydantic import SecretStr
 
 from models.s3 import S3Settings, make_client
+from tests.support.ports import port_free
 
 STARTUP_TIMEOUT_S = float(os.environ.get("S3_TEST_STARTUP_TIMEOUT_S", "30"))
 STOP_TIMEOUT_S = 15.0
@@ -135,15 +135,6 @@ def find_weed() -> str:
     )
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def pick_ports(
     names: tuple[str, ...] = PORT_NAMES, rng: random.Random | None = None
 ) -> dict[str, int]:
@@ -155,7 +146,7 @@ def pick_ports(
         for _ in range(500):
             port = rng.randrange(*PORT_RANGE)
             pair = {port, port + GRPC_OFFSET}
-            if taken & pair or not all(_port_free(p) for p in pair):
+            if taken & pair or not all(port_free(p) for p in pair):
                 continue
             ports[name] = port
             taken |= pair

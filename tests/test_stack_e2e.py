@@ -26,7 +26,7 @@ import yaml
 
 from models.registry import ModelRegistry, S3Store
 from tests.s3_server import S3TestServer, empty_and_remove_bucket
-from tests.serving.live import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

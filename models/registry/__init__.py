@@ -7,6 +7,8 @@ or :class:`LocalStore` (a directory with the same keys). Errors derive from
 
 from __future__ import annotations
 
+from models.contract import LATEST, PRODUCTION
+from models.fileio import sha256_file
 from models.registry.aliases import AliasRecord
 from models.registry.errors import (
     AliasNotFound,
@@ -25,8 +27,8 @@ from models.registry.errors import (
     VersionNotFound,
 )
 from models.registry.local_store import LocalStore
-from models.registry.manifest import FileEntry, Manifest, sha256_file
-from models.registry.names import LATEST, PRODUCTION, new_version_id
+from models.registry.manifest import FileEntry, Manifest
+from models.registry.names import new_version_id
 from models.registry.registry import ModelRegistry, VersionInfo
 from models.registry.s3_store import S3Store
 from models.registry.settings import RegistrySettings, open_registry, open_store

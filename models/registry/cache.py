@@ -27,8 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from models.contract import MANIFEST_NAME
+from models.fileio import sha256_file, write_atomic
 from models.registry.errors import CacheError, IntegrityError, RegistryError
-from models.registry.manifest import MANIFEST_NAME, Manifest, sha256_file
+from models.registry.manifest import Manifest
 
 log = logging.getLogger("models.registry.cache")
 
@@ -181,15 +183,7 @@ class ModelCache:
         record = {"version": version, "verified_at": datetime.now(UTC).isoformat()}
         target = self.base / ALIAS_RECORD.format(alias=alias)
         with self.writing():
-            fd, tmp = tempfile.mkstemp(dir=self.base, prefix=".alias-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(record, fh)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(target, json.dumps(record).encode())
 
     def remembered(self, alias: str) -> str | None:
         """The version last loaded for ``alias`` from this cache, if any."""

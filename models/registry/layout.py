@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.registry.manifest import MANIFEST_NAME
+from models.contract import MANIFEST_NAME
 
 CLAIM_NAME = ".claim.json"
 

@@ -8,12 +8,12 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from models.fileio import is_temp_name, temp_path_beside
 from models.registry.errors import (
     BucketMissing,
     ObjectNotFound,
@@ -24,17 +24,6 @@ from models.registry.store import CHUNK, JSON, OCTETS, ObjectInfo, ObjectStore, 
 T = TypeVar("T")
 
 _SMALL = 64 * 1024  # objects up to this size get a content hash as etag (aliases, manifests)
-
-
-def _tmp_path(path: Path) -> Path:
-    """A unique temporary name beside ``path``; such names are skipped by :meth:`list`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _is_tmp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".part")
 
 
 class LocalStore(ObjectStore):
@@ -117,7 +106,7 @@ class LocalStore(ObjectStore):
         self._check_root(create=True)
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_path(dest)
+        tmp = temp_path_beside(dest)
         try:
             shutil.copyfile(path, tmp)
             with open(tmp, "rb+") as fh:  # durable before the manifest that vouches for it
@@ -134,7 +123,7 @@ class LocalStore(ObjectStore):
         self._check_root(create=True)
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_path(dest)
+        tmp = temp_path_beside(dest)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -238,6 +227,6 @@ class LocalStore(ObjectStore):
         return ObjectInfo(
             key=key,
             size=st.st_size,
-            etag="" if _is_tmp(path.name) else self._etag(path, st),
+            etag="" if is_temp_name(path.name) else self._etag(path, st),
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
         )

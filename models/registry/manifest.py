@@ -6,10 +6,8 @@ and ``schema_version`` says which layout a reader is looking at.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.registry.errors import RegistryError
 
 SCHEMA_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 
 
 class FileEntry(BaseModel):
@@ -65,14 +62,3 @@ class Manifest(BaseModel):
                 f"{origin} is not a valid manifest ({where}: {first['msg']}); "
                 "the version cannot be used"
             ) from exc
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
-    """(hex sha256, size) of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size

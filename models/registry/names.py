@@ -7,11 +7,8 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from models.contract import MANIFEST_NAME
 from models.registry.errors import InvalidName
-from models.registry.manifest import MANIFEST_NAME
-
-PRODUCTION = "production"  # the alias servers follow and promotion moves
-LATEST = "latest"  # moved by every publish to the newest version
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,62}")

@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from models.contract import LATEST, MANIFEST_NAME, PRODUCTION
+from models.fileio import sha256_file
 from models.registry.aliases import Aliases, AliasRecord
 from models.registry.cache import ModelCache
 from models.registry.claims import Claims
@@ -40,10 +42,8 @@ from models.registry.errors import (
     VersionNotFound,
 )
 from models.registry.layout import CLAIM_NAME, Layout
-from models.registry.manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from models.registry.manifest import FileEntry, Manifest
 from models.registry.names import (
-    LATEST,
-    PRODUCTION,
     check_alias,
     check_file_name,
     check_model_name,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.classifier import DigitClassifier
-from models.latent import labels_for_request, to_uint8
+from models.contract import labels_for_request, to_uint8
 from models.netconfig import GANConfig
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation import stats

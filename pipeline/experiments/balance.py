@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from models.latent import NUM_CLASSES
+from models.contract import NUM_CLASSES
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.classifier import ClassifierRecipe, predict, train_classifier
 from pipeline.experiments.augment import shift_rotate

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,20 +20,16 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
-from models.errors import UserFacingError
+from models.contract import MANIFEST_NAME, TORCHSCRIPT_NAME
+from models.fileio import copy_atomic
 from models.registry import Manifest, ModelRegistry
-from models.registry.manifest import MANIFEST_NAME
+from serving.errors import ArchiveError
 
 log = logging.getLogger("serving.torchserve")
 
 HANDLER = Path(__file__).with_name("handler.py")
-TORCHSCRIPT_NAME = "generator.torchscript.pt"
 MODEL_CONFIG_NAME = "model-config.yaml"
 ARCHIVER_TIMEOUT_S = 300
-
-
-class ArchiveError(UserFacingError):
-    """The archive could not be built; nothing was written to the model store."""
 
 
 def mar_name(model: str, version: str) -> str:
@@ -83,7 +78,7 @@ def build_archive(
             extra=[manifest_path],
             max_batch_size=max_batch_size,
         )
-        _install(built, target)
+        copy_atomic(built, target)  # a hidden name beside it until complete, not *.mar
     log.info(
         "torchserve.archived model=%s version=%s mar=%s seconds=%.2f",
         manifest.model_name,
@@ -150,19 +145,3 @@ def _run_archiver(
         reason = lines[-1] if lines else f"exit code {result.returncode}"
         raise ArchiveError(f"torch-model-archiver failed for {model_name} {version}: {reason}")
     return built
-
-
-def _install(built: Path, target: Path) -> None:
-    """Copy to a hidden name beside ``target`` (not ``*.mar``), fsync, then rename into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as dst, open(built, "rb") as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

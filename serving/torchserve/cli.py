@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from models.contract import PRODUCTION
 from models.registry.settings import RegistrySettings, open_registry
 from serving.torchserve.archive import build_archive
 
@@ -24,7 +25,7 @@ def archive(
     model_store: Annotated[
         Path, typer.Option(help="TorchServe model store directory: the .mar is written here.")
     ],
-    ref: Annotated[str, typer.Argument(help="Version id or alias to package.")] = "production",
+    ref: Annotated[str, typer.Argument(help="Version id or alias to package.")] = PRODUCTION,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Local registry cache (default from settings).")
     ] = None,

@@ -26,26 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.signature import GeneratorSignature
+from models.contract import MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
 from serving.encoding import JSON, encode_images, response_headers, response_meta
-from serving.errors import RequestError
+from serving.errors import HandlerConfigError, RequestError
 from serving.generation import Plan, plan_generate, run_plan
 from serving.schemas import GenerateRequest, Limits, parse_body, parse_query
 
 log = logging.getLogger("serving.torchserve")
 
-MANIFEST_NAME = "manifest.json"  # the registry's manifest, bundled as an extra file
-TORCHSCRIPT_NAME = "generator.torchscript.pt"
 MAX_BATCH_ENV = "DCGAN_SERVE_MAX_BATCH_SIZE"
 MAX_BODY_ENV = "DCGAN_SERVE_MAX_BODY_BYTES"
 DEFAULTS = Limits()
 CHUNK = 256  # images per TorchScript call: bounds activation memory for a batch-1024 request
 WARMUP_SEED = 0
 BODY_KEYS = ("body", "data")  # TorchServe names a raw POST body "body"; some clients send "data"
-
-
-class HandlerConfigError(RuntimeError):
-    """The model's files or settings are unusable: the worker must not come up."""
 
 
 class TorchScriptBackend:

@@ -10,7 +10,6 @@ import random
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +45,7 @@ from models.registry import (
     sha256_file,
 )
 from tests.s3_server import S3TestServer, empty_and_remove_bucket
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "mnist-test"
@@ -575,16 +575,10 @@ def test_missing_bucket(
     assert [r.version for r in ModelRegistry(store, MODEL).list_versions()] == ["v1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_s3_unreachable_endpoint_is_named(
     s3_server: S3TestServer, artifacts: dict[str, Path]
 ) -> None:
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     settings = s3_server.settings(endpoint=endpoint, connect_timeout_s=0.5, max_retries=0)
     registry = ModelRegistry(S3Store("models", settings), MODEL)
     started = time.monotonic()

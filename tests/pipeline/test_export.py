@@ -24,15 +24,20 @@ import pytest
 import torch
 from torch import nn
 
-from models.latent import labels_for_request, latent_for_seed, to_uint8
+from models.contract import (
+    CHECKPOINT_NAME,
+    ONNX_NAME,
+    TORCHSCRIPT_NAME,
+    labels_for_request,
+    latent_for_seed,
+    to_uint8,
+)
 from models.netconfig import GANConfig
 from models.networks import build_generator
-from pipeline.checkpoint import CHECKPOINT_NAME, load_generator, save_checkpoint
+from pipeline.checkpoint import load_generator, save_checkpoint
 from pipeline.errors import CheckpointError, UserError
 from pipeline.export import (
-    ONNX_NAME,
     PARITY_BATCH_SIZES,
-    TORCHSCRIPT_NAME,
     ExportError,
     ExportResult,
     export_checkpoint,
@@ -188,7 +193,7 @@ def test_onnx_runs_without_torch_and_gives_eager_pixels(
         sys.meta_path.insert(0, NoTorch())
         import numpy as np
         import onnxruntime as ort
-        from models.latent import labels_for_request, latent_for_seed, to_uint8
+        from models.contract import labels_for_request, latent_for_seed, to_uint8
 
         session = ort.InferenceSession({str(e.result.onnx.path)!r},
                                        providers=["CPUExecutionProvider"])

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from models.latent import labels_for_request, latent_for_seed
+from models.contract import labels_for_request, latent_for_seed
 from models.registry import LocalStore, ModelRegistry, S3Store
 from pipeline.data.loading import ImageDataset
 from pipeline.publish import publish_run

@@ -10,15 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.latent import labels_for_request
+from models.contract import GeneratorSignature, labels_for_request
 from models.registry import LocalStore, ModelRegistry
-from models.signature import GeneratorSignature
 from pipeline.data.loading import ImageDataset
 from pipeline.publish import publish_run
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
-from serving.engine import OnnxBackend
 from serving.generation import Plan, run_plan
+from serving.onnx_backend import OnnxBackend
 from serving.settings import ServeSettings
 
 MODEL = "cdcgan-mnist"

@@ -21,7 +21,8 @@ from pipeline.experiments.balance import (
 )
 from serving.app import create_app
 from tests.serving.conftest import settings
-from tests.serving.live import free_port, serving
+from tests.serving.live import serving
+from tests.support.ports import free_port
 from tests.test_cli import dcgan
 
 

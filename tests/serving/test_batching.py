@@ -12,13 +12,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from models.latent import labels_for_request, latent_for_seed
+from models.contract import GeneratorSignature, labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
-from models.signature import GeneratorSignature
 from serving.batching import Batcher
-from serving.engine import OnnxBackend
 from serving.errors import NotReady, RequestError
 from serving.generation import render
+from serving.onnx_backend import OnnxBackend
 
 T = TypeVar("T")
 

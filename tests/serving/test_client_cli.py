@@ -17,7 +17,8 @@ from models.registry import ModelRegistry
 from serving.app import create_app
 from serving.client import DigitsClient, ServiceError
 from tests.serving.conftest import Reference, settings
-from tests.serving.live import free_port, serving, wait_ready
+from tests.serving.live import serving, wait_ready
+from tests.support.ports import free_port
 from tests.test_cli import dcgan
 
 BLOCK_TORCH = """

@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from models.signature import GeneratorSignature
 from serving.app import create_app
 from serving.errors import RequestError
 from serving.generation import plan_balance, plan_generate

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.contract import GeneratorSignature
 from models.registry import ModelRegistry
-from models.signature import GeneratorSignature
 from serving.app import create_app
 from serving.errors import ModelLoadError
 from serving.lifecycle import warm_up

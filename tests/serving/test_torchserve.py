@@ -23,17 +23,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from models.signature import GeneratorSignature
 from serving.encoding import grid_png
-from serving.engine import OnnxBackend
 from serving.errors import RequestError
 from serving.generation import plan_generate, run_plan
+from serving.onnx_backend import OnnxBackend
 from serving.schemas import GenerateRequest, Limits
 from serving.torchserve.archive import build_archive
 from serving.torchserve.handler import HandlerConfigError, _limits, parse_request
-from serving.torchserve.process import TorchServeProcess, running_torchserve
 from tests.serving.conftest import MODEL
+from tests.support.torchserve import TorchServeProcess, running_torchserve
 from tests.test_cli import dcgan
 
 pytest.importorskip("ts", reason="torchserve is not installed")

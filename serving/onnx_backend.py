@@ -16,10 +16,10 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from models.signature import GeneratorSignature
+from models.contract import GeneratorSignature
 from serving.errors import ModelLoadError
 
-log = logging.getLogger("serving.engine")
+log = logging.getLogger("serving.onnx_backend")
 
 Device = Literal["auto", "cpu", "cuda"]
 CUDA = "CUDAExecutionProvider"

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.torchserve.healthcheck import worker_states
+from tests.support.ports import free_port
 
-CONFIG = Path(__file__).with_name("config.properties")
+CONFIG = Path(__file__).resolve().parents[2] / "serving" / "torchserve" / "config.properties"
 PORT_KEYS = {
     "inference_address": "http://127.0.0.1:{port}",
     "management_address": "http://127.0.0.1:{port}",
@@ -97,13 +97,6 @@ class TorchServeProcess:
             line for line in self.log_text("model_log.log").splitlines() if LOAD_FAILED in line
         ]
         return failed[-1].split("MODEL_LOG - ", 1)[-1] if failed else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_config(path: Path, ports: Mapping[str, int], base: Path = CONFIG) -> None:

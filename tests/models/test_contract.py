@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.latent import MAX_SEED, grid_labels, labels_for_request, latent_for_seed, to_uint8
+from models.contract import MAX_SEED, grid_labels, labels_for_request, latent_for_seed, to_uint8
 
 
 def test_latent_is_deterministic_and_prefix_stable() -> None:

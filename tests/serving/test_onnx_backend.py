@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from models.signature import GeneratorSignature
-from serving import engine
-from serving.engine import CPU, CUDA, OnnxBackend, choose_providers, cuda_problem, inference_pool
+from serving import onnx_backend
 from serving.errors import ModelLoadError
+from serving.onnx_backend import (
+    CPU,
+    CUDA,
+    OnnxBackend,
+    choose_providers,
+    cuda_problem,
+    inference_pool,
+)
 from tests.serving.conftest import MODEL, VERSIONS
 
 
@@ -26,7 +33,7 @@ def fresh_probe() -> Iterator[None]:
 @pytest.fixture
 def cuda_listed(monkeypatch: pytest.MonkeyPatch) -> None:
     """What onnxruntime-gpu reports without a GPU or its CUDA libraries: the provider is listed."""
-    monkeypatch.setattr(engine.ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnx_backend.ort, "get_available_providers", lambda: [CUDA, CPU])
 
 
 def test_cpu_build_serves_on_cpu() -> None:
@@ -47,7 +54,7 @@ def test_listed_but_not_starting_cuda_is_not_chosen(cuda_listed: None) -> None:
 
 
 def test_pool_is_sized_for_the_cpu_when_cuda_does_not_start(cuda_listed: None) -> None:
-    cores = engine.usable_cores()
+    cores = onnx_backend.usable_cores()
     assert inference_pool("auto") == (cores, 1)
     assert inference_pool("auto", workers=1) == (1, cores)
 

@@ -1,0 +1,1 @@
+"""Support for tests and benchmarks (not part of the product): free ports, a private TorchServe."""
