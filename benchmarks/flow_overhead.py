@@ -31,8 +31,9 @@ def plain_steps(config: Any, registry_dir: Path, work: Path, eval_samples: int) 
     from models.registry.errors import AliasNotFound, VersionNotFound
     from pipeline.checkpoint_sync import CheckpointSync
     from pipeline.data.loading import load_dataset
+    from pipeline.evaluation.promotion import compare_with_production
     from pipeline.evaluation.run import evaluate_run
-    from pipeline.publish import compare_with_production, publish_run
+    from pipeline.publish import publish_run
     from pipeline.train import train
 
     registry = ModelRegistry(LocalStore(registry_dir), "cdcgan-mnist")

@@ -38,8 +38,9 @@ from models.registry.settings import open_registry
 from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
+from pipeline.evaluation.promotion import Decision, compare_with_production
 from pipeline.evaluation.run import Evaluation, evaluate_run
-from pipeline.publish import compare_with_production, publish_run
+from pipeline.publish import publish_run
 from pipeline.train import TrainResult, train
 from pipeline.train_config import TrainConfig
 
@@ -139,7 +140,7 @@ def production_model(registry: ModelRegistry) -> Manifest | None:
 
 @task(name="publish", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF)
 def publish_version(
-    run_dir: Path, registry: ModelRegistry, version: str, decision: tuple[bool, str]
+    run_dir: Path, registry: ModelRegistry, version: str, decision: Decision
 ) -> Manifest:
     """Export (parity-checked) and publish with the decision recorded; promotion is a separate
     step. Idempotent on retry."""
@@ -155,17 +156,17 @@ def promote_version(registry: ModelRegistry, version: str) -> None:
 
 
 def _report(
-    version: str, evaluation: Evaluation, production: Manifest | None, decision: tuple[bool, str]
+    version: str, evaluation: Evaluation, production: Manifest | None, decision: Decision
 ) -> str:
     old = production.metrics if production else {}
     rows = "\n".join(
         f"| {key} | {_fmt(evaluation.payload.get(key))} | {_fmt(old.get(key))} |"
         for key in METRIC_KEYS
     )
-    verdict = "**promoted to production**" if decision[0] else "**not promoted**"
+    verdict = "**promoted to production**" if decision.promote else "**not promoted**"
     gate = "passed" if not evaluation.failures else "failed: " + "; ".join(evaluation.failures)
     return (
-        f"# {FLOW_NAME}: version `{version}`\n\n{verdict}: {decision[1]}\n\n"
+        f"# {FLOW_NAME}: version `{version}`\n\n{verdict}: {decision.reason}\n\n"
         f"Quality gate: {gate}\n\n"
         f"| metric | this run | production ({production.version if production else 'none'}) |\n"
         f"|---|---|---|\n{rows}\n"
@@ -235,14 +236,17 @@ def train_dcgan(
     )
     production = production_model(registry)
     decision = compare_with_production(evaluation.payload, production, force)
-    logger.info("promotion decision: %s (%s)", "promote" if decision[0] else "keep", decision[1])
+    logger.info(
+        "promotion decision: %s (%s)", "promote" if decision.promote else "keep", decision.reason
+    )
     manifest = publish_version(run_dir, registry, version, decision)
-    if decision[0]:
+    if decision.promote:
         promote_version(registry, manifest.version)
     create_markdown_artifact(_report(version, evaluation, production, decision), key="dcgan-report")
     _samples_artifact(registry, version, run_dir)
-    if decision[0]:
-        return Completed(message=f"published and promoted {version}: {decision[1]}{resumed}")
+    if decision.promote:
+        return Completed(message=f"published and promoted {version}: {decision.reason}{resumed}")
     return Completed(
-        name="Not promoted", message=f"published {version}, NOT promoted: {decision[1]}{resumed}"
+        name="Not promoted",
+        message=f"published {version}, NOT promoted: {decision.reason}{resumed}",
     )

@@ -17,6 +17,7 @@ from models.contract import CHECKPOINT_NAME, SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
 from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
 from pipeline.errors import CheckpointError
+from pipeline.evaluation.promotion import Decision, gate_decision
 from pipeline.evaluation.run import EVALUATION_NAME
 from pipeline.export import export_checkpoint
 
@@ -57,54 +58,6 @@ class PublishResult:
     reason: str  # why it was or was not promoted
 
 
-def promotion_decision(evaluation: dict[str, Any], force: bool) -> tuple[bool, str]:
-    """Promote only a model that passed the quality gate, unless forced."""
-    gate = evaluation.get("gate")
-    if force:
-        return True, "forced"
-    if not gate:
-        return False, "not evaluated: run `dcgan evaluate` first, or force"
-    if not gate.get("passed"):
-        return False, "quality gate failed: " + "; ".join(gate.get("failures", []))
-    return True, "quality gate passed"
-
-
-# How much worse than production a new model may measure and still count as "not worse":
-# evaluation is seeded, but two retrains of one recipe differ by about this much (measured).
-TOLERANCE = {"accuracy": 0.002, "tstr_accuracy": 0.003, "fd_relative": 0.05}
-
-
-def compare_with_production(
-    evaluation: dict[str, Any], production: Manifest | None, force: bool
-) -> tuple[bool, str]:
-    """Promote only through the quality gate and when not worse than production (or forced)."""
-    ok, reason = promotion_decision(evaluation, force)
-    if force or not ok:
-        return ok, reason
-    if production is None:
-        return True, "quality gate passed; there is no production model yet"
-    old = production.metrics
-    worse = []
-    for key in ("accuracy", "tstr_accuracy"):
-        new_value, old_value = evaluation.get(key), old.get(key)
-        if (
-            new_value is not None
-            and old_value is not None
-            and new_value < old_value - TOLERANCE[key]
-        ):
-            worse.append(f"{key} {new_value:.4f} < {old_value:.4f}")
-    new_fd, old_fd = evaluation.get("fd"), old.get("fd")
-    if (
-        new_fd is not None
-        and old_fd is not None
-        and new_fd > old_fd * (1 + TOLERANCE["fd_relative"])
-    ):
-        worse.append(f"fd {new_fd:.2f} > {old_fd:.2f}")
-    if worse:
-        return False, f"worse than production {production.version}: " + "; ".join(worse)
-    return True, f"quality gate passed and not worse than production {production.version}"
-
-
 def publish_run(
     run: Path,
     registry: ModelRegistry,
@@ -112,13 +65,13 @@ def publish_run(
     version: str | None = None,
     promote: bool = False,
     force: bool = False,
-    decision: tuple[bool, str] | None = None,
+    decision: Decision | None = None,
 ) -> PublishResult:
     """Export the run's generator and publish it with its checkpoint, samples and metrics.
 
     With ``promote``, production moves to the new version only if its evaluation passed the
-    quality gate (or ``force``); the version is published either way. ``decision`` (promote?,
-    why) replaces that rule (the flow also compares with production). Whenever there is a
+    quality gate (or ``force``); the version is published either way. ``decision`` replaces
+    that rule (the flow also compares with production). Whenever there is a
     decision it is recorded in the manifest (``extra.promotion``); without ``promote`` the
     caller moves the alias itself.
     """
@@ -127,7 +80,7 @@ def publish_run(
     state = load_checkpoint(checkpoint)
     evaluation = read_evaluation(run_dir)
     if promote and decision is None:
-        decision = promotion_decision(evaluation, force)
+        decision = gate_decision(evaluation, force)
     with tempfile.TemporaryDirectory(prefix="dcgan-export-") as tmp:
         exported = export_checkpoint(checkpoint, Path(tmp) / "export")
         files: dict[str, Path] = {
@@ -154,16 +107,11 @@ def publish_run(
                 "export": {k: v for k, v in export_info.items() if k not in ("files", "signature")},
                 "gan_config": state["gan_config"],
                 "quality_gate": evaluation.get("gate"),
-                **(
-                    {"promotion": {"promote": decision[0], "reason": decision[1]}}
-                    if decision
-                    else {}
-                ),
+                **({"promotion": decision.to_manifest()} if decision else {}),
             },
         )
     if not promote or decision is None:
         return PublishResult(manifest, False, "not asked to promote")
-    ok, reason = decision
-    if ok:
+    if decision.promote:
         registry.promote(manifest.version)
-    return PublishResult(manifest, ok, reason)
+    return PublishResult(manifest, decision.promote, decision.reason)

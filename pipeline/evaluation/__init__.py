@@ -2,7 +2,8 @@
 
 - ``get_classifier(dataset, device)``: (classifier, real test accuracy), cached on disk;
 - ``evaluate_generator(generator, cfg, dataset)``: a ``GeneratorReport`` (``to_dict()`` for JSON);
-- ``passes_gate(report)`` / ``gate_failures(report)``: the quality gate before publishing.
+- ``passes_gate(report)`` / ``gate_failures(report)``: the quality gate before publishing;
+- ``promotion``: whether a published version becomes production (a ``Decision`` with its reason).
 """
 
 from pipeline.evaluation.classifier import (

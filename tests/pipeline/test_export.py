@@ -298,7 +298,7 @@ def test_missing_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 
 def test_contract_check_rejects_a_fixed_batch_or_wrong_dtype(exported: dict[str, Exported]) -> None:
     """The graph check bites: an exporter that baked in the example batch or cast labels fails."""
-    from pipeline.export import _check_onnx_signature
+    from pipeline.export.onnx_file import check_onnx_signature as _check_onnx_signature
 
     e = exported["dcgan-conditional"]
     model = onnx.load(str(e.result.onnx.path))
