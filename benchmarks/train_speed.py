@@ -26,7 +26,8 @@ from benchmarks.machine import describe, fp32_peak_gflops
 from benchmarks.reference_loop import ReferenceLoop
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.classifier import get_classifier
-from pipeline.evaluation.metrics import MAX_FD, evaluate_generator, gate_failures, real_reference
+from pipeline.evaluation.metrics import evaluate_generator, gate_failures, real_reference
+from pipeline.evaluation.options import MAX_FD
 from pipeline.train import GANTrainer, resolve_device, to_device_images
 from pipeline.train_config import TrainConfig
 

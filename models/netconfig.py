@@ -1,38 +1,46 @@
-"""Network hyperparameters, saved in every checkpoint and manifest. Plain dataclass, no torch."""
+"""Network hyperparameters, saved in every checkpoint and manifest. pydantic, no torch.
+
+Declared once: ``pipeline.train_config.TrainConfig`` inherits these fields (with their defaults,
+bounds and help), so ``dcgan train`` offers them as options without restating them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from models.contract import GeneratorSignature
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.contract import NUM_CLASSES, GeneratorSignature
 
 Arch = Literal["dcgan", "fc"]
+NOT_AN_OPTION: dict[str, Any] = {"cli": False}  # fixed by the data, not chosen per run
 
 
-@dataclass(frozen=True)
-class GANConfig:
-    arch: Arch = "dcgan"  # "fc" is the fully connected baseline
-    conditional: bool = True  # conditional on the digit, so clients can ask for a class
-    latent_dim: int = 100  # size of z, as in the DCGAN paper
-    num_classes: int = 10
-    embed_dim: int = 16  # label embedding width fed to G (and to the FC D)
-    g_width: int = 64  # base channel count of G (ngf); the 7x7 stage has 4x this
-    d_width: int = 64  # base channel count of D (ndf)
+class GANConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arch: Arch = Field(
+        default="dcgan", description="dcgan, or fc for the fully connected baseline."
+    )
+    conditional: bool = Field(
+        default=True,
+        description="Condition G and D on the digit (so clients can ask for a class).",
+        json_schema_extra={"flag": "--conditional/--unconditional"},
+    )
+    latent_dim: int = Field(default=100, ge=1, description="Size of the noise vector z.")
+    num_classes: int = Field(default=NUM_CLASSES, ge=1, json_schema_extra=NOT_AN_OPTION)
+    embed_dim: int = Field(
+        default=16, ge=1, description="Width of the label embedding fed to G (and the FC D)."
+    )
+    g_width: int = Field(
+        default=64, ge=1, description="Generator base channels (ngf); the 7x7 stage has 4x this."
+    )
+    d_width: int = Field(default=64, ge=1, description="Discriminator base channels (ndf).")
     # D also scores the class by projection (Miyato & Koyama 2018): logit += <embed(y), features>.
     # A stronger conditioning signal than the label plane alone; D only, so serving is unchanged.
-    d_projection: bool = False
-    channels: int = 1
-    image_size: int = 28
-
-    def __post_init__(self) -> None:
-        if self.arch not in ("dcgan", "fc"):
-            raise ValueError(f"unknown arch {self.arch!r}: use 'dcgan' or 'fc'")
-        for name in ("latent_dim", "num_classes", "embed_dim", "g_width", "d_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.image_size != 28:
-            raise ValueError("only 28x28 images are supported")
+    d_projection: bool = Field(default=False, description="D also scores the class by projection.")
+    channels: int = Field(default=1, ge=1, json_schema_extra=NOT_AN_OPTION)
+    image_size: Literal[28] = Field(default=28, json_schema_extra=NOT_AN_OPTION)  # 28x28 only
 
     @property
     def signature(self) -> GeneratorSignature:
@@ -45,9 +53,9 @@ class GANConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """From a checkpoint's or manifest's dict; keys of other (newer) fields are ignored."""
+        return cls(**{k: v for k, v in data.items() if k in cls.model_fields})

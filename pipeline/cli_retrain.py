@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from pipeline.errors import RetrainError
+from pipeline.evaluation.options import EVAL
 from pipeline.train_config import TrainConfig
 
 DEFAULT_DEPLOYMENT = "train-dcgan/gpu"
@@ -38,10 +39,12 @@ def retrain(
         typer.Option("--set", help="Any trainer option as KEY=VALUE (e.g. g_loss=minimax)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Promote even without passing the gate.")] = False,
-    eval_samples: Annotated[int, typer.Option(min=100, help="Digits to evaluate on.")] = 10_000,
+    eval_samples: Annotated[
+        int, typer.Option(min=100, help="Digits to evaluate on.")
+    ] = EVAL.samples,
     tstr_count: Annotated[
         int, typer.Option(min=0, help="Digits for train-on-synthetic (0 skips it).")
-    ] = 60_000,
+    ] = EVAL.tstr_count,
     deployment: Annotated[
         str, typer.Option(help="Deployment to run when a Prefect server is configured.")
     ] = DEFAULT_DEPLOYMENT,

@@ -38,6 +38,7 @@ from models.registry.settings import open_registry
 from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
+from pipeline.evaluation.options import EVAL, EvalOptions
 from pipeline.evaluation.promotion import Decision, compare_with_production
 from pipeline.evaluation.run import Evaluation, evaluate_run
 from pipeline.publish import publish_run
@@ -49,13 +50,6 @@ IO_BACKOFF = exponential_backoff(backoff_factor=2)
 FLOW_NAME = "train-dcgan"
 WORK_DIR_ENV = "DCGAN_FLOW_WORK_DIR"  # where runs train locally (default: <tmp>/dcgan-flow)
 METRIC_KEYS = ("accuracy", "fd", "tstr_accuracy", "inception_score", "class_entropy")
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    samples: int = 10_000
-    tstr_count: int = 60_000
-    min_accuracy: float = 0.97
 
 
 @task(
@@ -195,9 +189,9 @@ def _samples_artifact(registry: ModelRegistry, version: str, run_dir: Path) -> N
 def train_dcgan(
     config: TrainConfig | None = None,
     force: bool = False,
-    eval_samples: int = 10_000,
-    tstr_count: int = 60_000,
-    min_accuracy: float = 0.97,
+    eval_samples: int = EVAL.samples,
+    tstr_count: int = EVAL.tstr_count,
+    min_accuracy: float = EVAL.min_accuracy,
     work_dir: str | None = None,
     resume_run: str | None = None,
 ) -> State[Any]:
@@ -232,7 +226,9 @@ def train_dcgan(
         description="per-epoch training metrics",
     )
     evaluation = evaluate_model(
-        run_dir, dataset, EvalOptions(eval_samples, tstr_count, min_accuracy)
+        run_dir,
+        dataset,
+        EvalOptions(samples=eval_samples, tstr_count=tstr_count, min_accuracy=min_accuracy),
     )
     production = production_model(registry)
     decision = compare_with_production(evaluation.payload, production, force)

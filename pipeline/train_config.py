@@ -1,10 +1,16 @@
-"""The trainer's options, validated once, saved in every checkpoint and manifest."""
+"""The trainer's options, validated once, saved in every checkpoint and manifest.
+
+Each option is declared once, with its default, its bounds and its help (the network's in
+``models.netconfig.GANConfig``, inherited): ``dcgan train`` derives its command-line options from
+these fields (``pipeline/cli_train.py``), and ``dcgan retrain --set key=value`` and the flow take
+the same names.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from models.netconfig import GANConfig
 from pipeline.settings import PrecisionChoice
@@ -12,56 +18,68 @@ from pipeline.settings import PrecisionChoice
 GLoss = Literal["non-saturating", "minimax"]
 
 
-class TrainConfig(BaseModel):
-    """Defaults are the recipe whose quality is recorded in the README."""
+class TrainConfig(GANConfig):
+    """Defaults are the recipe whose quality is recorded in the README. The network's fields are
+    GANConfig's (inherited, declared once); these are the data's, the optimiser's and the run's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: str = "mnist"
-    data: str | None = None  # directory, s3://bucket/prefix, or None for ./data + mirrors
-    limit: int | None = Field(
-        default=None, ge=1, description="train on a random subset of this size"
+    dataset: str = Field(default="mnist", description="mnist or fashion-mnist.")
+    data: str | None = Field(
+        default=None,
+        description="Directory of IDX files, s3://bucket/prefix, or unset for ./data + mirrors.",
     )
-    # networks
-    arch: Literal["dcgan", "fc"] = "dcgan"
-    conditional: bool = True
-    latent_dim: int = Field(default=100, ge=1)
-    g_width: int = Field(default=64, ge=1)
-    d_width: int = Field(default=64, ge=1)
-    d_projection: bool = False  # D scores the class by projection too (models/netconfig.py)
-    embed_dim: int = Field(default=16, ge=1)
+    limit: int | None = Field(
+        default=None, ge=1, description="Train on a random subset of this many images."
+    )
     # optimisation (Radford et al.: Adam, lr 2e-4, beta1 0.5)
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=128, ge=2, le=65536)
-    lr_g: float = Field(default=2e-4, gt=0, le=1)
-    lr_d: float = Field(default=2e-4, gt=0, le=1)
-    beta1: float = Field(default=0.5, ge=0, lt=1)
-    beta2: float = Field(default=0.999, ge=0, lt=1)
-    g_loss: GLoss = "non-saturating"  # minimax: minimise log(1 - D(G(z))), saturates early
+    epochs: int = Field(
+        default=10, ge=1, description="Total epochs (with --resume: the new total)."
+    )
+    batch_size: int = Field(default=128, ge=2, le=65536, description="Images per step.")
+    lr_g: float = Field(default=2e-4, gt=0, le=1, description="Generator learning rate (Adam).")
+    lr_d: float = Field(default=2e-4, gt=0, le=1, description="Discriminator learning rate (Adam).")
+    beta1: float = Field(default=0.5, ge=0, lt=1, description="Adam beta1.")
+    beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam beta2.")
+    g_loss: GLoss = Field(
+        default="non-saturating",
+        description="non-saturating (max log D(G(z))) or minimax (min log(1 - D(G(z)))).",
+    )  # minimax saturates early
     real_label: float = Field(
-        default=0.9, gt=0, le=1
-    )  # one-sided label smoothing; 1.0 turns it off
-    d_steps: int = Field(default=1, ge=1, le=100)  # discriminator updates per generator update
-    # Moving average of G's weights (pipeline.ema): what is sampled, evaluated and exported. 0: off.
-    ema_decay: float = Field(default=0.0, ge=0, lt=1)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Target for real images (one-sided label smoothing; 1.0 = off).",
+    )
+    d_steps: int = Field(
+        default=1, ge=1, le=100, description="Discriminator updates per generator update."
+    )
+    # Moving average of G's weights (pipeline.ema): what is sampled, evaluated and exported.
+    ema_decay: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Serve a moving average of G's weights with this decay (0 = off).",
+    )
+    seed: int = Field(
+        default=0, ge=0, le=2**63 - 1, description="Seed: same seed, device and data -> same run."
+    )
     # execution
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: PrecisionChoice = "auto"  # auto: DCGAN_PRECISION, else what the device runs natively
-    compile: bool = False  # torch.compile the networks (worth it on GPUs for long runs)
-    sample_seed: int = Field(default=20261122, ge=0, le=2**63 - 1)  # fixed noise for sample grids
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    precision: PrecisionChoice = Field(
+        default="auto",
+        description="auto (DCGAN_PRECISION, else bf16 only where native), fp32 or bf16.",
+    )
+    compile: bool = Field(
+        default=False, description="torch.compile the networks (worth it on GPUs for long runs)."
+    )
+    sample_seed: int = Field(
+        default=20261122, ge=0, le=2**63 - 1, description="Fixed noise for the sample grids."
+    )
     check_every: int = Field(
-        default=50, ge=1
-    )  # steps between NaN checks / progress updates (a host sync)
+        default=50, ge=1, description="Steps between NaN checks and progress updates."
+    )  # each is a host sync
 
     def gan_config(self) -> GANConfig:
-        return GANConfig(
-            arch=self.arch,
-            conditional=self.conditional,
-            latent_dim=self.latent_dim,
-            embed_dim=self.embed_dim,
-            g_width=self.g_width,
-            d_width=self.d_width,
-            d_projection=self.d_projection,
-        )
+        return GANConfig(**self.model_dump(include=set(GANConfig.model_fields)))

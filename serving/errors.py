@@ -9,9 +9,12 @@ from models.errors import UserFacingError
 class RequestError(UserFacingError):
     """A request the client must change: answered with ``status`` and ``{"detail": message}``."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
+    def __init__(
+        self, message: str, status: int = 422, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers  # e.g. WWW-Authenticate on a 401
 
 
 class NotReady(UserFacingError):

@@ -124,8 +124,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     paths["/metrics"]["get"]["responses"] = {
         "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")
     }
-    reload = paths["/admin/reload"]["post"]
-    reload["security"] = [{"adminToken": []}]
+    reload = paths["/admin/reload"]["post"]  # its bearer security is FastAPI's (routes/admin.py)
     reload["responses"] = {
         "200": _ok(
             {
@@ -148,13 +147,6 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
             "permission denied, out of memory, timeout); the detail names it and the old "
             "version keeps serving"
         ),
-    }
-    spec.setdefault("components", {})["securitySchemes"] = {
-        "adminToken": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "DCGAN_SERVE_ADMIN_TOKEN",
-        }
     }
 
 

@@ -1,53 +1,68 @@
 """Evaluation of a generator with a digit classifier: accuracy, FD, IS, coverage, TSTR, gate.
 
-- ``get_classifier(dataset, device)``: (classifier, real test accuracy), cached on disk;
-- ``evaluate_generator(generator, cfg, dataset)``: a ``GeneratorReport`` (``to_dict()`` for JSON);
-- ``passes_gate(report)`` / ``gate_failures(report)``: the quality gate before publishing;
-- ``promotion``: whether a published version becomes production (a ``Decision`` with its reason).
+Importing this package imports nothing heavy (the CLI and the torch-free API image read
+``options`` and ``promotion``); torch comes in with the modules that need it:
+
+- ``options``: the quality gate's thresholds and the sample counts, declared once (``EVAL``);
+- ``classifier``: ``get_classifier(dataset, device)``, the evaluation classifier, cached on disk;
+- ``metrics``: ``evaluate_generator(generator, cfg, dataset)`` -> ``GeneratorReport``, and the
+  gate (``gate_failures`` / ``passes_gate``);
+- ``run``: ``evaluate_run(checkpoint)``, what `dcgan evaluate` and the flow call;
+- ``promotion``: whether a published version becomes production (a ``Decision`` and its reason);
+- ``stats`` (numpy-only statistics) and ``report`` (the terminal table).
 """
 
-from pipeline.evaluation.classifier import (
-    ClassifierRecipe,
-    EvaluationClassifier,
-    accuracy,
-    cache_path,
-    get_classifier,
-    predict,
-    train_classifier,
-)
-from pipeline.evaluation.metrics import (
-    EVAL_SEED,
-    MAX_FD,
-    MIN_CLASS_ENTROPY,
-    MIN_DIVERSITY_RATIO,
-    GeneratorReport,
-    RealReference,
-    evaluate_generator,
-    gate_failures,
-    passes_gate,
-    real_reference,
-    served_images,
-    train_on_synthetic,
-)
+from __future__ import annotations
 
-__all__ = [
-    "EVAL_SEED",
-    "MAX_FD",
-    "MIN_CLASS_ENTROPY",
-    "MIN_DIVERSITY_RATIO",
-    "ClassifierRecipe",
-    "EvaluationClassifier",
-    "GeneratorReport",
-    "RealReference",
-    "accuracy",
-    "cache_path",
-    "evaluate_generator",
-    "gate_failures",
-    "get_classifier",
-    "passes_gate",
-    "predict",
-    "real_reference",
-    "served_images",
-    "train_classifier",
-    "train_on_synthetic",
-]
+import importlib
+from typing import Any
+
+# The package's public names, imported from their module on first use (PEP 562), so that
+# ``import pipeline.evaluation.options`` stays torch-free.
+_HOME = {
+    **dict.fromkeys(
+        (
+            "ClassifierRecipe",
+            "EvaluationClassifier",
+            "accuracy",
+            "cache_path",
+            "get_classifier",
+            "predict",
+            "train_classifier",
+        ),
+        "classifier",
+    ),
+    **dict.fromkeys(
+        (
+            "EVAL_SEED",
+            "GeneratorReport",
+            "RealReference",
+            "evaluate_generator",
+            "gate_failures",
+            "passes_gate",
+            "real_reference",
+            "served_images",
+            "train_on_synthetic",
+        ),
+        "metrics",
+    ),
+    **dict.fromkeys(
+        (
+            "EVAL",
+            "MAX_FD",
+            "MIN_ACCURACY",
+            "MIN_CLASS_ENTROPY",
+            "MIN_DIVERSITY_RATIO",
+            "EvalOptions",
+        ),
+        "options",
+    ),
+    **dict.fromkeys(("Decision", "compare_with_production", "gate_decision"), "promotion"),
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

@@ -30,6 +30,11 @@ from pipeline.evaluation.classifier import (
     predict,
     train_classifier,
 )
+from pipeline.evaluation.options import (
+    EVAL,
+    MIN_CLASS_ENTROPY,
+    MIN_DIVERSITY_RATIO,
+)
 from pipeline.sampling import generate
 
 log = logging.getLogger(__name__)
@@ -37,26 +42,6 @@ log = logging.getLogger(__name__)
 EVAL_SEED = 20_240_601  # latents of the metric samples; fixed so metrics are comparable
 TSTR_SEED = EVAL_SEED + 1  # train-on-synthetic uses other latents than the metric samples
 REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor
-
-# Gate thresholds, set from measurement. FD against the 10k test digits with the classifier of
-# 2026-11-22 (5 epochs, bf16, recipe hash 964e345b5f39), on a 2-core Intel Xeon (AMX-bf16):
-#   10k real train digits (the floor) 3.0 | 2k real train 6.8 | real + N(0, 0.1) pixel noise 7.7
-#   real without one digit class 76 | cDCGAN after 1 epoch (acc 0.64) 303, after 2.7 epochs
-#   (acc 0.93) 50 | random-init DCGAN 1475 | one image repeated 1770.
-#   Full default run (benchmarks/results/train_speed-cpu-2026-11-22.json), FD per epoch:
-#   298 106 36 17 14 23 12 11 10 9.9 (accuracy 0.66 ... 0.99); reference loop at epoch 5: 12.8.
-# 30 is ~10x the floor: every epoch with accuracy >= 0.97 passes, with room for the
-# epoch-to-epoch wobble (23 at epoch 6), while under-trained (36 at epoch 3, accuracy 0.95) and
-# class-dropping (76) generators fail.
-# On a 2-core AMD EPYC (AVX2, fp32), 2026-12-01: the 5-epoch classifier puts the floor at 2.95 and
-# the demo recipe's generator at 179, 33, 16 after epochs 1-3 (accuracy 0.76, 0.95, 0.97); the
-# 3-epoch one (now the default) puts the floor at 2.94 and that epoch-3 generator at 16.2.
-MAX_FD = 30.0
-# Normalised entropy of predicted classes: real test digits 0.9992; one class lost 0.954.
-MIN_CLASS_ENTROPY = 0.98
-# Worst class's spread / real spread: real 0.97-1.0, cDCGAN at 1-3 epochs 0.86-0.92, one image
-# per class 0.0. Mean distances barely see collapse to K >> 2 modes per class; FD does.
-MIN_DIVERSITY_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -141,8 +126,8 @@ def train_on_synthetic(
     generator: nn.Module,
     cfg: GANConfig,
     dataset: ImageDataset,
-    count: int = 60_000,
-    epochs: int = 3,
+    count: int = EVAL.tstr_count,
+    epochs: int = EVAL.tstr_epochs,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> float:
@@ -164,10 +149,10 @@ def evaluate_generator(
     classifier: EvaluationClassifier | None = None,
     reference: RealReference | None = None,
     device: torch.device | str = "cpu",
-    num_samples: int = 10_000,
+    num_samples: int = EVAL.samples,
     seed: int = EVAL_SEED,
-    tstr_count: int = 60_000,
-    tstr_epochs: int = 3,
+    tstr_count: int = EVAL.tstr_count,
+    tstr_epochs: int = EVAL.tstr_epochs,
     progress: bool = False,
 ) -> GeneratorReport:
     """Measure ``generator`` against ``dataset``'s real test digits.
@@ -241,8 +226,8 @@ def evaluate_generator(
 
 def gate_failures(
     report: GeneratorReport,
-    min_accuracy: float = 0.97,
-    max_fd: float = MAX_FD,
+    min_accuracy: float = EVAL.min_accuracy,
+    max_fd: float = EVAL.max_fd,
     min_entropy: float = MIN_CLASS_ENTROPY,
     min_diversity: float = MIN_DIVERSITY_RATIO,
 ) -> list[str]:

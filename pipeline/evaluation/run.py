@@ -11,7 +11,8 @@ from typing import Any
 from models.fileio import write_atomic
 from pipeline.checkpoint import load_generator, resolve_checkpoint_path
 from pipeline.data.loading import ImageDataset, load_dataset
-from pipeline.evaluation.metrics import MAX_FD, GeneratorReport, evaluate_generator, gate_failures
+from pipeline.evaluation.metrics import GeneratorReport, evaluate_generator, gate_failures
+from pipeline.evaluation.options import EVAL, MAX_FD
 from pipeline.train import resolve_device
 
 EVALUATION_NAME = "evaluation.json"  # beside the checkpoint; publish_run reads it
@@ -31,10 +32,10 @@ def evaluate_run(
     out: Path | None = None,
     data: str | None = None,
     dataset: ImageDataset | None = None,
-    samples: int = 10_000,
-    tstr_count: int = 60_000,
-    tstr_epochs: int = 3,
-    min_accuracy: float = 0.97,
+    samples: int = EVAL.samples,
+    tstr_count: int = EVAL.tstr_count,
+    tstr_epochs: int = EVAL.tstr_epochs,
+    min_accuracy: float = EVAL.min_accuracy,
     max_fd: float | None = None,
     device: str = "auto",
     progress: bool = False,

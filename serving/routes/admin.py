@@ -1,0 +1,63 @@
+"""Admin actions behind a bearer token (``DCGAN_SERVE_ADMIN_TOKEN``; unset: admin is disabled).
+
+The token is read with FastAPI's HTTP bearer security, so the OpenAPI document declares it; the
+answers for a missing, wrong or disabled token are the service's own 401/403 with a detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.errors import RequestError
+from serving.http_errors import error_response
+from serving.lifecycle import FailureKind, classify
+from serving.state import ServiceState, State
+
+# /admin/reload: a refused version or an alias with nothing to load is the caller's to fix (409);
+# every other failure is the server's trouble and is retried by polling (503).
+RELOAD_STATUS = {FailureKind.REFUSED: 409, FailureKind.NOT_PUBLISHED: 409}
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="DCGAN_SERVE_ADMIN_TOKEN, sent as 'Authorization: Bearer <token>'",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def require_admin(state: State, credentials: Credentials) -> ServiceState:
+    token = state.settings.admin_token
+    if token is None:
+        raise RequestError("admin endpoints are disabled: set DCGAN_SERVE_ADMIN_TOKEN", 403)
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise RequestError(
+            "admin token missing or wrong: send 'Authorization: Bearer <token>'",
+            401,
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return state
+
+
+Admin = Annotated[ServiceState, Depends(require_admin)]
+router = APIRouter()
+
+
+@router.post("/admin/reload", summary="Re-read the alias now and swap if it moved (token)")
+async def reload(state: Admin) -> JSONResponse:
+    manager = state.manager
+    serving = manager.current.version if manager.current else None
+    try:
+        result = await asyncio.to_thread(manager.refresh, retry_refused=True)
+    except Exception as exc:  # the manager logged it and shows it on /readyz
+        kind = classify(exc)
+        return error_response(
+            RELOAD_STATUS.get(kind, 503), f"{kind}: {exc}; still serving {serving}"
+        )
+    return JSONResponse({"version": result.version, "changed": result.changed})

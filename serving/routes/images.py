@@ -1,0 +1,68 @@
+"""/generate and /balance: validated requests -> a plan (contract 1) -> pixels -> an encoding."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from serving import encoding
+from serving.generation import plan_balance, plan_generate
+from serving.schemas import BalanceRequest, GenerateRequest, parse_query
+from serving.state import INLINE_MAX, ServiceState, State, json_body, unless_disconnected
+
+router = APIRouter()
+
+
+async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
+    model = state.manager.require()
+    plan = plan_generate(request, model.signature)
+    pixels = await unless_disconnected(http, state.pixels(model, plan))
+    meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
+    if plan.size <= INLINE_MAX:
+        body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
+    else:
+        body, media_type = await run_in_threadpool(
+            encoding.encode_images, pixels, plan.labels, request.format, meta
+        )
+    state.metrics.images.labels("/generate").inc(plan.size)
+    return Response(body, media_type=media_type, headers=encoding.response_headers(meta))
+
+
+@router.post(
+    "/generate",
+    summary="Generate digits (JSON with base64 PNGs, raw .npy, or a PNG grid)",
+    response_class=Response,
+)
+async def generate_post(request: Request, state: State) -> Response:
+    return await _generate(request, await json_body(request, GenerateRequest, state), state)
+
+
+@router.get(
+    "/generate",
+    summary="Generate digits from query parameters (for browsers)",
+    description="?seed=7&batch_size=20&digits=3&format=png; digits may be 1,2,3 or repeated.",
+    response_class=Response,
+)
+async def generate_get(request: Request, state: State) -> Response:
+    params = {key: request.query_params.getlist(key) for key in request.query_params}
+    return await _generate(request, parse_query(params, state.limits), state)
+
+
+@router.post(
+    "/balance",
+    summary="Generate the digits that balance a dataset's class counts (.npz)",
+    description="An already balanced dataset gets 200 with no images (empty arrays).",
+    response_class=Response,
+)
+async def balance(request: Request, state: State) -> Response:
+    parsed = await json_body(request, BalanceRequest, state)
+    model = state.manager.require()
+    plan = plan_balance(parsed, model.signature)
+    pixels = await unless_disconnected(request, state.pixels(model, plan))
+    payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
+    state.metrics.images.labels("/balance").inc(plan.size)
+    meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
+    headers = encoding.response_headers(meta)
+    headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
+    return Response(payload, media_type=media_type, headers=headers)

@@ -1,0 +1,113 @@
+"""What a request handler needs, built once per app, and the steps every image route shares:
+reading a JSON body within its limits, and waiting for pixels unless the client hangs up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
+
+import numpy as np
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from serving.batching import Batcher
+from serving.errors import ClientGone, RequestError
+from serving.generation import Plan
+from serving.lifecycle import LoadedModel, ModelManager
+from serving.metrics import ServiceMetrics
+from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body
+from serving.settings import ServeSettings
+
+INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
+T = TypeVar("T")
+M = TypeVar("M", GenerateRequest, BalanceRequest)
+
+
+class ServiceState:
+    """Everything a request handler needs, built once per app (``app.state.service``)."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        manager: ModelManager,
+        batcher: Batcher,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.limits: Limits = settings.limits()
+        self.manager = manager
+        self.batcher = batcher
+        self.metrics = metrics
+        self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
+
+    async def pixels(self, model: LoadedModel, plan: Plan) -> np.ndarray:
+        """Run a plan through the batcher: admitted whole (or refused) before its latents exist."""
+        ticket = self.batcher.admit(plan.size)
+        try:
+            sig = model.signature
+            z = (
+                plan.latent(sig)
+                if plan.size <= INLINE_MAX
+                else await run_in_threadpool(plan.latent, sig)
+            )
+            return await self.batcher.run(ticket, model.backend, z, plan.labels)
+        finally:
+            ticket.release()
+
+
+def service_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(service_state)]
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``await work``, cancelled as soon as the client hangs up (its rows leave the queue)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the ASGI server reports the client's disconnect (the body is read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def json_body(request: Request, model: type[M], state: ServiceState) -> M:
+    """The request's body, read within the limits and validated as ``model``."""
+    body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
+    return parse_body(model, body, request.headers.get("content-type"), state.limits)
+
+
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes (before reading it all if it says so)
+    and with 408 when it takes longer than ``timeout_s`` (a client trickling it holds a
+    connection); a client that hangs up while sending it is ClientGone (no 5xx, no traceback)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"request body of {declared} bytes is above the limit of {limit}", 413)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+    except ClientDisconnect:
+        raise ClientGone from None
+    except TimeoutError:
+        raise RequestError(f"request body not received within {timeout_s:g} s", 408) from None
+    return bytes(body)
