@@ -98,7 +98,8 @@ def _run_parameters() -> list[inspect.Parameter]:
     ]
 
 
-RUN_OPTIONS = {p.name for p in _run_parameters()}
+RUN_PARAMETERS = _run_parameters()
+RUN_OPTIONS = {p.name for p in RUN_PARAMETERS}
 
 
 def train(**options: Any) -> None:
@@ -141,5 +142,5 @@ train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             and field.json_schema_extra.get("cli") is False
         )
     ]
-    + _run_parameters()
+    + RUN_PARAMETERS
 )
