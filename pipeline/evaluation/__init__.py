@@ -6,7 +6,7 @@ Importing this package imports nothing heavy (the CLI and the torch-free API ima
 - ``options``: the quality gate's thresholds and the sample counts, declared once (``EVAL``);
 - ``classifier``: ``get_classifier(dataset, device)``, the evaluation classifier, cached on disk;
 - ``metrics``: ``evaluate_generator(generator, cfg, dataset)`` -> ``GeneratorReport``, and the
-  gate (``gate_failures`` / ``passes_gate``);
+  gate (``gate_failures``);
 - ``run``: ``evaluate_run(checkpoint)``, what `dcgan evaluate` and the flow call;
 - ``promotion``: whether a published version becomes production (a ``Decision`` and its reason);
 - ``stats`` (numpy-only statistics) and ``report`` (the terminal table).
@@ -39,7 +39,6 @@ _HOME = {
             "RealReference",
             "evaluate_generator",
             "gate_failures",
-            "passes_gate",
             "real_reference",
             "served_images",
             "train_on_synthetic",

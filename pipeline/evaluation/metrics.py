@@ -244,8 +244,3 @@ def gate_failures(
     if worst is not None and worst < min_diversity:
         failures.append(f"within-class diversity ratio {worst:.3f} < {min_diversity} (collapse)")
     return failures
-
-
-def passes_gate(report: GeneratorReport, **thresholds: float) -> bool:
-    """True when ``gate_failures`` (same keyword thresholds) finds nothing."""
-    return not gate_failures(report, **thresholds)

@@ -53,7 +53,7 @@ from pipeline.export.artifacts import (
 from pipeline.export.module import SignatureModule
 from pipeline.export.onnx_file import export_onnx
 from pipeline.export.parity import check_parity, parity_message
-from pipeline.export.torchscript_file import export_torchscript, read_torchscript_signature
+from pipeline.export.torchscript_file import export_torchscript
 
 log = logging.getLogger("dcgan.export")
 
@@ -72,7 +72,6 @@ __all__ = [
     "ParityCheck",
     "export_checkpoint",
     "export_generator",
-    "read_torchscript_signature",
 ]
 
 # --- public entry points -----------------------------------------------------------------------

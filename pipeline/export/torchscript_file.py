@@ -1,16 +1,13 @@
-"""TorchScript: trace the module, stamp the signature, and read it back."""
+"""TorchScript: trace the module and stamp the signature beside the program."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from models.contract import (
-    GeneratorSignature,
-)
+from models.contract import GeneratorSignature
 from pipeline.errors import ExportError
 from pipeline.export.module import SignatureModule, quiet_exporters
 
@@ -33,11 +30,3 @@ def export_torchscript(module: SignatureModule, sig: GeneratorSignature, path: P
     extra = {"signature.json": json.dumps(sig.to_dict(), sort_keys=True)}
     with quiet_exporters():
         torch.jit.save(traced, str(path), _extra_files=extra)
-
-
-def read_torchscript_signature(path: Path) -> dict[str, Any]:
-    """The signature stored beside the TorchScript program (for the TorchServe handler)."""
-    extra = {"signature.json": ""}
-    with quiet_exporters():
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]
-    return dict(json.loads(extra["signature.json"]))

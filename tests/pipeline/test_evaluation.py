@@ -33,7 +33,6 @@ from pipeline.evaluation.metrics import (
     RealReference,
     evaluate_generator,
     gate_failures,
-    passes_gate,
     real_reference,
     served_images,
     train_on_synthetic,
@@ -41,6 +40,11 @@ from pipeline.evaluation.metrics import (
 
 TINY_RECIPE = ClassifierRecipe(epochs=2, train_limit=1000, batch_size=64)
 N = 2000  # generated samples per metric
+
+
+def passes_gate(report: GeneratorReport, **thresholds: float) -> bool:
+    """True when ``gate_failures`` (same keyword thresholds) finds nothing."""
+    return not gate_failures(report, **thresholds)
 
 
 # --- fake generators ------------------------------------------------------------------------

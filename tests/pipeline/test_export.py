@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,8 +43,8 @@ from pipeline.export import (
     ExportResult,
     export_checkpoint,
     export_generator,
-    read_torchscript_signature,
 )
+from pipeline.export.module import quiet_exporters
 from pipeline.sampling import generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +53,14 @@ CASES = {
     "dcgan-unconditional": GANConfig(arch="dcgan", conditional=False, g_width=8),
     "fc-conditional": GANConfig(arch="fc", conditional=True, g_width=8),
 }
+
+
+def read_torchscript_signature(path: Path) -> dict[str, Any]:
+    """The signature stamped beside the TorchScript program, read as a user of the file would."""
+    extra = {"signature.json": ""}
+    with quiet_exporters():
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]
+    return dict(json.loads(extra["signature.json"]))
 
 
 def lively_generator(cfg: GANConfig, seed: int = 0) -> nn.Module:
