@@ -17,6 +17,17 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 
 # ---------------------------------------------------------------------------------------------
+# The dependency list, computed from pyproject.toml in a stage of its own. The install layer
+# below copies only the list, and its cache is keyed on the list's content: a pyproject.toml
+# change that leaves the dependencies as they were (an entry point, a tool setting) rebuilds no
+# dependency layer.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml docker/requirements.py ./
+RUN python requirements.py serve > serve.txt \
+    && python requirements.py serve --without onnxruntime > serve-gpu.txt
+
+# ---------------------------------------------------------------------------------------------
 # CPU builder: a venv with the project, the serve extra and plain onnxruntime.
 FROM ${PYTHON_IMAGE} AS build-cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
@@ -24,11 +35,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml docker/requirements.py ./
+COPY --from=requirements /src/serve.txt requirements.txt
 # Dependencies first, in a layer that a code change leaves cached; then the project itself.
-RUN python requirements.py serve > requirements.txt \
-    && pip install -c .ci/constraints.txt -r requirements.txt
-COPY README.md ./
+RUN pip install -c .ci/constraints.txt -r requirements.txt
+COPY pyproject.toml README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving
@@ -76,14 +86,13 @@ RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml docker/requirements.py ./
+COPY --from=requirements /src/serve-gpu.txt requirements.txt
 # Dependencies first, in a layer that a code change leaves cached; then the project itself.
 # Both wheels ship the `onnxruntime` module: the GPU one replaces the CPU one the project names
 # (so `pip check` would report it missing, and is not run here).
-RUN python requirements.py serve --without onnxruntime > requirements.txt \
-    && pip install -c .ci/constraints.txt -r requirements.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
+RUN pip install -c .ci/constraints.txt -r requirements.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
     && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving

@@ -15,6 +15,16 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# ---------------------------------------------------------------------------------------------
+# The dependency list, computed from pyproject.toml in a stage of its own. The install layer
+# below copies only the list, and its cache is keyed on the list's content: a pyproject.toml
+# change that leaves the dependencies as they were (an entry point, a tool setting) rebuilds no
+# dependency layer.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml docker/requirements.py ./
+RUN python requirements.py train flow > requirements.txt
+
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
@@ -26,11 +36,10 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
-COPY pyproject.toml docker/requirements.py ./
+COPY --from=requirements /src/requirements.txt requirements.txt
 # Dependencies first, in a layer that a code change leaves cached; then the project itself.
-RUN python requirements.py train flow > requirements.txt \
-    && pip install -c .ci/constraints.txt -r requirements.txt "prefect==${PREFECT_VERSION}"
-COPY README.md ./
+RUN pip install -c .ci/constraints.txt -r requirements.txt "prefect==${PREFECT_VERSION}"
+COPY pyproject.toml README.md ./
 COPY models models
 COPY pipeline pipeline
 COPY serving serving
