@@ -25,11 +25,15 @@ def evaluation_classifier_file(mnist: ImageDataset) -> Path:
     The retrain tests (flow, stack, compose) all evaluate with it: the compose test copies the
     file into the worker's cache volume, so a CI run trains it once, not once per environment.
     """
+    from filelock import FileLock
+
     from pipeline.evaluation.classifier import ClassifierRecipe, cache_path, get_classifier
     from pipeline.settings import get_settings
 
     cache_dir = get_settings().cache_dir
-    get_classifier(mnist, "cpu", cache_dir=cache_dir)
     path = cache_path(mnist, ClassifierRecipe(), cache_dir, "cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):  # one pytest-xdist worker trains it, the other loads it
+        get_classifier(mnist, "cpu", cache_dir=cache_dir)
     assert path.is_file(), path
     return path.resolve()
