@@ -54,7 +54,7 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(in_ch, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(w, w * 2, 4, 2, 1, bias=False),  # (B, 2w, 7, 7)
-            nn.BatchNorm2d(w * 2),
+            nn.Identity() if cfg.d_spectral_norm else nn.BatchNorm2d(w * 2),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.head = nn.Conv2d(w * 2, 1, size // 4, 1, 0)  # (B, 1, 1, 1): one logit per image

@@ -39,6 +39,12 @@ class GANConfig(BaseModel):
     # D also scores the class by projection (Miyato & Koyama 2018): logit += <embed(y), features>.
     # A stronger conditioning signal than the label plane alone; D only, so serving is unchanged.
     d_projection: bool = Field(default=False, description="D also scores the class by projection.")
+    # Spectral normalisation (Miyato et al. 2018) bounds each D layer's Lipschitz constant, which
+    # keeps D's gradients useful to G at higher learning rates. D's batch norm is dropped with it,
+    # as in SN-GAN. D only: the generator, and so serving, is unchanged.
+    d_spectral_norm: bool = Field(
+        default=False, description="Spectral normalisation in every D layer (no batch norm in D)."
+    )
     channels: int = Field(default=1, ge=1, json_schema_extra=NOT_AN_OPTION)
     image_size: Literal[28] = Field(default=28, json_schema_extra=NOT_AN_OPTION)  # 28x28 only
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from models.dcgan import DCGANDiscriminator, DCGANGenerator
 from models.fc import FCDiscriminator, FCGenerator
@@ -29,4 +30,14 @@ def build_generator(cfg: GANConfig) -> nn.Module:
 def build_discriminator(cfg: GANConfig) -> nn.Module:
     net: nn.Module = DCGANDiscriminator(cfg) if cfg.arch == "dcgan" else FCDiscriminator(cfg)
     net.apply(weights_init)
+    if cfg.d_spectral_norm:
+        _spectral_normalise(net)
     return net
+
+
+def _spectral_normalise(net: nn.Module) -> None:
+    """Every weight layer of D, the projection embedding included (not the label inputs: they
+    are looked up, not multiplied, so they do not bound D's slope)."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, nn.Conv2d | nn.Linear) or name == "project":
+            spectral_norm(module)

@@ -1,4 +1,4 @@
-"""The GAN training loop: D and G in alternation with binary cross entropy.
+"""The GAN training loop: D and G in alternation, with binary cross entropy or the hinge loss.
 
 Built for throughput on one device: the whole dataset lives on the device, batches are index
 gathers, statistics accumulate in device tensors and reach the host only every ``check_every``
@@ -161,7 +161,7 @@ class GANTrainer:
         self, real: torch.Tensor, labels: torch.Tensor, update_g: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One D update (and a G update if ``update_g``). Returns device tensors, no host sync."""
-        cfg, n = self.cfg, real.shape[0]
+        n = real.shape[0]
         conditional = self.gan_cfg.conditional
         z = torch.randn(n, self.gan_cfg.latent_dim, device=self.device, generator=self.rng)
         fake_labels = torch.randint(
@@ -170,14 +170,12 @@ class GANTrainer:
         g_labels = fake_labels if conditional else None
         d_labels = labels if conditional else None
 
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))), real targets smoothed to real_label.
+        # (1) Update D.
         with self.precision.autocast(self.device):
             fake = self._g(z, g_labels)
             real_logits = self._d(real, d_labels).float()
             fake_logits = self._d(fake.detach(), g_labels).float()
-        loss_d = F.binary_cross_entropy_with_logits(
-            real_logits, torch.full_like(real_logits, cfg.real_label)
-        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        loss_d = self._loss_d(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -195,19 +193,35 @@ class GANTrainer:
         if not update_g:
             return d_stats, torch.zeros((), device=self.device)
 
-        # (2) Update G: non-saturating maximises log D(G(z)); minimax minimises log(1 - D(G(z))).
+        # (2) Update G.
         with self.precision.autocast(self.device):
             logits = self._d(fake, g_labels).float()
-        if cfg.g_loss == "non-saturating":
-            loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        else:
-            loss_g = -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        loss_g = self._loss_g(logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.generator)
         return d_stats, loss_g.detach()
+
+    def _loss_d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """BCE: maximise log D(x) + log(1 - D(G(z))), real targets smoothed to ``real_label``.
+        Hinge: a margin of 1 on either side; logits beyond it stop pushing D further."""
+        if self.cfg.loss == "hinge":
+            return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+        real_target = torch.full_like(real_logits, self.cfg.real_label)
+        return F.binary_cross_entropy_with_logits(
+            real_logits, real_target
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+    def _loss_g(self, logits: torch.Tensor) -> torch.Tensor:
+        """Hinge: raise D's logit on fakes. BCE non-saturating maximises log D(G(z)); minimax
+        minimises log(1 - D(G(z))) (its gradient vanishes while D wins)."""
+        if self.cfg.loss == "hinge":
+            return -logits.mean()
+        if self.cfg.g_loss == "non-saturating":
+            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        return -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
     # --- epochs ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from models.netconfig import GANConfig
 from pipeline.settings import PrecisionChoice
 
 GLoss = Literal["non-saturating", "minimax"]
+Loss = Literal["bce", "hinge"]
 
 
 class TrainConfig(GANConfig):
@@ -42,15 +43,21 @@ class TrainConfig(GANConfig):
     lr_d: float = Field(default=2e-4, gt=0, le=1, description="Discriminator learning rate (Adam).")
     beta1: float = Field(default=0.5, ge=0, lt=1, description="Adam beta1.")
     beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam beta2.")
+    loss: Loss = Field(
+        default="bce",
+        description="bce (binary cross entropy; --g-loss and --real-label apply) or hinge "
+        "(D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z)); Lim & Ye 2017).",
+    )
     g_loss: GLoss = Field(
         default="non-saturating",
-        description="non-saturating (max log D(G(z))) or minimax (min log(1 - D(G(z)))).",
+        description="With --loss bce: non-saturating (max log D(G(z))) or minimax "
+        "(min log(1 - D(G(z)))).",
     )  # minimax saturates early
     real_label: float = Field(
         default=0.9,
         gt=0,
         le=1,
-        description="Target for real images (one-sided label smoothing; 1.0 = off).",
+        description="With --loss bce: target for real images (one-sided smoothing; 1.0 = off).",
     )
     d_steps: int = Field(
         default=1, ge=1, le=100, description="Discriminator updates per generator update."

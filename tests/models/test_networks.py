@@ -47,6 +47,25 @@ def test_projection_discriminator_scores_the_class_through_the_projection() -> N
     assert unconditional.project is None  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "fc"])
+def test_spectral_norm_bounds_every_discriminator_layer(arch: str) -> None:
+    cfg = GANConfig(arch=arch, d_width=8, d_projection=True, d_spectral_norm=True)  # type: ignore[arg-type]
+    d = build_discriminator(cfg).train()
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in d.modules())
+    x, labels = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+    with torch.no_grad():
+        for _ in range(30):  # each training-mode call refines the power iteration
+            d(x, labels)
+    d.eval()
+    layers = [m for m in d.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if arch == "dcgan":
+        layers.append(d.project)  # type: ignore[arg-type]
+    for layer in layers:
+        weight = layer.weight.detach().flatten(1)  # the normalised weight the forward pass uses
+        sigma = torch.linalg.matrix_norm(weight, ord=2).item()
+        assert abs(sigma - 1.0) < 0.05, (layer, sigma)
+
+
 def test_conditional_nets_require_labels() -> None:
     g = build_generator(GANConfig(g_width=8))
     with pytest.raises(AssertionError, match="labels"):

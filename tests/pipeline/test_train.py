@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from pipeline.data.loading import ImageDataset
 from pipeline.ema import GeneratorEMA
 from pipeline.errors import CheckpointError, TrainingDiverged
 from pipeline.precision import decide
-from pipeline.train import train
+from pipeline.train import GANTrainer, train
 from pipeline.train_config import TrainConfig
 
 SMALL = {"limit": 512, "batch_size": 64, "g_width": 16, "d_width": 16, "check_every": 4}
@@ -115,6 +116,33 @@ def test_other_architectures_and_options_train(
     result = train(cfg, mnist, tmp_path, progress=False)
     assert result.history[0]["epoch"] == 1
     assert load_checkpoint(tmp_path)["gan_config"]["arch"] == arch
+
+
+def test_hinge_loss_has_its_margins(tmp_path: Path) -> None:
+    trainer = GANTrainer(small(loss="hinge"), tmp_path)
+    confident = trainer._loss_d(torch.tensor([2.0, 1.0]), torch.tensor([-1.0, -3.0]))
+    unsure = trainer._loss_d(torch.tensor([0.0, 0.5]), torch.tensor([0.0, -0.5]))
+    assert confident.item() == 0.0  # beyond the margins D is not pushed further
+    assert unsure.item() == pytest.approx((1.0 + 0.5) / 2 + (1.0 + 0.5) / 2)
+    assert trainer._loss_g(torch.tensor([1.0, 3.0])).item() == -2.0
+    bce = GANTrainer(small(), tmp_path)._loss_d(torch.tensor([0.0]), torch.tensor([0.0]))
+    assert bce.item() == pytest.approx(2 * math.log(2))  # 0.9 smoothing leaves logit 0 at log 2
+
+
+def test_hinge_and_spectral_norm_train_and_resume_exactly(
+    mnist: ImageDataset, tmp_path: Path
+) -> None:
+    options = {"loss": "hinge", "d_spectral_norm": True, "d_projection": True, "ema_decay": 0.9}
+    straight = train(small(epochs=2, **options), mnist, tmp_path / "s", progress=False)
+    train(small(epochs=1, **options), mnist, tmp_path / "split", progress=False)
+    resumed = train(
+        small(epochs=2), mnist, tmp_path / "split", resume=tmp_path / "split", progress=False
+    )
+    assert_same_weights(straight.generator.state_dict(), resumed.generator.state_dict())
+    state = load_checkpoint(tmp_path / "s")
+    assert state["train_config"]["loss"] == "hinge" and state["gan_config"]["d_spectral_norm"]
+    assert any("parametrizations" in key for key in state["discriminator"])
+    assert all(r["loss_d"] >= 0 and math.isfinite(r["loss_g"]) for r in straight.history)
 
 
 def test_unsafe_or_corrupt_checkpoints_are_refused(tmp_path: Path) -> None:
