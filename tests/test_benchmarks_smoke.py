@@ -1,7 +1,8 @@
-"""The registry benchmark, run end to end in a tiny mode so that it keeps working.
+"""The benchmarks, run end to end in a tiny mode so that they keep working.
 
-A tiny trained run (256 digits, one epoch, narrow networks), one repeat, no cProfile pass and no
-end-to-end ``publish_run``: the benchmark's own SeaweedFS server is started and must be stopped.
+Tiny trained runs (256 digits, one or two epochs, narrow networks), one repeat. The registry
+benchmark runs without its cProfile pass and end-to-end ``publish_run``; its own SeaweedFS server
+is started and must be stopped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import json
 import socket
 from pathlib import Path
 
-from benchmarks import registry_speed
+import pytest
+
+from benchmarks import recipes, registry_speed
 from pipeline.data.loading import load_dataset
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
@@ -76,3 +79,43 @@ def test_flow_overhead_benchmark_runs(tmp_path: Path) -> None:
     results = json.loads(path.read_text())
     assert len(results["plain_s"]) == len(results["flow_s"]) == 1
     assert results["median_flow_s"] > 0 and results["median_plain_s"] > 0
+
+
+def test_recipes_benchmark_judges_raw_and_ema_per_epoch(tmp_path: Path) -> None:
+    tiny = ["limit=256", "batch_size=64", "g_width=8", "d_width=8", "ema_decay=0.9"]
+    args = [f"--set={pair}" for pair in tiny]
+    args += ["--epochs", "2", "--samples", "200", "--runs", str(tmp_path / "runs")]
+    args += ["--variant", "base:", "--variant", "sn-hinge:d_spectral_norm=true,loss=hinge"]
+    path = recipes.main([*args, "--out", str(tmp_path / "results"), "--tag", "smoke"])
+
+    results = json.loads(path.read_text())
+    assert path.name.startswith("recipes-mnist-smoke-") and results["machine"]["cpu"]
+    assert results["variants"]["sn-hinge"]["recipe"]["loss"] == "hinge"
+    assert results["variants"]["sn-hinge"]["recipe"]["g_width"] == 8  # the base applies
+    for variant in results["variants"].values():
+        epochs = variant["seeds"]["0"]
+        assert [row["epoch"] for row in epochs] == [1, 2]
+        for row in epochs:
+            for kind in ("raw", "ema"):
+                assert 0 <= row[kind]["worst_digit"] <= row[kind]["accuracy"] <= 1
+                assert row[kind]["fd"] > 0
+        assert epochs[0]["raw"] != epochs[0]["ema"]  # two different generators were judged
+    assert results["table"].count("\n| ") == 4  # two variants x (raw, ema)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--variant", "nocolon"], "write NAME:KEY=VALUE"),
+        (["--variant", "x:loss"], "'loss' is not KEY=VALUE"),
+        (["--variant", "x:loss=nope"], "variant x: loss: Input should be 'bce' or 'hinge'"),
+    ],
+)
+def test_recipes_benchmark_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        recipes.main(args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
