@@ -3,7 +3,8 @@
 1. Seed -> latent (:func:`latent_for_seed`) and request -> labels (:func:`labels_for_request`):
    training samples, evaluation, ONNX serving and the TorchServe handler all call these, so the
    same (model version, seed, n, labels) gives the same images everywhere, and a request for n
-   images is a prefix of one for m > n.
+   images is a prefix of one for m > n. Filtered answers draw further candidates per image
+   (:func:`candidate_latent`) and keep that property.
 2. The generator signature (:class:`GeneratorSignature`), recorded in checkpoints and manifests,
    and the pixels users get (:func:`to_uint8`).
 3. The artifact file names of a published version and the aliases the tools move.
@@ -24,6 +25,11 @@ TORCHSCRIPT_NAME = "generator.torchscript.pt"  # what the TorchServe handler loa
 CHECKPOINT_NAME = "checkpoint.pt"  # weights, optimiser state, config: resume and re-export
 SAMPLES_NAME = "samples.png"  # a grid, one row per digit, for people
 MANIFEST_NAME = "manifest.json"  # written last: its presence publishes the version
+# The evaluation classifier, for filtered answers: pixels uint8[N, 28, 28] -> probabilities
+# float32[N, classes]. Optional: a version published without an evaluation has none.
+CLASSIFIER_NAME = "classifier.onnx"
+CLASSIFIER_INPUT = "pixels"
+CLASSIFIER_OUTPUT = "probabilities"
 
 PRODUCTION = "production"  # the alias servers follow and promotion moves
 LATEST = "latest"  # moved by every publish to the newest version
@@ -45,6 +51,23 @@ def latent_for_seed(seed: int, n: int, latent_dim: int) -> np.ndarray:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.Generator(np.random.PCG64(seed))
+    return rng.standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def candidate_latent(seed: int, k: int, n: int, latent_dim: int) -> np.ndarray:
+    """``z`` of candidate ``k`` for each of a request's n images, for classifier-filtered answers.
+
+    Candidate 0 is :func:`latent_for_seed` itself, so a filter that accepts everything gives the
+    unfiltered images; candidate k > 0 comes from its own PCG64 stream, seeded by (seed, k). Row i
+    depends only on (seed, k, i): image i of a filtered answer is its first accepted candidate,
+    the same whatever the request's size, so filtered answers stay deterministic and
+    prefix-stable too.
+    """
+    if k == 0:
+        return latent_for_seed(seed, n, latent_dim)
+    if not 0 <= seed <= MAX_SEED or k < 0:
+        raise ValueError(f"seed must be in 0..{MAX_SEED} and k >= 0, got seed={seed}, k={k}")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence((seed, k))))
     return rng.standard_normal((n, latent_dim), dtype=np.float32)
 
 

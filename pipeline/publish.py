@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.contract import CHECKPOINT_NAME, SAMPLES_NAME
+from models.contract import CHECKPOINT_NAME, CLASSIFIER_NAME, SAMPLES_NAME
+from models.fileio import sha256_file
 from models.registry import Manifest, ModelRegistry
 from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
 from pipeline.errors import CheckpointError
@@ -49,6 +50,20 @@ def read_evaluation(run_dir: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not a readable evaluation report: {exc}") from exc
     return data
+
+
+def evaluation_classifier(run_dir: Path, evaluation: dict[str, Any]) -> Path | None:
+    """The classifier that evaluated the run (ONNX, for filtered answers), when the report names
+    it and the file beside it is that one; a run evaluated before classifiers were kept has none."""
+    named = evaluation.get("classifier", {})
+    path = run_dir / CLASSIFIER_NAME
+    if not named or not path.is_file():
+        return None
+    if sha256_file(path)[0] != named.get("sha256"):
+        raise CheckpointError(
+            f"{path} is not the classifier {EVALUATION_NAME} names: run `dcgan evaluate` again"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -89,12 +104,17 @@ def publish_run(
         files[CHECKPOINT_NAME] = checkpoint
         if (run_dir / SAMPLES_NAME).is_file():
             files[SAMPLES_NAME] = run_dir / SAMPLES_NAME
+        classifier = evaluation_classifier(run_dir, evaluation)
+        if classifier is not None:
+            files[CLASSIFIER_NAME] = classifier
         export_info = exported.to_manifest()
         manifest = registry.publish(
             files,
             version=version,
             signature=exported.signature,
-            metrics={k: v for k, v in evaluation.items() if k not in ("checkpoint", "gate")},
+            metrics={
+                k: v for k, v in evaluation.items() if k not in ("checkpoint", "gate", "classifier")
+            },
             training_config={
                 **state["train_config"],
                 "epochs_trained": state["epoch"],
@@ -107,6 +127,7 @@ def publish_run(
                 "export": {k: v for k, v in export_info.items() if k not in ("files", "signature")},
                 "gan_config": state["gan_config"],
                 "quality_gate": evaluation.get("gate"),
+                **({"classifier": evaluation["classifier"]} if classifier is not None else {}),
                 **({"promotion": decision.to_manifest()} if decision else {}),
             },
         )

@@ -20,7 +20,13 @@ from models.registry.settings import RegistrySettings, open_registry
 from serving import openapi
 from serving.batching import Batcher
 from serving.http_errors import install_error_handlers
-from serving.lifecycle import BackendFactory, LoadedModel, ModelManager, onnx_factory
+from serving.lifecycle import (
+    BackendFactory,
+    LoadedModel,
+    ModelManager,
+    onnx_classifier_factory,
+    onnx_factory,
+)
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.onnx_backend import inference_pool
 from serving.routes import admin, images, operations
@@ -54,6 +60,7 @@ def create_app(
         alias=settings.alias,
         warmup_sizes=tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)})),
         keep_versions=settings.cache_versions,
+        classifier_factory=onnx_classifier_factory(settings.device, threads),
     )
     batcher = Batcher(
         workers=workers,

@@ -45,6 +45,14 @@ def generate(
     seed: Annotated[
         int | None, typer.Option(min=0, help="Seed (default: the server picks; printed).")
     ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Only digits the model's classifier reads as asked with this probability.",
+        ),
+    ] = None,
     url: Annotated[str, typer.Option(envvar="DCGAN_URL", help="The service's base URL.")] = (
         DEFAULT_URL
     ),
@@ -55,7 +63,7 @@ def generate(
     from serving import encoding
 
     with DigitsClient(url) as client:
-        got = client.generate(n, digits=digit, seed=seed)
+        got = client.generate(n, digits=digit, seed=seed, min_confidence=min_confidence)
     if out.suffix == ".npz":
         data = encoding.npz_bytes(images=got.images, labels=got.labels)
     elif out.suffix == ".npy":

@@ -63,14 +63,18 @@ class DigitsClient:
         return response
 
     def generate(
-        self, n: int, digits: int | Sequence[int] | None = None, seed: int | None = None
+        self,
+        n: int,
+        digits: int | Sequence[int] | None = None,
+        seed: int | None = None,
+        min_confidence: float | None = None,
     ) -> Digits:
-        """``n`` digits (one digit for all, one per image, or the 0..9 cycle) as uint8 arrays."""
+        """``n`` digits (one digit for all, one per image, or the 0..9 cycle) as uint8 arrays;
+        with ``min_confidence``, only digits the version's classifier reads as asked."""
         body: dict[str, Any] = {"batch_size": n, "format": "npy"}
         if digits is not None:
             body["digits"] = digits if isinstance(digits, int) else list(digits)
-        if seed is not None:
-            body["seed"] = seed
+        _optional(body, seed=seed, min_confidence=min_confidence)
         response = self._request("POST", "/generate", body)
         images = np.load(io.BytesIO(response.content), allow_pickle=False)
         return _digits(response, images, labels_for_request(n, digits))
@@ -80,13 +84,13 @@ class DigitsClient:
         counts: Sequence[int] | Mapping[int, int],
         target: int | Sequence[int] | Mapping[int, int] | None = None,
         seed: int | None = None,
+        min_confidence: float | None = None,
     ) -> Digits:
         """The generated digits that bring every class up to ``target`` (default: the largest)."""
         body: dict[str, Any] = {"counts": _jsonable(counts)}
         if target is not None:
             body["target"] = target if isinstance(target, int) else _jsonable(target)
-        if seed is not None:
-            body["seed"] = seed
+        _optional(body, seed=seed, min_confidence=min_confidence)
         response = self._request("POST", "/balance", body)
         with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
             return _digits(response, npz["images"], npz["labels"])
@@ -100,6 +104,11 @@ class DigitsClient:
             return self._http.get("/readyz").status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _optional(body: dict[str, Any], **fields: Any) -> None:
+    """Send what was given; an omitted field keeps the server's default."""
+    body.update({key: value for key, value in fields.items() if value is not None})
 
 
 def _jsonable(value: Sequence[int] | Mapping[int, int]) -> list[int] | dict[str, int]:

@@ -14,11 +14,12 @@ again, and says so (``source: cache``) until the registry answers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,7 +28,13 @@ from typing import Literal
 
 import numpy as np
 
-from models.contract import NUM_CLASSES, ONNX_NAME, PRODUCTION, GeneratorSignature
+from models.contract import (
+    CLASSIFIER_NAME,
+    NUM_CLASSES,
+    ONNX_NAME,
+    PRODUCTION,
+    GeneratorSignature,
+)
 from models.registry import Manifest, ModelRegistry
 from models.registry.cache import ModelCache
 from models.registry.errors import (
@@ -40,14 +47,16 @@ from models.registry.errors import (
     VersionNotFound,
 )
 from serving.errors import ModelLoadError, NotReady
-from serving.generation import Backend, Plan
-from serving.onnx_backend import Device, OnnxBackend, is_allocation_failure
+from serving.filtering import Classifier
+from serving.generation import Backend, Plan, render
+from serving.onnx_backend import Device, OnnxBackend, OnnxClassifier, is_allocation_failure
 
 log = logging.getLogger("serving.lifecycle")
 
 WARMUP_SEED = 0
 
 BackendFactory = Callable[[Path, GeneratorSignature], Backend]
+ClassifierFactory = Callable[[Path, GeneratorSignature], Classifier]
 Source = Literal["registry", "cache"]
 
 
@@ -106,6 +115,7 @@ class LoadedModel:
     manifest: Manifest
     backend: Backend
     source: Source = "registry"  # "cache": loaded from the local cache while the registry was down
+    classifier: Classifier | None = None  # for filtered answers; None: published without one
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -126,19 +136,46 @@ def onnx_factory(device: Device, threads: int) -> BackendFactory:
     return build
 
 
+@contextlib.contextmanager
+def warm_up_failures(what: str) -> Iterator[None]:
+    """A failing warm-up call refuses the version, unless it ran out of memory (then retried)."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if is_allocation_failure(exc):
+            raise MemoryError(f"{what} ran out of memory: {exc}") from exc
+        raise ModelLoadError(f"{what} failed: {exc}") from exc
+
+
+def onnx_classifier_factory(device: Device, threads: int) -> ClassifierFactory:
+    def build(directory: Path, sig: GeneratorSignature) -> Classifier:
+        path = directory / CLASSIFIER_NAME
+        return OnnxClassifier(path, sig.num_classes, device=device, threads=threads)
+
+    return build
+
+
+def warm_up_classifier(classifier: Classifier, backend: Backend) -> None:
+    """Judge the warm-up digits once: a classifier that cannot, or answers outside [0, 1],
+    refuses the version like a broken generator does."""
+    sig = backend.signature
+    plan = Plan(WARMUP_SEED, np.arange(NUM_CLASSES, dtype=np.int64) % sig.num_classes)
+    with warm_up_failures(f"{CLASSIFIER_NAME} warm-up"):
+        pixels = render(backend.run(plan.latent(sig), plan.labels))
+        confidence = classifier.confidence(pixels, plan.labels)
+    if confidence.shape != plan.labels.shape or not ((confidence >= 0) & (confidence <= 1)).all():
+        raise ModelLoadError(f"{CLASSIFIER_NAME} warm-up gave no probability per image")
+
+
 def warm_up(backend: Backend, sizes: tuple[int, ...]) -> None:
     """Run each batch size once and check the output is what contract 2 promises."""
     sig = backend.signature
     for size in sizes:
         plan = Plan(WARMUP_SEED, np.arange(size, dtype=np.int64) % NUM_CLASSES)
-        try:
+        with warm_up_failures(f"warm-up at batch {size}"):
             out = backend.run(plan.latent(sig), plan.labels)
-        except MemoryError:
-            raise
-        except Exception as exc:
-            if is_allocation_failure(exc):
-                raise MemoryError(f"warm-up at batch {size} ran out of memory: {exc}") from exc
-            raise ModelLoadError(f"warm-up at batch {size} failed: {exc}") from exc
         expected = (size, sig.channels, sig.image_size, sig.image_size)
         if out.shape != expected or out.dtype != np.float32:
             raise ModelLoadError(
@@ -165,6 +202,7 @@ class ModelManager:
         warmup_sizes: tuple[int, ...] = (1, 64),
         served_files: tuple[str, ...] = (ONNX_NAME,),
         keep_versions: int = 3,
+        classifier_factory: ClassifierFactory | None = None,
     ) -> None:
         self.registry = registry
         self.cache_dir = cache_dir
@@ -173,6 +211,9 @@ class ModelManager:
         self.alias = alias
         self.warmup_sizes = warmup_sizes
         self.served_files = served_files
+        # The evaluation classifier too, where a version has one and filtering is served.
+        self.optional_files = (CLASSIFIER_NAME,) if classifier_factory is not None else ()
+        self.classifier_factory = classifier_factory
         self.keep_versions = keep_versions
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
@@ -238,7 +279,9 @@ class ModelManager:
         started = time.monotonic()
         try:
             # sha256 of every pulled file checked
-            directory = self.registry.pull(version, self.cache_dir, files=self.served_files)
+            directory = self.registry.pull(
+                version, self.cache_dir, files=self.served_files, optional=self.optional_files
+            )
             manifest, _ = self.cache.cached_manifest(version)  # the one pull just verified
             model = self._start(version, manifest, directory, "registry")
         except Exception as exc:
@@ -260,7 +303,11 @@ class ModelManager:
         sig = GeneratorSignature.from_dict(manifest.signature)
         backend = self.factory(directory, sig)
         warm_up(backend, self.warmup_sizes)
-        return LoadedModel(self.registry.model, version, manifest, backend, source)
+        classifier = None
+        if self.classifier_factory is not None and CLASSIFIER_NAME in manifest.files:
+            classifier = self.classifier_factory(directory, sig)
+            warm_up_classifier(classifier, backend)
+        return LoadedModel(self.registry.model, version, manifest, backend, source, classifier)
 
     def _fallback(self, exc: Exception) -> LoadedModel | str | None:
         """When the registry cannot be asked: the alias's last version from the cache (verified
@@ -272,7 +319,8 @@ class ModelManager:
             return f"no version of {self.alias!r} cached in {self.cache.base} to serve meanwhile"
         try:
             manifest, manifest_bytes = self.cache.cached_manifest(version)
-            if not self.cache.holds(version, manifest_bytes, self.served_files):
+            served = manifest.present(self.served_files, self.optional_files)
+            if not self.cache.holds(version, manifest_bytes, served):
                 return f"cached version {version} failed verification: not served"
             model = self._start(version, manifest, self.cache.path(version), "cache")
         except Exception as cache_exc:

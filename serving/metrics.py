@@ -7,6 +7,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.filtering import FilterStats
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -26,6 +28,18 @@ class ServiceMetrics:
         )
         self.images = Counter(
             "dcgan_images_generated", "Images generated, by route", ["route"], registry=r
+        )
+        self.filter_candidates = Counter(
+            "dcgan_filter_candidates",
+            "Candidates generated and judged for filtered answers (min_confidence), by route",
+            ["route"],
+            registry=r,
+        )
+        self.filter_accepted = Counter(
+            "dcgan_filter_accepted",
+            "Images answered by filtered requests; accepted / candidates is the acceptance rate",
+            ["route"],
+            registry=r,
         )
         self.batch_images = Histogram(
             "dcgan_inference_batch_images",
@@ -62,6 +76,12 @@ class ServiceMetrics:
             "1 while the served version came from the local cache (registry unreachable at start)",
             registry=r,
         )
+
+    def observe_images(self, route: str, images: int, filtered: FilterStats | None) -> None:
+        self.images.labels(route).inc(images)
+        if filtered is not None:
+            self.filter_candidates.labels(route).inc(filtered.candidates)
+            self.filter_accepted.labels(route).inc(filtered.accepted)
 
     def observe_batch(self, images: int, requests: int) -> None:
         self.batch_images.observe(images)

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from models.contract import GeneratorSignature
+from models.contract import CLASSIFIER_INPUT, CLASSIFIER_OUTPUT, GeneratorSignature
 from serving.errors import ModelLoadError
 
 log = logging.getLogger("serving.onnx_backend")
@@ -108,6 +108,23 @@ def inference_pool(device: Device, workers: int = 0, threads: int = 0) -> tuple[
     return workers, threads or max(1, cores // workers)
 
 
+def open_session(path: Path, device: Device, threads: int) -> ort.InferenceSession:
+    """An InferenceSession over ``path``; failures sorted into memory, I/O and the model's own."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (physical cores)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only; we log what matters ourselves
+    try:
+        return ort.InferenceSession(str(path), options, providers=choose_providers(device))
+    except (ModelLoadError, MemoryError, OSError):
+        raise  # OSError: the file could not be read, which says nothing about the model
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        if is_allocation_failure(exc):
+            raise MemoryError(f"loading {path.name} ran out of memory: {exc}") from exc
+        raise ModelLoadError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
+
+
 class OnnxBackend:
     """One InferenceSession over ``generator.onnx``, checked against the manifest's signature."""
 
@@ -119,21 +136,7 @@ class OnnxBackend:
         device: Device = "auto",
         threads: int = 0,
     ) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (physical cores)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only; we log what matters ourselves
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=choose_providers(device)
-            )
-        except (ModelLoadError, MemoryError, OSError):
-            raise  # OSError: the file could not be read, which says nothing about the model
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            if is_allocation_failure(exc):
-                raise MemoryError(f"loading {path.name} ran out of memory: {exc}") from exc
-            raise ModelLoadError(f"{path.name} does not load in ONNX Runtime: {exc}") from exc
+        self.session = open_session(path, device, threads)
         self._signature = signature
         self.threads = threads
         self._check_signature()
@@ -175,3 +178,31 @@ class OnnxBackend:
         self.session.run_with_iobinding(binding)
         result: np.ndarray = binding.copy_outputs_to_cpu()[0]
         return result
+
+
+class OnnxClassifier:
+    """The version's evaluation classifier (``classifier.onnx``): pixels -> class probabilities,
+    for filtered answers. Same device and threads as the generator."""
+
+    def __init__(self, path: Path, num_classes: int, *, device: Device = "auto", threads: int = 0):
+        self.session = open_session(path, device, threads)
+        inputs = [(i.name, i.type) for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [(CLASSIFIER_INPUT, "tensor(uint8)")] or outputs != [CLASSIFIER_OUTPUT]:
+            raise ModelLoadError(
+                f"{path.name} has inputs {inputs} and outputs {outputs}; want "
+                f"{CLASSIFIER_INPUT} uint8[N, 28, 28] -> {CLASSIFIER_OUTPUT} float32[N, classes]"
+            )
+        self.num_classes = num_classes
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, 28, 28) -> float32 (N, classes), rows summing to 1."""
+        out: np.ndarray = self.session.run([CLASSIFIER_OUTPUT], {CLASSIFIER_INPUT: pixels})[0]
+        return out
+
+    def confidence(self, pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The probability of each image's own label: float32 (N,)."""
+        if not len(labels):
+            return np.empty(0, dtype=np.float32)
+        probs = self.probabilities(pixels)
+        return np.asarray(probs[np.arange(len(labels)), labels], dtype=np.float32)

@@ -17,7 +17,13 @@ from fastapi.openapi.utils import get_openapi
 
 from models.contract import MAX_SEED, NUM_CLASSES
 from serving.lifecycle import FailureKind
-from serving.schemas import BalanceRequest, GenerateRequest, Limits, OutputFormat
+from serving.schemas import (
+    QUERY_FRACTION,
+    BalanceRequest,
+    GenerateRequest,
+    Limits,
+    OutputFormat,
+)
 
 JSON = "application/json"
 ERROR = {
@@ -30,8 +36,9 @@ ERRORS = {
     401: "The admin token is missing or wrong",
     403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
     408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
-    409: "The version was refused (checksum, manifest, load or warm-up), or the alias names no "
-    "version; the old one keeps serving",
+    409: "Admin reload: the version was refused (checksum, manifest, load or warm-up), or the "
+    "alias names no version, and the old one keeps serving. Images: min_confidence was asked of "
+    "a version published without its evaluation classifier",
     413: "The body is over the byte limit, or the request can never fit the queue",
     415: "A body not sent as Content-Type: application/json",
     422: "A field is wrong (the detail names it), a key is repeated, or a limit is passed",
@@ -47,6 +54,18 @@ RETRY_AFTER = {
 MODEL_HEADERS = {
     name: {"required": True, "schema": {"type": "string"}}
     for name in ("X-Model-Name", "X-Model-Version", "X-Seed", "X-Batch-Size")
+}
+FILTER_HEADERS = {
+    "X-Filter-Min-Confidence": "The min_confidence applied (filtered answers only)",
+    "X-Filter-Candidates": "Candidates generated and judged to answer the request",
+    "X-Filter-Acceptance-Rate": "Images answered / candidates judged",
+}
+ANSWER_HEADERS = {
+    **MODEL_HEADERS,
+    **{
+        name: {"required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in FILTER_HEADERS.items()
+    },
 }
 GENERATED_JSON = {
     "type": "object",
@@ -82,15 +101,18 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     paths = spec["paths"]
     post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
-    post_generate["responses"] = _generated(400, 408, 413, 415, 422, 503)
+    post_generate["responses"] = _generated(400, 408, 409, 413, 415, 422, 503)
     get_generate["parameters"] = query_parameters(limits)
-    get_generate["responses"] = _generated(422, 503)
+    get_generate["responses"] = _generated(409, 422, 503)
 
     balance = paths["/balance"]["post"]
     balance["requestBody"] = _body(balance_body(limits), required=True)
     balance["responses"] = {
-        "200": _ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
-        **_errors(400, 408, 413, 415, 422, 503),
+        "200": {
+            **_ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
+            "headers": ANSWER_HEADERS,
+        },
+        **_errors(400, 408, 409, 413, 415, 422, 503),
     }
     paths["/models"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "The loaded version and manifest"),
@@ -207,6 +229,12 @@ def query_parameters(limits: Limits) -> list[dict[str, Any]]:
             "One digit for all, or one per image separated by commas (as many as batch_size)",
         ),
         parameter("format", {"type": "string", "enum": [f.value for f in OutputFormat]}, "json"),
+        parameter(
+            "min_confidence",
+            {"type": "string", "pattern": f"^({QUERY_FRACTION})$"},
+            "Decimal 0..1, e.g. 0.95: keep only images the classifier reads as their digit with "
+            "at least this probability (ONNX Runtime API only)",
+        ),
     ]
 
 
@@ -276,7 +304,7 @@ def _generated(*statuses: int) -> dict[str, Any]:
         },
         "Digits in the requested format (json: base64 PNGs; npy: uint8 N x 28 x 28; png: grid)",
     )
-    ok["headers"] = MODEL_HEADERS
+    ok["headers"] = ANSWER_HEADERS
     return {"200": ok, **_errors(*statuses)}
 
 

@@ -32,6 +32,15 @@ from serving.errors import RequestError
 M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
+Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+QUERY_FRACTION = r"[0-9]{1,20}(\.[0-9]{0,20})?|\.[0-9]{1,20}"  # min_confidence in a query
+CONFIDENCE_HELP = (
+    "Keep only images that the version's evaluation classifier reads as the requested digit "
+    "with at least this probability (0..1): each image is its first such candidate from the "
+    "seed's fixed stream, so answers stay deterministic and prefix-stable; the share accepted "
+    "is in X-Filter-Acceptance-Rate. 0 gives the unfiltered images. Omitted: unfiltered. "
+    "ONNX Runtime API only."
+)
 DEFAULT_BATCH_SIZE = 10
 MAX_JSON_DEPTH = 8  # our bodies nest two deep; a deeper one is refused before it is parsed
 MAX_INTEGER_DIGITS = 20  # more digits than any allowed number: refused before int() sees it
@@ -81,6 +90,7 @@ class GenerateRequest(BaseModel):
         description="One digit for all, a list repeated to batch_size, or omitted: 0,1,..,9,0,..",
     )
     format: OutputFormat = Field(default=OutputFormat.JSON, description="json, npy or png.")
+    min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +101,11 @@ class GenerateRequest(BaseModel):
             if isinstance(digits, list) and digits:
                 return {**data, "batch_size": len(digits)}
         return data
+
+    @field_validator("min_confidence", mode="before")
+    @classmethod
+    def _confidence(cls, value: Any) -> Any:
+        return _number(value, "min_confidence")
 
     @field_validator("digits", mode="before")
     @classmethod
@@ -135,6 +150,12 @@ class BalanceRequest(BaseModel):
         "omitted for the largest count.",
     )
     seed: Seed | None = Field(default=None, description="Omitted: drawn by the server.")
+    min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
+
+    @field_validator("min_confidence", mode="before")
+    @classmethod
+    def _confidence(cls, value: Any) -> Any:
+        return _number(value, "min_confidence")
 
     @field_validator("counts", "target", mode="before")
     @classmethod
@@ -172,6 +193,13 @@ class BalanceRequest(BaseModel):
 def _as_list(value: list[int] | dict[str, int]) -> list[int]:
     """The validators turn {digit: count} into a list of 10; a dict here is a bug."""
     assert isinstance(value, list), "per-class counts are normalised to a list"
+    return value
+
+
+def _number(value: Any, where: str) -> Any:
+    """A JSON number as it is (its range is the field's): ``true`` or ``"0.9"`` is not one."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"{where} is {_short(value)}, not a number")
     return value
 
 
@@ -342,11 +370,20 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
         joined = ",".join(values)
         if key == "format":
             data[key] = joined
+        elif key == "min_confidence":
+            data[key] = _query_fraction(key, joined)
         elif key == "digits" and ("," in joined):
             data[key] = [_query_int(key, part) for part in joined.split(",")]
         else:
             data[key] = _query_int(key, joined)
     return validate(GenerateRequest, data, limits)
+
+
+def _query_fraction(key: str, text: str) -> float:
+    """ASCII decimal notation only (``0.95``, ``1``, ``.5``): no exponents, signs or spaces."""
+    if not re.fullmatch(QUERY_FRACTION, text):
+        raise RequestError(f"{key}: {_short(text)} is not a decimal number such as 0.95")
+    return float(text)
 
 
 def _query_int(key: str, text: str) -> int:

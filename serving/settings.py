@@ -40,6 +40,9 @@ class ServeSettings(BaseSettings):
     max_balance_images: int = Field(default=60_000, ge=1)  # images per /balance request
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_class_count: int = Field(default=1_000_000_000, ge=1)  # each /balance count and target
+    # Filtered answers (min_confidence): candidates drawn per image before the request fails
+    # with a 422; the work of one filtered request is at most this many times an unfiltered one.
+    max_candidates: int = Field(default=16, ge=1, le=1024)
 
     # Dynamic batching: concurrent requests share one inference call of up to batch_max_images,
     # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.

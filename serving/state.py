@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from serving.batching import Batcher
 from serving.errors import ClientGone, RequestError
+from serving.filtering import FilterStats, filtered_pixels
 from serving.generation import Plan
 from serving.lifecycle import LoadedModel, ModelManager
 from serving.metrics import ServiceMetrics
@@ -42,19 +43,47 @@ class ServiceState:
         self.metrics = metrics
         self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
 
-    async def pixels(self, model: LoadedModel, plan: Plan) -> np.ndarray:
-        """Run a plan through the batcher: admitted whole (or refused) before its latents exist."""
-        ticket = self.batcher.admit(plan.size)
-        try:
-            sig = model.signature
-            z = (
-                plan.latent(sig)
-                if plan.size <= INLINE_MAX
-                else await run_in_threadpool(plan.latent, sig)
+    async def pixels(
+        self, model: LoadedModel, plan: Plan, min_confidence: float | None = None
+    ) -> tuple[np.ndarray, FilterStats | None]:
+        """The plan's pixels through the batcher (admitted whole, or refused, before any latent
+        exists), filtered by the version's classifier when ``min_confidence`` is given."""
+        sig = model.signature
+
+        async def render(z: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
+            ticket = self.batcher.admit(len(labels))
+            try:
+                if z is None:
+                    small = plan.size <= INLINE_MAX
+                    z = plan.latent(sig) if small else await run_in_threadpool(plan.latent, sig)
+                return await self.batcher.run(ticket, model.backend, z, labels)
+            finally:
+                ticket.release()
+
+        if min_confidence is None:
+            return await render(None, plan.labels), None
+        classifier = model.classifier
+        if classifier is None:
+            raise RequestError(
+                f"model version {model.version} was published without its evaluation "
+                "classifier, so it cannot filter: omit min_confidence, or publish a version "
+                "evaluated with `dcgan evaluate`",
+                409,
             )
-            return await self.batcher.run(ticket, model.backend, z, plan.labels)
-        finally:
-            ticket.release()
+
+        async def judge(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+            return await run_in_threadpool(classifier.confidence, pixels, labels)
+
+        pixels, stats = await filtered_pixels(
+            plan,
+            sig.latent_dim,
+            sig.image_size,
+            min_confidence,
+            self.settings.max_candidates,
+            render,
+            judge,
+        )
+        return pixels, stats
 
 
 def service_state(request: Request) -> ServiceState:

@@ -7,12 +7,14 @@ and ``schema_version`` says which layout a reader is looking at.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.registry.errors import RegistryError
+from models.registry.names import check_file_name
 
 SCHEMA_VERSION = 1
 
@@ -46,6 +48,25 @@ class Manifest(BaseModel):
         if value.tzinfo is None:
             raise ValueError("created_at must carry a timezone")
         return value.astimezone(UTC)
+
+    def present(self, files: Collection[str], optional: Collection[str] = ()) -> set[str]:
+        """``files`` and those of ``optional`` this version has (what a pull asks for)."""
+        return {*files, *(name for name in optional if name in self.files)}
+
+    def select(
+        self, files: Collection[str] | None, optional: Collection[str], origin: str
+    ) -> list[str]:
+        """The file names a pull fetches (all when ``files`` is None), each checked before it
+        becomes a local path; a required name the version lacks is a RegistryError."""
+        names = sorted(self.files if files is None else self.present(files, optional))
+        for name in names:
+            check_file_name(name)
+            if name not in self.files:
+                raise RegistryError(
+                    f"{origin} has no file {name!r} "
+                    f"(it has {', '.join(sorted(self.files)) or 'none'})"
+                )
+        return names
 
     def to_json(self) -> bytes:
         """Stable bytes (sorted keys): equal manifests serialise identically."""

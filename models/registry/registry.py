@@ -306,26 +306,25 @@ class ModelRegistry:
     # -- pulling ----------------------------------------------------------------------------------
 
     def pull(
-        self, ref: str, cache_dir: Path | str, *, files: Collection[str] | None = None
+        self,
+        ref: str,
+        cache_dir: Path | str,
+        *,
+        files: Collection[str] | None = None,
+        optional: Collection[str] = (),
     ) -> Path:
         """A local directory holding the version's files and manifest, every sha256 verified.
 
         ``files``: only these of the version's files (a server needs its generator, not the
-        training checkpoint); None: all of them. ``cache_dir/<model>/<version>/`` is reused when
-        it matches the store's manifest. Files are downloaded into a hidden staging directory
-        that is renamed into place only once all of them verified, so a directory under that
-        name is always complete. A failure to write the cache is a CacheError.
+        training checkpoint); None: all of them; ``optional``: these too where the version has
+        them (the evaluation classifier). ``cache_dir/<model>/<version>/`` is reused when it
+        matches the store's manifest. Files are downloaded into a hidden staging directory that
+        is renamed into place only once all of them verified, so a directory under that name is
+        always complete. A failure to write the cache is a CacheError.
         """
         version = self.resolve(ref)
         manifest, manifest_bytes = self._read_manifest(version)
-        names = sorted(manifest.files if files is None else files)
-        for name in names:
-            check_file_name(name)  # the manifest's names become local paths
-            if name not in manifest.files:
-                raise RegistryError(
-                    f"{self._where(version)} has no file {name!r} "
-                    f"(it has {', '.join(sorted(manifest.files)) or 'none'})"
-                )
+        names = manifest.select(files, optional, self._where(version))
         cache = ModelCache(cache_dir, self.model)
         if cache.holds(version, manifest_bytes, names):
             log.info("registry.pull_cached model=%s version=%s", self.model, version)

@@ -4,15 +4,26 @@ retraining flow both call."""
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.fileio import write_atomic
+import torch
+
+from models.contract import CLASSIFIER_NAME
+from models.fileio import copy_atomic, sha256_file, write_atomic
 from pipeline.checkpoint import load_generator, resolve_checkpoint_path
 from pipeline.data.loading import ImageDataset, load_dataset
+from pipeline.evaluation.classifier import (
+    ClassifierRecipe,
+    EvaluationClassifier,
+    cache_path,
+    get_classifier,
+)
 from pipeline.evaluation.metrics import GeneratorReport, evaluate_generator, gate_failures
 from pipeline.evaluation.options import EVAL, MAX_FD
+from pipeline.export.classifier_file import export_classifier
 from pipeline.train import resolve_device
 
 EVALUATION_NAME = "evaluation.json"  # beside the checkpoint; publish_run reads it
@@ -44,10 +55,12 @@ def evaluate_run(
     torch_device = resolve_device(device)
     generator, cfg, state = load_generator(checkpoint, torch_device)
     ds = dataset or load_dataset(state["train_config"]["dataset"], data)
+    classifier = get_classifier(ds, torch_device, progress=progress)
     report = evaluate_generator(
         generator,
         cfg,
         ds,
+        classifier,
         device=torch_device,
         num_samples=samples,
         tstr_count=tstr_count if cfg.conditional else 0,
@@ -58,10 +71,19 @@ def evaluate_run(
     failures = gate_failures(report, min_accuracy, threshold)
     resolved = resolve_checkpoint_path(checkpoint)
     path = out or resolved.parent / EVALUATION_NAME
+    # The classifier that judged this run travels with it: publish_run ships it with the version.
+    exported = classifier_onnx(classifier, ds, torch_device)
+    copy_atomic(exported, resolved.parent / CLASSIFIER_NAME)
     payload = {
         "checkpoint": str(resolved),
         "epoch": state["epoch"],
         **report.to_dict(),
+        "classifier": {
+            "file": CLASSIFIER_NAME,
+            "sha256": sha256_file(exported)[0],
+            "dataset": ds.name,
+            "test_accuracy": classifier.test_accuracy,
+        },
         "gate": {
             "passed": not failures,
             "failures": failures,
@@ -71,3 +93,18 @@ def evaluate_run(
     }
     write_atomic(path, json.dumps(payload, indent=2).encode())
     return Evaluation(report, failures, payload, path)
+
+
+def classifier_onnx(
+    classifier: EvaluationClassifier, dataset: ImageDataset, device: torch.device
+) -> Path:
+    """The default evaluation classifier as ONNX, exported once per cached classifier (beside
+    its weights, named by their sha256, so a retrained classifier is exported anew)."""
+    weights = cache_path(dataset, ClassifierRecipe(), None, device)
+    path = weights.with_name(f"{weights.stem}-{sha256_file(weights)[0][:12]}.onnx")
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(prefix="dcgan-classifier-") as tmp:
+            fresh = Path(tmp) / CLASSIFIER_NAME
+            export_classifier(classifier.model, fresh)
+            copy_atomic(fresh, path)
+    return path

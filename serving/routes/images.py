@@ -17,7 +17,9 @@ router = APIRouter()
 async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
     model = state.manager.require()
     plan = plan_generate(request, model.signature)
-    pixels = await unless_disconnected(http, state.pixels(model, plan))
+    pixels, filtered = await unless_disconnected(
+        http, state.pixels(model, plan, request.min_confidence)
+    )
     meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
     if plan.size <= INLINE_MAX:
         body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
@@ -25,8 +27,11 @@ async def _generate(http: Request, request: GenerateRequest, state: ServiceState
         body, media_type = await run_in_threadpool(
             encoding.encode_images, pixels, plan.labels, request.format, meta
         )
-    state.metrics.images.labels("/generate").inc(plan.size)
-    return Response(body, media_type=media_type, headers=encoding.response_headers(meta))
+    state.metrics.observe_images("/generate", plan.size, filtered)
+    headers = encoding.response_headers(meta)
+    if filtered is not None:
+        headers.update(filtered.headers())
+    return Response(body, media_type=media_type, headers=headers)
 
 
 @router.post(
@@ -59,10 +64,14 @@ async def balance(request: Request, state: State) -> Response:
     parsed = await json_body(request, BalanceRequest, state)
     model = state.manager.require()
     plan = plan_balance(parsed, model.signature)
-    pixels = await unless_disconnected(request, state.pixels(model, plan))
+    pixels, filtered = await unless_disconnected(
+        request, state.pixels(model, plan, parsed.min_confidence)
+    )
     payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
-    state.metrics.images.labels("/balance").inc(plan.size)
+    state.metrics.observe_images("/balance", plan.size, filtered)
     meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
     headers = encoding.response_headers(meta)
+    if filtered is not None:
+        headers.update(filtered.headers())
     headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
     return Response(payload, media_type=media_type, headers=headers)

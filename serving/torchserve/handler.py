@@ -148,6 +148,12 @@ class GeneratorService:
     def generate(self, request: GenerateRequest) -> tuple[bytes, str, dict[str, str]]:
         """(body, media type, X- headers) for a validated request: the ONNX service's semantics."""
         assert self.backend is not None
+        if request.min_confidence is not None:
+            raise RequestError(
+                "min_confidence (classifier-filtered answers) is served by the ONNX Runtime API "
+                "(dcgan serve) only: omit it here",
+                422,
+            )
         plan = plan_generate(request, self.backend.signature)
         pixels = run_plan(self.backend, plan, CHUNK)
         meta = response_meta(self.model_name, self.version, plan.seed, plan.size)

@@ -102,7 +102,9 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     assert "published and promoted run-" in retrain.stdout, retrain.stdout
     version = retrain.stdout.split("published and promoted ")[1].split(":")[0]
     cached = stack.exec("prefect-worker", "ls", classifiers).stdout.split()
-    assert cached == [evaluation_classifier_file.name], cached  # its key matched: no retraining
+    weights = [name for name in cached if name.endswith(".pt")]
+    assert weights == [evaluation_classifier_file.name], cached  # its key matched: no retraining
+    assert any(name.endswith(".onnx") for name in cached), cached  # exported for the version
     flow_run_id = retrain.stdout.split(") scheduled")[0].rsplit("(", 1)[1]
 
     # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
@@ -115,6 +117,10 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     assert images.shape == (20, 28, 28) and images.dtype == np.uint8
     bad = httpx.post(f"{api}/generate", json={**REQUEST, "batch_size": 0}, timeout=30)
     assert bad.status_code == 422 and "batch_size" in bad.json()["detail"]
+    # The version carries its classifier: a filtered request is served (0: the same images).
+    filtered = httpx.post(f"{api}/generate", json={**REQUEST, "min_confidence": 0}, timeout=60)
+    assert filtered.status_code == 200, filtered.text
+    assert filtered.content == answer.content and filtered.headers["x-filter-candidates"] == "20"
 
     # 6. TorchServe (profile) archives the same production version and answers the same bytes.
     stack.wait({"torchserve": "healthy"}, timeout_s=300)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from models.contract import MAX_SEED, grid_labels, labels_for_request, latent_for_seed, to_uint8
+from models.contract import (
+    MAX_SEED,
+    candidate_latent,
+    grid_labels,
+    labels_for_request,
+    latent_for_seed,
+    to_uint8,
+)
 
 
 def test_latent_is_deterministic_and_prefix_stable() -> None:
@@ -25,6 +34,32 @@ def test_latent_matches_the_documented_formula() -> None:
 def test_latent_rejects_seeds_out_of_range(seed: int) -> None:
     with pytest.raises(ValueError, match="seed"):
         latent_for_seed(seed, 1, 10)
+
+
+@given(
+    seed=st.integers(0, MAX_SEED),
+    k=st.integers(0, 1000),
+    n=st.integers(0, 40),
+    m=st.integers(0, 40),
+)
+def test_candidates_are_prefix_stable_and_candidate_0_is_the_seed_latent(
+    seed: int, k: int, n: int, m: int
+) -> None:
+    small, big = sorted((n, m))
+    first = candidate_latent(seed, k, big, 8)
+    assert first.dtype == np.float32 and first.shape == (big, 8)
+    np.testing.assert_array_equal(candidate_latent(seed, k, small, 8), first[:small])
+    if k == 0:
+        np.testing.assert_array_equal(first, latent_for_seed(seed, big, 8))
+    elif big:  # another candidate is another draw (for the same seed, and for the next one)
+        assert not np.array_equal(first, candidate_latent(seed, 0, big, 8))
+        assert not np.array_equal(first, candidate_latent(seed, k + 1, big, 8))
+
+
+def test_candidates_reject_bad_seeds_and_indices() -> None:
+    for seed, k in ((-1, 1), (MAX_SEED + 1, 1), (0, -1)):
+        with pytest.raises(ValueError, match="seed"):
+            candidate_latent(seed, k, 1, 10)
 
 
 def test_labels_forms() -> None:
