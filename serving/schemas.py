@@ -33,7 +33,8 @@ M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-QUERY_FRACTION = r"[0-9]{1,20}(\.[0-9]{0,20})?|\.[0-9]{1,20}"  # min_confidence in a query
+# min_confidence in a query: a decimal from 0 to 1 ("0.95", ".5", "1"), in the OpenAPI document too
+QUERY_FRACTION = r"0{1,20}(\.[0-9]{0,20})?|0{0,19}1(\.0{0,20})?|\.[0-9]{1,20}"
 CONFIDENCE_HELP = (
     "Keep only images that the version's evaluation classifier reads as the requested digit "
     "with at least this probability (0..1): each image is its first such candidate from the "
@@ -380,9 +381,12 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
 
 
 def _query_fraction(key: str, text: str) -> float:
-    """ASCII decimal notation only (``0.95``, ``1``, ``.5``): no exponents, signs or spaces."""
+    """ASCII decimal notation from 0 to 1 (``0.95``, ``1``, ``.5``): no exponents, signs or
+    spaces."""
     if not re.fullmatch(QUERY_FRACTION, text):
-        raise RequestError(f"{key}: {_short(text)} is not a decimal number such as 0.95")
+        raise RequestError(
+            f"{key}: {_short(text)} is not a decimal number from 0 to 1, such as 0.95"
+        )
     return float(text)
 
 

@@ -37,3 +37,23 @@ def evaluation_classifier_file(mnist: ImageDataset) -> Path:
         get_classifier(mnist, "cpu", cache_dir=cache_dir)
     assert path.is_file(), path
     return path.resolve()
+
+
+# The longest test files (measured on 2 cores: the compose stack, the Prefect flows, the benchmark
+# smoke runs), run first: with two pytest-xdist workers, a long test that starts last is the
+# whole run's tail. Sorting is stable, so each file keeps its own order.
+LONG_RUNNING = (
+    "tests/compose/",
+    "tests/test_stack_e2e.py",
+    "tests/pipeline/test_flow.py",
+    "tests/test_benchmarks_smoke.py",
+    "tests/pipeline/test_quality.py",
+    "tests/serving/test_filtering.py",
+    "tests/pipeline/test_publish.py",
+    "tests/test_cli.py",
+    "tests/serving/test_fuzz.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_RUNNING))

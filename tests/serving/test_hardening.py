@@ -162,10 +162,12 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     assert "$defs" not in str(spec)  # every reference resolvable
     paths = spec["paths"]
     query = {p["name"]: p["schema"] for p in paths["/generate"]["get"]["parameters"]}
-    assert set(query) == {"seed", "batch_size", "digits", "format"}
+    assert set(query) == {"seed", "batch_size", "digits", "format", "min_confidence"}
     assert query["batch_size"]["maximum"] == 1024
     post_generate = paths["/generate"]["post"]
-    assert set(post_generate["responses"]) == {"200", "400", "408", "413", "415", "422", "503"}
+    statuses = {"200", "400", "408", "409", "413", "415", "422", "503"}  # 409: no classifier
+    assert set(post_generate["responses"]) == statuses
+    assert "X-Filter-Acceptance-Rate" in post_generate["responses"]["200"]["headers"]
     assert "Retry-After" in post_generate["responses"]["503"]["headers"]
     balance = paths["/balance"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     counts = balance["properties"]["counts"]["anyOf"]
