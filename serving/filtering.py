@@ -11,6 +11,8 @@ waiting, through the same batcher as every other request.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +23,7 @@ from models.contract import candidate_latent
 from serving.errors import RequestError
 from serving.generation import Plan
 
+INLINE_ROWS = 64  # more candidate latents than this are drawn in a worker thread
 Render = Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]]  # (z, labels) -> pixels
 Judge = Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]]  # (pixels, labels) -> conf
 
@@ -66,8 +69,11 @@ async def filtered_pixels(
     for k in range(max_candidates):
         if not len(waiting):
             break
-        # Rows up to the last waiting image: row i depends only on (seed, k, i).
-        z = candidate_latent(plan.seed, k, int(waiting[-1]) + 1, latent_dim)[waiting]
+        # Rows up to the last waiting image (row i depends only on (seed, k, i)), built off the
+        # event loop when there are many: 60,000 latents take tens of milliseconds.
+        rows = int(waiting[-1]) + 1
+        draw = functools.partial(candidate_latent, plan.seed, k, rows, latent_dim)
+        z = (draw() if rows <= INLINE_ROWS else await asyncio.to_thread(draw))[waiting]
         labels = plan.labels[waiting]
         candidates = await render(z, labels)
         confidence = await judge(candidates, labels)

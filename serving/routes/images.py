@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from serving import encoding
+from serving.filtering import FilterStats
 from serving.generation import plan_balance, plan_generate
 from serving.schemas import BalanceRequest, GenerateRequest, parse_query
 from serving.state import INLINE_MAX, ServiceState, State, json_body, unless_disconnected
 
 router = APIRouter()
+
+
+def _headers(meta: dict[str, Any], filtered: FilterStats | None) -> dict[str, str]:
+    """Contract 6's headers, and the filter's when the answer was filtered."""
+    headers = encoding.response_headers(meta)
+    if filtered is not None:
+        headers.update(filtered.headers())
+    return headers
 
 
 async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
@@ -28,10 +39,7 @@ async def _generate(http: Request, request: GenerateRequest, state: ServiceState
             encoding.encode_images, pixels, plan.labels, request.format, meta
         )
     state.metrics.observe_images("/generate", plan.size, filtered)
-    headers = encoding.response_headers(meta)
-    if filtered is not None:
-        headers.update(filtered.headers())
-    return Response(body, media_type=media_type, headers=headers)
+    return Response(body, media_type=media_type, headers=_headers(meta, filtered))
 
 
 @router.post(
@@ -70,8 +78,6 @@ async def balance(request: Request, state: State) -> Response:
     payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
     state.metrics.observe_images("/balance", plan.size, filtered)
     meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
-    headers = encoding.response_headers(meta)
-    if filtered is not None:
-        headers.update(filtered.headers())
+    headers = _headers(meta, filtered)
     headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
     return Response(payload, media_type=media_type, headers=headers)
