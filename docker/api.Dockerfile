@@ -28,7 +28,21 @@ RUN python requirements.py serve > serve.txt \
     && python requirements.py serve --without onnxruntime > serve-gpu.txt
 
 # ---------------------------------------------------------------------------------------------
-# CPU builder: a venv with the project, the serve extra and plain onnxruntime.
+# The project itself, as a wheel built in a stage of its own. The dependency venv below never
+# sees the source, so a code change leaves it (and the runtime stage's copy of it, the largest
+# layer) cached: the runtime stage installs only this small wheel on top.
+FROM ${PYTHON_IMAGE} AS wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/wheel-build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY models models
+COPY pipeline pipeline
+COPY serving serving
+RUN /opt/wheel-build/bin/pip wheel --no-deps --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------------------------
+# CPU builder: a venv with the serve extra's dependencies and plain onnxruntime.
 FROM ${PYTHON_IMAGE} AS build-cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
@@ -36,15 +50,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
 COPY --from=requirements /src/serve.txt requirements.txt
-# Dependencies first, in a layer that a code change leaves cached; then the project itself.
+# Dependencies only: the project arrives as a wheel in the runtime stage.
 RUN pip install -c .ci/constraints.txt -r requirements.txt
-COPY pyproject.toml README.md ./
-COPY models models
-COPY pipeline pipeline
-COPY serving serving
-RUN pip install --no-deps . \
-    && pip check \
-    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # ---------------------------------------------------------------------------------------------
 # Runtime, CPU. Placed before the GPU stages so that a builder without stage pruning (the classic
@@ -56,9 +63,14 @@ RUN groupadd --system --gid ${APP_UID} app \
     && mkdir -p /var/cache/dcgan \
     && chown app:app /var/cache/dcgan
 COPY --from=build-cpu /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
+    && pip check \
+    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 COPY docker/minio-init.py /opt/dcgan/minio-init.py
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DCGAN_SERVE_HOST=0.0.0.0 \
     DCGAN_SERVE_PORT=8000 \
@@ -87,17 +99,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY .ci/constraints.txt .ci/constraints.txt
 COPY --from=requirements /src/serve-gpu.txt requirements.txt
-# Dependencies first, in a layer that a code change leaves cached; then the project itself.
+# Dependencies only: the project arrives as a wheel in the runtime stage.
 # Both wheels ship the `onnxruntime` module: the GPU one replaces the CPU one the project names
 # (so `pip check` would report it missing, and is not run here).
 RUN pip install -c .ci/constraints.txt -r requirements.txt "onnxruntime-gpu==${ORT_GPU_VERSION}" \
     && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
-COPY pyproject.toml README.md ./
-COPY models models
-COPY pipeline pipeline
-COPY serving serving
-RUN pip install --no-deps . \
-    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # ---------------------------------------------------------------------------------------------
 # Runtime, GPU (the default target: last stage).
@@ -113,9 +119,13 @@ RUN apt-get update \
     && mkdir -p /var/cache/dcgan \
     && chown app:app /var/cache/dcgan
 COPY --from=build-gpu /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
+    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 COPY docker/minio-init.py /opt/dcgan/minio-init.py
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \

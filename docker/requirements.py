@@ -1,6 +1,6 @@
 """Print the project's requirements (its dependencies and the named extras) from pyproject.toml,
 one per line, so that an image installs them in a layer of their own before the source is copied:
-a code change then rebuilds only the small `pip install --no-deps .` layer that follows.
+a code change then rebuilds only the small project wheel that the runtime stage installs on top.
 
     python requirements.py [--without NAME]... EXTRA...
 """
