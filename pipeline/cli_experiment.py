@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,11 @@ def _digits(text: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
 
 
+def _given(**options: float | None) -> dict[str, Any]:
+    """The options given on the command line; the others keep BalanceSetup's defaults."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 @experiment_app.command("balance")
 def balance(
     url: Annotated[str, typer.Option(envvar="DCGAN_URL", help="The running service.")] = (
@@ -28,17 +33,25 @@ def balance(
     keep: Annotated[float, typer.Option(help="Share of each rare class kept.")] = 0.01,
     rare: Annotated[str, typer.Option(help="The rare classes, e.g. 0,1,2,3,4.")] = "0,1,2,3,4",
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2.")] = "0,1,2",
-    epochs: Annotated[int, typer.Option(min=1, help="Classifier epochs.")] = 5,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Classifier epochs [default: the recipe's, 3].")
+    ] = None,
     methods: Annotated[
-        str, typer.Option(help="Any of skewed,generated,oversampled,full.")
-    ] = "skewed,generated,oversampled,full",
+        str, typer.Option(help="Comma-separated, or all (pipeline.experiments.balance).")
+    ] = "all",
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(help="The filter of the generated-filtered methods, 0..1 [default: 0.9]."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Results directory.")] = Path("benchmarks/results"),
     tag: Annotated[str, typer.Option(help="Results file tag, e.g. the machine.")] = "cpu",
 ) -> None:
-    """Skew a dataset, then balance it with generated digits vs oversampling vs the full set."""
+    """Skew a dataset, then balance it with generated digits vs the long-tail baselines (prior
+    correction, oversampling, augmentation, class-weighted and logit-adjusted losses)."""
     from models.fileio import write_atomic
     from pipeline.data.loading import load_dataset
     from pipeline.experiments.balance import (
+        METHODS,
         BalanceSetup,
         plot_recall,
         run_balance_experiment,
@@ -52,14 +65,18 @@ def balance(
             keep=keep,
             rare=_digits(rare),
             seeds=_digits(seeds),
-            classifier_epochs=epochs,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            methods=(
+                tuple(METHODS)
+                if methods == "all"
+                else tuple(m.strip() for m in methods.split(",") if m.strip())
+            ),
+            **_given(classifier_epochs=epochs, min_confidence=min_confidence),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     generate = None
     model: dict[str, object] = {}
-    if "generated" in setup.methods:
+    if setup.needs_service:
         with DigitsClient(url) as client:
             info = client.model()  # fails early, in one line, when the service is not there
         model = {"name": info["model"], "version": info["version"], "url": url}

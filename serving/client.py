@@ -32,6 +32,8 @@ class Digits:
     seed: int
     model: str
     version: str
+    # Filtered answers only: the share of drawn candidates the classifier accepted.
+    acceptance_rate: float | None = None
 
 
 class DigitsClient:
@@ -125,6 +127,11 @@ def _digits(response: httpx.Response, images: np.ndarray, labels: np.ndarray) ->
         seed=int(headers["x-seed"]),
         model=headers["x-model-name"],
         version=headers["x-model-version"],
+        acceptance_rate=(
+            float(headers["x-filter-acceptance-rate"])
+            if "x-filter-acceptance-rate" in headers
+            else None
+        ),
     )
 
 

@@ -89,6 +89,21 @@ def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x
 
 
+@dataclass(frozen=True)
+class PriorAdjustedLoss:
+    """Cross-entropy adjusted for a skewed label prior: the long-tail baselines of the balancing
+    experiment. The evaluation classifier never uses it (plain cross-entropy), so it is not part
+    of the recipe or the cache key.
+
+    ``class_weights`` weigh each class's loss (class-weighted loss); ``logit_offsets`` are added
+    to the logits during training only (the logit-adjusted loss of Menon et al. 2021: tau * log
+    prior), so the trained model's plain logits are already corrected for the prior.
+    """
+
+    class_weights: tuple[float, ...] | None = None
+    logit_offsets: tuple[float, ...] | None = None
+
+
 class EvaluationClassifier(NamedTuple):
     """A trained classifier, its accuracy on the real test split and the precision it trained in."""
 
@@ -146,6 +161,7 @@ def train_classifier(
     recipe: ClassifierRecipe | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    loss: PriorAdjustedLoss | None = None,
 ) -> DigitClassifier:
     """Train a fresh classifier on resident tensors (uint8 pixels or floats in [-1, 1]).
 
@@ -159,6 +175,7 @@ def train_classifier(
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(device)
     assert len(x) == len(y), f"{len(x)} images but {len(y)} labels"
     steps = recipe.epochs * -(-len(x) // recipe.batch_size)
+    terms = _LossTerms.of(loss or PriorAdjustedLoss(), device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(recipe.seed)
         shuffle = torch.Generator().manual_seed(recipe.seed)
@@ -171,12 +188,24 @@ def train_classifier(
             for epoch in range(recipe.epochs):
                 t0 = time.perf_counter()
                 order = torch.randperm(len(x), generator=shuffle).to(device)
-                loss = _train_epoch(model, opt, sched, x, y, order, recipe, precision, bar)
+                mean = _train_epoch(model, opt, sched, x, y, order, recipe, precision, bar, terms)
                 log.info(
                     "classifier epoch %d/%d loss=%.4f time=%.1fs",
-                    epoch + 1, recipe.epochs, loss, time.perf_counter() - t0,
+                    epoch + 1, recipe.epochs, mean, time.perf_counter() - t0,
                 )  # fmt: skip
     return model.eval()
+
+
+class _LossTerms(NamedTuple):
+    weights: torch.Tensor | None
+    offsets: torch.Tensor | None
+
+    @classmethod
+    def of(cls, loss: PriorAdjustedLoss, device: torch.device) -> _LossTerms:
+        def tensor(values: tuple[float, ...] | None) -> torch.Tensor | None:
+            return None if values is None else torch.tensor(values, device=device)
+
+        return cls(tensor(loss.class_weights), tensor(loss.logit_offsets))
 
 
 def _train_epoch(
@@ -189,6 +218,7 @@ def _train_epoch(
     recipe: ClassifierRecipe,
     precision: PrecisionDecision,
     bar: tqdm,
+    terms: _LossTerms,
 ) -> float:
     """One pass over ``order`` in batches; returns the mean training loss."""
     total = torch.zeros((), device=x.device)
@@ -196,7 +226,10 @@ def _train_epoch(
         idx = order[start : start + recipe.batch_size]
         xb = x[idx].contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28)
         with precision.autocast(x.device):
-            loss = F.cross_entropy(model(xb), y[idx])
+            logits = model(xb)
+            if terms.offsets is not None:
+                logits = logits + terms.offsets
+            loss = F.cross_entropy(logits, y[idx], weight=terms.weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()

@@ -1,17 +1,28 @@
-"""Balancing a skewed MNIST with generated digits, against oversampling and the full set.
+"""Balancing a skewed dataset with generated digits, against the long-tail literature's cheap
+baselines, the skewed set itself and the full set.
 
-A skewed training set keeps ``keep`` of the rare classes' images (default 1% of digits 0-4) and
-all of the others. The project's standard classifier (``ClassifierRecipe``) is trained on:
+A skewed training set keeps ``keep`` of the rare classes' images (default 1% of classes 0-4) and
+all of the others. The project's standard classifier (``ClassifierRecipe``) is trained on one of
+a few training sets, with plain or prior-adjusted cross-entropy, and its test-time logits are
+optionally corrected for the training prior. Each method (``METHODS``) is such a combination:
 
-- ``skewed``: the skewed set as it is (the floor);
-- ``generated``: the skewed set plus digits from the running service's ``/balance``, filling each
-  class back up to its count in the full set;
-- ``oversampled``: the skewed set plus its own rare images repeated with shifts (<= 2 px) and
-  rotations (<= 10 deg) up to the same counts;
-- ``full``: the whole real training set (the ceiling);
+- ``skewed``: the skewed set as it is (the floor); ``skewed+prior``: its logits corrected for the
+  training prior at test time (thresholding, Buda et al. 2018; post-hoc logit adjustment);
+- ``oversampled``: the skewed set with its rare images repeated up to each class's count in the
+  full set; ``oversampled+prior``: the same with the prior correction (the target and training
+  priors agree once every class is filled, so it matches ``oversampled`` up to rounding);
+- ``augmented``: oversampling with shifts (<= 2 px) and rotations (<= 10 deg);
+- ``class-weighted``: the skewed set, each class's loss weighted by 1 / its count (normalised);
+- ``logit-adjusted``: the skewed set with the logit-adjusted loss (Menon et al. 2021, tau = 1);
+- ``generated``: the skewed set plus digits from the running service's ``/balance``, up to each
+  class's full count; ``generated-filtered``: the same with ``min_confidence`` (each digit read
+  as its class by the version's classifier); ``generated+logit-adjusted``: filtered digits and
+  the logit-adjusted loss (with the training set's own prior, which filling leaves almost flat);
+- ``full``: the whole real training set (the ceiling).
 
-and measured on the real test set (accuracy, per-class recall), for several seeds. The headline is
-the share of the skewed-to-full accuracy gap that each method closes.
+Each trained classifier is measured on the real test set (accuracy, per-class recall), for several
+seeds; methods that differ only in the test-time correction share one trained classifier. The
+headline is the share of the skewed-to-full accuracy gap that each method closes.
 """
 
 from __future__ import annotations
@@ -19,19 +30,53 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from models.contract import NUM_CLASSES
 from pipeline.data.loading import ImageDataset
-from pipeline.evaluation.classifier import ClassifierRecipe, predict, train_classifier
+from pipeline.evaluation.classifier import (
+    ClassifierRecipe,
+    PriorAdjustedLoss,
+    predict,
+    train_classifier,
+)
 from pipeline.experiments.augment import shift_rotate
 
 log = logging.getLogger("dcgan.experiments.balance")
 
-METHODS = ("skewed", "generated", "oversampled", "full")
-Generate = Callable[[list[int], list[int], int], tuple[np.ndarray, np.ndarray]]
+TrainingSet = Literal["skewed", "oversampled", "augmented", "generated", "filtered", "full"]
+Loss = Literal["plain", "class-weighted", "logit-adjusted"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a method trains on, with which loss, and whether its logits are prior-corrected."""
+
+    data: TrainingSet
+    loss: Loss = "plain"
+    prior_correction: bool = False
+
+
+METHODS: dict[str, Method] = {
+    "skewed": Method("skewed"),
+    "skewed+prior": Method("skewed", prior_correction=True),
+    "oversampled": Method("oversampled"),
+    "oversampled+prior": Method("oversampled", prior_correction=True),
+    "augmented": Method("augmented"),
+    "class-weighted": Method("skewed", "class-weighted"),
+    "logit-adjusted": Method("skewed", "logit-adjusted"),
+    "generated": Method("generated"),
+    "generated-filtered": Method("filtered"),
+    "generated+logit-adjusted": Method("filtered", "logit-adjusted"),
+    "full": Method("full"),
+}
+GENERATED: frozenset[TrainingSet] = frozenset({"generated", "filtered"})
+# Generated digits for a method: (counts, targets, seed, min_confidence) -> (images, labels, rate).
+Generate = Callable[
+    [list[int], list[int], int, float | None], tuple[np.ndarray, np.ndarray, float | None]
+]
 
 
 @dataclass(frozen=True)
@@ -39,8 +84,9 @@ class BalanceSetup:
     keep: float = 0.01
     rare: tuple[int, ...] = (0, 1, 2, 3, 4)
     seeds: tuple[int, ...] = (0, 1, 2)
-    classifier_epochs: int = 5  # as `dcgan experiment balance` and its recorded results
-    methods: tuple[str, ...] = METHODS
+    classifier_epochs: int = 3  # the evaluation classifier's recipe, as the recorded results
+    methods: tuple[str, ...] = tuple(METHODS)
+    min_confidence: float = 0.9  # the filter of the generated-filtered methods
 
     def __post_init__(self) -> None:
         if not 0 < self.keep <= 1:
@@ -49,7 +95,13 @@ class BalanceSetup:
             raise ValueError(f"rare must list digits 0..9, got {self.rare}")
         unknown = set(self.methods) - set(METHODS)
         if unknown:
-            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+
+    @property
+    def needs_service(self) -> bool:
+        return any(METHODS[name].data in GENERATED for name in self.methods)
 
 
 @dataclass
@@ -73,9 +125,10 @@ def skewed_indices(labels: np.ndarray, setup: BalanceSetup, seed: int) -> np.nda
 
 
 def oversample(
-    images: np.ndarray, labels: np.ndarray, targets: np.ndarray, seed: int
+    images: np.ndarray, labels: np.ndarray, targets: np.ndarray, seed: int, augment: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Augmented copies of each class's own images, enough to reach ``targets``."""
+    """Copies of each class's own images, enough to reach ``targets``: shifted and rotated with
+    ``augment``, else repeated as they are."""
     rng = np.random.default_rng(seed)
     extra_images, extra_labels = [], []
     for digit in range(NUM_CLASSES):
@@ -84,21 +137,46 @@ def oversample(
         if missing <= 0 or len(idx) == 0:
             continue
         picks = rng.choice(idx, size=missing, replace=True)
-        extra_images.append(shift_rotate(images[picks], seed=seed * 100 + digit))
+        copies = shift_rotate(images[picks], seed=seed * 100 + digit) if augment else images[picks]
+        extra_images.append(copies)
         extra_labels.append(np.full(missing, digit, dtype=np.int64))
     if not extra_images:
         return images[:0], labels[:0]
     return np.concatenate(extra_images), np.concatenate(extra_labels)
 
 
-def score(
-    images: np.ndarray, labels: np.ndarray, dataset: ImageDataset, recipe: ClassifierRecipe
-) -> tuple[float, list[float]]:
-    """Train the standard classifier on (images, labels); accuracy and recall on real test."""
-    model = train_classifier(images, labels, recipe)
+def log_prior(labels: np.ndarray) -> np.ndarray:
+    """Log class frequencies of ``labels`` (a class that never occurs counts as half an image)."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
+    return np.log(np.maximum(counts, 0.5) / len(labels))
+
+
+def prior_adjusted_loss(loss: Loss, labels: np.ndarray) -> PriorAdjustedLoss | None:
+    """The loss terms of ``loss`` for a training set with these labels."""
+    if loss == "plain":
+        return None
+    if loss == "logit-adjusted":
+        return PriorAdjustedLoss(logit_offsets=tuple(log_prior(labels).tolist()))
+    counts = np.maximum(np.bincount(labels, minlength=NUM_CLASSES), 1).astype(np.float64)
+    weights = (1.0 / counts) * len(labels) / NUM_CLASSES  # each class weighs the same in total
+    return PriorAdjustedLoss(class_weights=tuple(weights.tolist()))
+
+
+def logits_on_test(
+    images: np.ndarray,
+    labels: np.ndarray,
+    dataset: ImageDataset,
+    recipe: ClassifierRecipe,
+    loss: Loss,
+) -> np.ndarray:
+    """Train the standard classifier on (images, labels); its logits on the real test set."""
+    model = train_classifier(images, labels, recipe, loss=prior_adjusted_loss(loss, labels))
     logits, _ = predict(model, dataset.test_images)
-    predicted = logits.argmax(1)
-    truth = dataset.test_labels
+    return logits
+
+
+def score(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, list[float]]:
+    """Accuracy and per-class recall."""
     recall = [float((predicted[truth == d] == d).mean()) for d in range(NUM_CLASSES)]
     return float((predicted == truth).mean()), recall
 
@@ -106,38 +184,70 @@ def score(
 def run_balance_experiment(
     dataset: ImageDataset, generate: Generate | None, setup: BalanceSetup
 ) -> dict[str, Any]:
-    """Every method for every seed. ``generate(counts, targets, seed)`` -> (images, labels)."""
-    if "generated" in setup.methods and generate is None:
-        raise ValueError("the generated method needs a service to generate from")
+    """Every method for every seed. ``generate(counts, targets, seed, min_confidence)`` ->
+    (images, labels, acceptance rate or None)."""
+    if setup.needs_service and generate is None:
+        raise ValueError("the generated methods need a service to generate from")
     full_counts = np.bincount(dataset.train_labels, minlength=NUM_CLASSES)
+    target_prior = log_prior(dataset.train_labels)  # the balanced deployment's prior
     results = {name: MethodResult() for name in setup.methods}
-    generated_from: dict[str, Any] = {}
+    generated: dict[str, Any] = {"images": 0, "acceptance_rate": []}
     for seed in setup.seeds:
         recipe = ClassifierRecipe(epochs=setup.classifier_epochs, seed=seed)
         idx = skewed_indices(dataset.train_labels, setup, seed)
         images, labels = dataset.train_images[idx], dataset.train_labels[idx]
-        counts = np.bincount(labels, minlength=NUM_CLASSES)
+        sets: dict[TrainingSet, tuple[np.ndarray, np.ndarray]] = {}
+        trained: dict[tuple[TrainingSet, Loss], np.ndarray] = {}
         for name in setup.methods:
-            if name == "skewed":
-                x, y = images, labels
-            elif name == "full":
-                x, y = dataset.train_images, dataset.train_labels
-            elif name == "oversampled":
-                ex, ey = oversample(images, labels, full_counts, seed)
-                x, y = np.concatenate([images, ex]), np.concatenate([labels, ey])
-            else:
-                assert generate is not None
-                gx, gy = generate(counts.tolist(), full_counts.tolist(), seed)
-                generated_from.setdefault("images", 0)
-                generated_from["images"] += len(gy)
-                x, y = np.concatenate([images, gx]), np.concatenate([labels, gy])
-            acc, recall = score(x, y, dataset, recipe)
+            method = METHODS[name]
+            if method.data not in sets:
+                sets[method.data] = _training_set(
+                    method.data, images, labels, dataset, full_counts, seed, setup, generate,
+                    generated,
+                )  # fmt: skip
+            x, y = sets[method.data]
+            key = (method.data, method.loss)
+            if key not in trained:
+                trained[key] = logits_on_test(x, y, dataset, recipe, method.loss)
+            logits = trained[key]
+            if method.prior_correction:
+                logits = logits + (target_prior - log_prior(y))
+            acc, recall = score(logits.argmax(1), dataset.test_labels)
             results[name].accuracy.append(acc)
             results[name].recall.append(recall)
             results[name].train_size.append(len(y))
             log.info("seed %d %s: %d images, accuracy %.4f", seed, name, len(y), acc)
-            print(f"seed {seed} {name:<11} {len(y):>6} images  accuracy {acc:.4f}", flush=True)
-    return summarize(results, setup, full_counts, generated_from)
+            print(f"seed {seed} {name:<24} {len(y):>6} images  accuracy {acc:.4f}", flush=True)
+    return summarize(results, setup, full_counts, {"generated": generated})
+
+
+def _training_set(
+    data: TrainingSet,
+    images: np.ndarray,
+    labels: np.ndarray,
+    dataset: ImageDataset,
+    full_counts: np.ndarray,
+    seed: int,
+    setup: BalanceSetup,
+    generate: Generate | None,
+    generated: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels one kind of training set holds, for this seed's skewed set."""
+    if data == "skewed":
+        return images, labels
+    if data == "full":
+        return dataset.train_images, dataset.train_labels
+    if data in ("oversampled", "augmented"):
+        ex, ey = oversample(images, labels, full_counts, seed, augment=data == "augmented")
+    else:
+        assert generate is not None
+        counts = np.bincount(labels, minlength=NUM_CLASSES).tolist()
+        floor = setup.min_confidence if data == "filtered" else None
+        ex, ey, rate = generate(counts, full_counts.tolist(), seed, floor)
+        generated["images"] += len(ey)
+        if rate is not None:
+            generated["acceptance_rate"].append(rate)
+    return np.concatenate([images, ex]), np.concatenate([labels, ey])
 
 
 def summarize(
@@ -195,7 +305,7 @@ def plot_recall(results: dict[str, Any], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     methods = results["methods"]
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(14, 5), dpi=120)
     width = 0.8 / len(methods)
     digits = np.arange(NUM_CLASSES)
     for i, (name, m) in enumerate(methods.items()):
@@ -228,10 +338,12 @@ def service_generator(url: str) -> Generate:
     from serving.client import DigitsClient
 
     def generate(
-        counts: Sequence[int], targets: Sequence[int], seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        counts: Sequence[int], targets: Sequence[int], seed: int, min_confidence: float | None
+    ) -> tuple[np.ndarray, np.ndarray, float | None]:
         with DigitsClient(url, timeout=600) as client:
-            got = client.balance(list(counts), target=list(targets), seed=seed)
-        return got.images, got.labels
+            got = client.balance(
+                list(counts), target=list(targets), seed=seed, min_confidence=min_confidence
+            )
+        return got.images, got.labels, got.acceptance_rate
 
     return generate

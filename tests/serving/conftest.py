@@ -13,6 +13,7 @@ import pytest
 from models.contract import GeneratorSignature, labels_for_request
 from models.registry import LocalStore, ModelRegistry
 from pipeline.data.loading import ImageDataset
+from pipeline.evaluation.run import evaluate_run
 from pipeline.publish import publish_run
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
@@ -48,6 +49,30 @@ def registry_dir(published_registry: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def registry(registry_dir: Path) -> ModelRegistry:
     return ModelRegistry(LocalStore(registry_dir), MODEL)
+
+
+FILTERED = "v3"
+
+
+@pytest.fixture(scope="session")
+def filtering_registry(
+    published_registry: Path,
+    mnist: ImageDataset,
+    evaluation_classifier_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The published registry plus v3: evaluated, so published with its classifier; production.
+    Copy it before changing it."""
+    root = tmp_path_factory.mktemp("filtering")
+    shutil.copytree(published_registry, root / "registry")
+    run = root / "run"
+    cfg = TrainConfig(limit=6000, epochs=2, batch_size=64, g_width=16, d_width=16, seed=3)
+    train(cfg, mnist, run, progress=False)
+    evaluate_run(run, dataset=mnist, samples=500, tstr_count=0)
+    registry = ModelRegistry(LocalStore(root / "registry"), MODEL)
+    publish_run(run, registry, version=FILTERED)
+    registry.promote(FILTERED)
+    return root / "registry"
 
 
 TOKEN = "test-admin-token"

@@ -1,4 +1,5 @@
-"""The balancing experiment's plumbing on a small real subset, against a real running service."""
+"""The balancing experiment on a small real subset, against a real running service (a version
+published with its classifier, so the filtered methods run too), and its prior-adjusted losses."""
 
 from __future__ import annotations
 
@@ -8,27 +9,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from models.registry import ModelRegistry
+from models.registry import LocalStore, ModelRegistry
 from pipeline.data.loading import ImageDataset
+from pipeline.evaluation.classifier import (
+    ClassifierRecipe,
+    PriorAdjustedLoss,
+    predict,
+    train_classifier,
+)
 from pipeline.experiments.augment import shift_rotate
 from pipeline.experiments.balance import (
+    METHODS,
     BalanceSetup,
+    log_prior,
     plot_recall,
+    prior_adjusted_loss,
     run_balance_experiment,
     service_generator,
     skewed_indices,
 )
 from serving.app import create_app
-from tests.serving.conftest import settings
+from tests.serving.conftest import MODEL, settings
 from tests.serving.live import serving
 from tests.support.ports import free_port
 from tests.test_cli import dcgan
 
 
 @pytest.fixture
-def url(registry: ModelRegistry, tmp_path: Path) -> Iterator[str]:
-    with serving(create_app(settings(), registry, cache_dir=tmp_path / "cache")) as base:
+def url(filtering_registry: Path, tmp_path: Path) -> Iterator[str]:
+    registry = ModelRegistry(LocalStore(filtering_registry), MODEL)
+    # The test's generator is tiny and weak on a few digits: allow it more candidates per image.
+    app = create_app(settings(max_candidates=256), registry, cache_dir=tmp_path / "cache")
+    with serving(app) as base:
         yield base
 
 
@@ -58,27 +74,71 @@ def test_experiment_runs_every_method_against_the_service(
 ) -> None:
     small = replace(
         mnist,
-        train_images=mnist.train_images[:3000],
-        train_labels=mnist.train_labels[:3000],
+        train_images=mnist.train_images[:2000],
+        train_labels=mnist.train_labels[:2000],
         test_images=mnist.test_images[:1000],
         test_labels=mnist.test_labels[:1000],
     )
-    setup = BalanceSetup(keep=0.05, seeds=(0, 1), classifier_epochs=1)
+    setup = BalanceSetup(keep=0.05, seeds=(0,), classifier_epochs=1, min_confidence=0.5)
     results = run_balance_experiment(small, service_generator(url), setup)
     methods = results["methods"]
-    assert set(methods) == {"skewed", "generated", "oversampled", "full"}
+    assert list(methods) == list(METHODS)
     full = np.bincount(small.train_labels, minlength=10)
-    assert methods["full"]["train_size"] == [3000, 3000]
-    assert methods["generated"]["train_size"] == methods["oversampled"]["train_size"] == [3000] * 2
-    assert methods["skewed"]["train_size"][0] < 3000 - 0.9 * full[:5].sum()
+    filled = ("oversampled", "augmented", "generated", "generated-filtered", "full")
+    assert all(methods[name]["train_size"] == [2000] for name in filled)
+    assert methods["skewed"]["train_size"][0] < 2000 - 0.9 * full[:5].sum()
     for m in methods.values():
-        assert len(m["accuracy"]) == 2 and len(m["recall_mean"]) == 10
+        assert len(m["accuracy"]) == 1 and len(m["recall_mean"]) == 10
     assert methods["full"]["accuracy_mean"] > methods["skewed"]["accuracy_mean"]
     assert methods["full"]["gap_closed"] == pytest.approx(1.0)
-    assert "| generated |" in results["table"]
+    # The prior correction moves the skewed classifier's answers; once every class is filled to
+    # its full count the training prior is the target prior, and it changes nothing.
+    assert methods["skewed+prior"]["recall"] != methods["skewed"]["recall"]
+    assert methods["oversampled+prior"]["recall"] == methods["oversampled"]["recall"]
+    assert methods["generated-filtered"]["recall"] != methods["generated"]["recall"]
+    rates = results["generated"]["acceptance_rate"]
+    assert len(rates) == 1 and 0 < rates[0] <= 1  # the filtered set, from the response header
+    assert "| generated+logit-adjusted |" in results["table"]
     plot = tmp_path / "recall.png"
     plot_recall(results, str(plot), "test")
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@given(arrays(np.int64, st.integers(10, 400), elements=st.integers(0, 9)))
+def test_prior_adjusted_losses_follow_the_label_prior(labels: np.ndarray) -> None:
+    counts = np.bincount(labels, minlength=10)
+    offsets = prior_adjusted_loss("logit-adjusted", labels)
+    assert offsets is not None and offsets.logit_offsets is not None
+    present = counts > 0
+    np.testing.assert_allclose(
+        np.exp(offsets.logit_offsets)[present], counts[present] / len(labels), rtol=1e-9
+    )
+    weighted = prior_adjusted_loss("class-weighted", labels)
+    assert weighted is not None and weighted.class_weights is not None
+    totals = np.asarray(weighted.class_weights)[present] * counts[present]
+    np.testing.assert_allclose(totals, len(labels) / 10, rtol=1e-9)  # every class weighs alike
+    assert prior_adjusted_loss("plain", labels) is None
+    np.testing.assert_allclose(log_prior(labels)[present], np.log(counts[present] / len(labels)))
+
+
+def test_training_follows_class_weights_and_logit_offsets(mnist: ImageDataset) -> None:
+    images, labels = mnist.train_images[:1500], mnist.train_labels[:1500]
+    recipe = ClassifierRecipe(epochs=1, seed=0)
+    test = mnist.test_images[:500]
+
+    def predicted(loss: PriorAdjustedLoss | None) -> np.ndarray:
+        model = train_classifier(images, labels, recipe, loss=loss)
+        return np.asarray(predict(model, test)[0].argmax(1))
+
+    plain = np.bincount(predicted(None), minlength=10)
+    assert plain.max() < 200  # a plain classifier spreads its answers over the classes
+    # Only digit 0's loss counts: every answer drifts to 0.
+    only_zero = PriorAdjustedLoss(class_weights=(1.0,) + (0.0,) * 9)
+    assert (predicted(only_zero) == 0).mean() > 0.9
+    # Digit 0 gets +8 during training only: its plain logit learns to sit 8 lower, so the
+    # trained model (without the offset) hardly ever answers 0.
+    raised = PriorAdjustedLoss(logit_offsets=(8.0,) + (0.0,) * 9)
+    assert (predicted(raised) == 0).sum() < plain[0] / 4
 
 
 def test_experiment_command_without_a_service_is_one_line(tmp_path: Path) -> None:
@@ -88,3 +148,6 @@ def test_experiment_command_without_a_service_is_one_line(tmp_path: Path) -> Non
     assert len(result.stderr.strip().splitlines()) == 1
     bad = dcgan("experiment", "balance", "--keep", "2", "--methods", "skewed")
     assert bad.returncode == 2 and "keep must be in (0, 1]" in bad.stderr, bad.stderr
+    unknown = dcgan("experiment", "balance", "--methods", "skewed,smote")
+    assert unknown.returncode == 2 and "unknown methods ['smote']" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,39 +21,12 @@ from hypothesis import strategies as st
 
 from models.contract import CLASSIFIER_NAME, ONNX_NAME, GeneratorSignature, candidate_latent
 from models.registry import LocalStore, ModelRegistry
-from pipeline.data.loading import ImageDataset
-from pipeline.evaluation.run import evaluate_run
-from pipeline.publish import publish_run
-from pipeline.train import train
-from pipeline.train_config import TrainConfig
 from serving.app import create_app
 from serving.client import DigitsClient
 from serving.generation import render
 from serving.onnx_backend import OnnxBackend
-from tests.serving.conftest import MODEL, settings
+from tests.serving.conftest import FILTERED, MODEL, settings
 from tests.serving.live import serving
-
-FILTERED = "v3"
-
-
-@pytest.fixture(scope="module")
-def filtering_registry(
-    published_registry: Path,
-    mnist: ImageDataset,
-    evaluation_classifier_file: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
-    """The published registry plus v3: evaluated, so published with its classifier; production."""
-    root = tmp_path_factory.mktemp("filtering")
-    shutil.copytree(published_registry, root / "registry")
-    run = root / "run"
-    cfg = TrainConfig(limit=6000, epochs=2, batch_size=64, g_width=16, d_width=16, seed=3)
-    train(cfg, mnist, run, progress=False)
-    evaluate_run(run, dataset=mnist, samples=500, tstr_count=0)
-    registry = ModelRegistry(LocalStore(root / "registry"), MODEL)
-    publish_run(run, registry, version=FILTERED)
-    registry.promote(FILTERED)
-    return root / "registry"
 
 
 @pytest.fixture(scope="module")
