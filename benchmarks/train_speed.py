@@ -26,8 +26,12 @@ from benchmarks.machine import describe, fp32_peak_gflops
 from benchmarks.reference_loop import ReferenceLoop
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.classifier import get_classifier
-from pipeline.evaluation.metrics import evaluate_generator, gate_failures, real_reference
-from pipeline.evaluation.options import MAX_FD
+from pipeline.evaluation.metrics import (
+    evaluate_generator,
+    gate_failures,
+    gate_thresholds,
+    real_reference,
+)
 from pipeline.train import GANTrainer, resolve_device, to_device_images
 from pipeline.train_config import TrainConfig
 
@@ -104,8 +108,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of our trainer")
     parser.add_argument("--ref-epochs", type=int, default=6, help="most epochs of the reference")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-fd", type=float, default=MAX_FD)
-    parser.add_argument("--min-accuracy", type=float, default=0.97)
+    parser.add_argument("--max-fd", type=float, default=None, help="default: relative (gate)")
+    parser.add_argument("--min-accuracy", type=float, default=None, help="default: relative")
     parser.add_argument("--keep", type=Path, default=Path("runs/full-default"), help="our run dir")
     parser.add_argument("--tag", default=None, help="results file tag (default: cpu or gpu)")
     args = parser.parse_args()
@@ -114,18 +118,21 @@ def main() -> None:
     dataset = load_dataset("mnist")
     classifier = get_classifier(dataset, device)
     reference = real_reference(classifier.model, dataset, device)
+    min_accuracy, max_fd = gate_thresholds(
+        classifier.test_accuracy, reference.fd_noisy, args.min_accuracy, args.max_fd
+    )
 
     def judge(generator: torch.nn.Module) -> dict[str, Any]:
         report = evaluate_generator(
             generator, cfg.gan_config(), dataset, classifier, reference, device, tstr_count=0
         )
-        failures = gate_failures(report, args.min_accuracy, args.max_fd)
+        failures = gate_failures(report, min_accuracy, max_fd)
         return {"accuracy": report.accuracy, "fd": report.fd, "gate": not failures}
 
     cfg = TrainConfig(epochs=args.epochs, device=str(device))
     results: dict[str, Any] = {
         "machine": describe(),
-        "gate": {"min_accuracy": args.min_accuracy, "max_fd": args.max_fd},
+        "gate": {"min_accuracy": min_accuracy, "max_fd": max_fd},
         "fd_floor": reference.fd_floor,
     }
 

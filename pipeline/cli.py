@@ -85,9 +85,22 @@ def evaluate(
         int, typer.Option(min=1, help="Epochs of the TSTR classifier.")
     ] = EVAL.tstr_epochs,
     min_accuracy: Annotated[
-        float, typer.Option(help="Quality gate: conditional accuracy.")
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Quality gate: conditional accuracy [default: the classifier's real-test "
+            "accuracy - 0.025].",
+        ),
     ] = EVAL.min_accuracy,
-    max_fd: Annotated[float | None, typer.Option(help="Quality gate: Frechet distance.")] = None,
+    max_fd: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Quality gate: Frechet distance [default: 0.75 x the FD of real digits with "
+            "10% pixel noise].",
+        ),
+    ] = EVAL.max_fd,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[
@@ -111,7 +124,7 @@ def evaluate(
         device=device,
         progress=progress,
     )
-    print_report(result.report, result.failures)
+    print_report(result.report, result.failures, result.payload["gate"])
     typer.echo(f"report: {result.path}")
 
 

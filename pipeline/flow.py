@@ -109,6 +109,7 @@ def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -
         samples=options.samples,
         tstr_count=options.tstr_count,
         min_accuracy=options.min_accuracy,
+        max_fd=options.max_fd,
     )
     get_run_logger().info(
         "evaluated: accuracy %.4f, fd %.2f, gate %s",
@@ -191,7 +192,7 @@ def train_dcgan(
     force: bool = False,
     eval_samples: int = EVAL.samples,
     tstr_count: int = EVAL.tstr_count,
-    min_accuracy: float = EVAL.min_accuracy,
+    min_accuracy: float | None = EVAL.min_accuracy,
     work_dir: str | None = None,
     resume_run: str | None = None,
 ) -> State[Any]:

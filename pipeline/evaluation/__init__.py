@@ -39,6 +39,7 @@ _HOME = {
             "RealReference",
             "evaluate_generator",
             "gate_failures",
+            "gate_thresholds",
             "real_reference",
             "served_images",
             "train_on_synthetic",
@@ -48,8 +49,8 @@ _HOME = {
     **dict.fromkeys(
         (
             "EVAL",
-            "MAX_FD",
-            "MIN_ACCURACY",
+            "MAX_ACCURACY_DROP",
+            "MAX_FD_SHARE",
             "MIN_CLASS_ENTROPY",
             "MIN_DIVERSITY_RATIO",
             "EvalOptions",

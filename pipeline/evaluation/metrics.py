@@ -32,6 +32,8 @@ from pipeline.evaluation.classifier import (
 )
 from pipeline.evaluation.options import (
     EVAL,
+    MAX_ACCURACY_DROP,
+    MAX_FD_SHARE,
     MIN_CLASS_ENTROPY,
     MIN_DIVERSITY_RATIO,
 )
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 
 EVAL_SEED = 20_240_601  # latents of the metric samples; fixed so metrics are comparable
 TSTR_SEED = EVAL_SEED + 1  # train-on-synthetic uses other latents than the metric samples
-REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor
+REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor (and the noise on them)
+NOISE_STD = 25.5  # pixel noise of the FD yardstick: 10% of the 0..255 range
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class RealReference:
     mu: np.ndarray
     sigma: np.ndarray
     fd_floor: float  # 10,000 training digits vs the test digits
+    # The same training digits with Gaussian pixel noise (NOISE_STD): the yardstick of the
+    # relative FD gate, in the classifier's own feature scale (a generator must be closer).
+    fd_noisy: float
     inception_score: float  # of the test digits
 
 
@@ -66,12 +72,17 @@ def real_reference(
     train_images, _ = dataset.train_subset(floor_samples, seed=REAL_SUBSET_SEED)
     _, train_feats = predict(classifier, train_images, device)
     mu, sigma = stats.gaussian_stats(feats)
+
+    noise = np.random.default_rng(REAL_SUBSET_SEED).normal(0.0, NOISE_STD, train_images.shape)
+    noisy = np.clip(train_images + noise, 0, 255).astype(np.uint8)
+    _, noisy_feats = predict(classifier, noisy, device)
     return RealReference(
         test_features=feats,
         test_labels=dataset.test_labels,
         mu=mu,
         sigma=sigma,
         fd_floor=stats.frechet_distance(*stats.gaussian_stats(train_feats), mu, sigma),
+        fd_noisy=stats.frechet_distance(*stats.gaussian_stats(noisy_feats), mu, sigma),
         inception_score=stats.inception_score(logits),
     )
 
@@ -89,6 +100,7 @@ class GeneratorReport:
     per_class_accuracy: list[float] | None
     fd: float  # Frechet distance to the real test digits, classifier feature space
     fd_floor: float  # the same between real training and test digits
+    fd_noisy: float  # the same with pixel noise on the training digits: the gate's yardstick
     inception_score: float
     real_inception_score: float
     class_histogram: list[float]  # share of samples predicted as each class
@@ -205,6 +217,7 @@ def evaluate_generator(
         per_class_accuracy=per_class,
         fd=fd,
         fd_floor=ref.fd_floor,
+        fd_noisy=ref.fd_noisy,
         inception_score=stats.inception_score(logits),
         real_inception_score=ref.inception_score,
         class_histogram=hist.tolist(),
@@ -224,14 +237,31 @@ def evaluate_generator(
 # --- quality gate ---------------------------------------------------------------------------
 
 
+def gate_thresholds(
+    classifier_accuracy: float,
+    fd_noisy: float,
+    min_accuracy: float | None = None,
+    max_fd: float | None = None,
+) -> tuple[float, float]:
+    """(minimum conditional accuracy, maximum FD): the given values, or the dataset-relative
+    defaults from what its real-data classifier measured on real digits (see options)."""
+    return (
+        round(classifier_accuracy - MAX_ACCURACY_DROP, 4) if min_accuracy is None else min_accuracy,
+        round(MAX_FD_SHARE * fd_noisy, 3) if max_fd is None else max_fd,
+    )
+
+
 def gate_failures(
     report: GeneratorReport,
-    min_accuracy: float = EVAL.min_accuracy,
-    max_fd: float = EVAL.max_fd,
+    min_accuracy: float | None = None,
+    max_fd: float | None = None,
     min_entropy: float = MIN_CLASS_ENTROPY,
     min_diversity: float = MIN_DIVERSITY_RATIO,
 ) -> list[str]:
     """One line per failed check, saying what was measured and what was required."""
+    min_accuracy, max_fd = gate_thresholds(
+        report.classifier_test_accuracy, report.fd_noisy, min_accuracy, max_fd
+    )
     failures = []
     if report.accuracy is not None and report.accuracy < min_accuracy:
         failures.append(f"conditional accuracy {report.accuracy:.4f} < {min_accuracy}")

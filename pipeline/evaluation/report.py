@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -13,20 +15,28 @@ def _pct(value: float | None) -> str:
 
 
 def print_report(
-    report: GeneratorReport, failures: list[str], console: Console | None = None
+    report: GeneratorReport,
+    failures: list[str],
+    gate: dict[str, Any],
+    console: Console | None = None,
 ) -> None:
+    """The report as a table; ``gate`` holds the thresholds it was judged by."""
     console = console or Console()
     table = Table(title=f"generator evaluation ({report.dataset}, {report.num_samples} samples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("reference", justify="right")
-    table.add_row("conditional accuracy", _pct(report.accuracy), ">= 97% gate")
+    table.add_row(
+        "conditional accuracy", _pct(report.accuracy), f">= {_pct(gate['min_accuracy'])} gate"
+    )
     per_class = report.per_class_accuracy
     if per_class is not None:
         worst = min(range(len(per_class)), key=per_class.__getitem__)
         table.add_row("worst class accuracy", f"{_pct(per_class[worst])} (digit {worst})", "")
     table.add_row(
-        "Frechet distance", f"{report.fd:.2f}", f"{report.fd_floor:.2f} real train vs test"
+        "Frechet distance",
+        f"{report.fd:.2f}",
+        f"<= {gate['max_fd']:.2f} gate; {report.fd_floor:.2f} real train vs test",
     )
     table.add_row(
         "inception-style score",

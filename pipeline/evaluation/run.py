@@ -21,8 +21,13 @@ from pipeline.evaluation.classifier import (
     cache_path,
     get_classifier,
 )
-from pipeline.evaluation.metrics import GeneratorReport, evaluate_generator, gate_failures
-from pipeline.evaluation.options import EVAL, MAX_FD
+from pipeline.evaluation.metrics import (
+    GeneratorReport,
+    evaluate_generator,
+    gate_failures,
+    gate_thresholds,
+)
+from pipeline.evaluation.options import EVAL
 from pipeline.export.classifier_file import export_classifier
 from pipeline.train import resolve_device
 
@@ -46,12 +51,13 @@ def evaluate_run(
     samples: int = EVAL.samples,
     tstr_count: int = EVAL.tstr_count,
     tstr_epochs: int = EVAL.tstr_epochs,
-    min_accuracy: float = EVAL.min_accuracy,
-    max_fd: float | None = None,
+    min_accuracy: float | None = EVAL.min_accuracy,
+    max_fd: float | None = EVAL.max_fd,
     device: str = "auto",
     progress: bool = False,
 ) -> Evaluation:
-    """Measure the checkpoint's generator, judge the quality gate, write the JSON report."""
+    """Measure the checkpoint's generator, judge the quality gate (thresholds relative to the
+    dataset unless given), write the JSON report."""
     torch_device = resolve_device(device)
     generator, cfg, state = load_generator(checkpoint, torch_device)
     ds = dataset or load_dataset(state["train_config"]["dataset"], data)
@@ -67,8 +73,10 @@ def evaluate_run(
         tstr_epochs=tstr_epochs,
         progress=progress,
     )
-    threshold = MAX_FD if max_fd is None else max_fd
-    failures = gate_failures(report, min_accuracy, threshold)
+    min_accuracy, max_fd = gate_thresholds(
+        report.classifier_test_accuracy, report.fd_noisy, min_accuracy, max_fd
+    )
+    failures = gate_failures(report, min_accuracy, max_fd)
     resolved = resolve_checkpoint_path(checkpoint)
     path = out or resolved.parent / EVALUATION_NAME
     # The classifier that judged this run travels with it: publish_run ships it with the version.
@@ -88,7 +96,7 @@ def evaluate_run(
             "passed": not failures,
             "failures": failures,
             "min_accuracy": min_accuracy,
-            "max_fd": threshold,
+            "max_fd": max_fd,
         },
     }
     write_atomic(path, json.dumps(payload, indent=2).encode())

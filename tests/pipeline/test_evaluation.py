@@ -17,7 +17,7 @@ from torch import nn
 from models.classifier import DigitClassifier
 from models.netconfig import GANConfig
 from models.networks import build_generator
-from pipeline.data.loading import ImageDataset
+from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation import classifier as clf_mod
 from pipeline.evaluation import stats
 from pipeline.evaluation.classifier import (
@@ -33,10 +33,13 @@ from pipeline.evaluation.metrics import (
     RealReference,
     evaluate_generator,
     gate_failures,
+    gate_thresholds,
     real_reference,
     served_images,
     train_on_synthetic,
 )
+from pipeline.evaluation.options import MAX_ACCURACY_DROP, MAX_FD_SHARE
+from tests.pipeline.conftest import SMALL_RECIPE
 
 TINY_RECIPE = ClassifierRecipe(epochs=2, train_limit=1000, batch_size=64)
 N = 2000  # generated samples per metric
@@ -211,13 +214,62 @@ def test_conditional_accuracy_and_gate(
     assert replay_report.per_class_accuracy is not None
     assert min(replay_report.per_class_accuracy) > 0.8
     assert random_report.accuracy is not None and random_report.accuracy < 0.5
-    # The default thresholds belong to the full classifier (99.3%); this one is ~97% accurate
-    # and its feature space has another scale, so the gate gets thresholds scaled to it.
-    gate = {"min_accuracy": 0.9, "max_fd": 3 * replay_report.fd_floor + 1}
-    assert passes_gate(replay_report, **gate), gate_failures(replay_report, **gate)
-    failures = gate_failures(random_report, **gate)
+    # The default thresholds are relative to the classifier that judges (this one is ~97%
+    # accurate, and its feature space has a scale of its own).
+    assert passes_gate(replay_report), gate_failures(replay_report)
+    failures = gate_failures(random_report)
     assert any("accuracy" in f for f in failures) and any("Frechet" in f for f in failures)
-    assert any("entropy" in f for f in failures) and not passes_gate(random_report, **gate)
+    assert any("entropy" in f for f in failures) and not passes_gate(random_report)
+
+
+def test_gate_thresholds_are_relative_unless_given() -> None:
+    relative_fd = round(MAX_FD_SHARE * 10, 3)
+    assert gate_thresholds(0.92, 10.0) == (round(0.92 - MAX_ACCURACY_DROP, 4), relative_fd)
+    assert gate_thresholds(0.92, 10.0, min_accuracy=0.5) == (0.5, relative_fd)
+    assert gate_thresholds(0.99, 10.0, max_fd=3.0) == (round(0.99 - MAX_ACCURACY_DROP, 4), 3.0)
+
+
+class ClassSwapGenerator(ReplayGenerator):
+    """Replays real digits, but draws class ``wrong`` when ``dropped`` is asked for: one class is
+    lost, the others stay perfect."""
+
+    def __init__(self, dataset: ImageDataset, per_class: int, dropped: int, wrong: int) -> None:
+        super().__init__(dataset, per_class)
+        self.table[dropped] = self.table[wrong]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_each_dataset_is_gated_by_its_own_classifier(
+    name: str,
+    mnist: ImageDataset,
+    classifier: EvaluationClassifier,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    dataset = mnist if name == "mnist" else load_dataset(name)
+    judge = classifier  # SMALL_RECIPE on MNIST; the same recipe on the other dataset
+    if name != "mnist":
+        cache = tmp_path_factory.mktemp(f"gate-{name}")
+        judge = get_classifier(dataset, recipe=SMALL_RECIPE, cache_dir=cache)
+    ref = real_reference(judge.model, dataset, floor_samples=N)
+    assert ref.fd_noisy > 3 * ref.fd_floor  # pixel noise shows far above the floor
+
+    def report_of(generator: nn.Module) -> GeneratorReport:
+        cfg = GANConfig(conditional=True)
+        return evaluate_generator(generator, cfg, dataset, judge, ref, num_samples=N, tstr_count=0)
+
+    real = report_of(ReplayGenerator(dataset, per_class=500))
+    assert passes_gate(real), gate_failures(real)  # real images pass their own dataset's gate
+    # A generator that loses one class fails on accuracy; one that draws noise fails on FD too.
+    lossy = gate_failures(report_of(ClassSwapGenerator(dataset, 500, dropped=9, wrong=4)))
+    assert any("accuracy" in f for f in lossy), lossy
+    torch.manual_seed(0)
+    untrained = gate_failures(report_of(build_generator(GANConfig())))
+    assert any("Frechet" in f for f in untrained), untrained
+    if name == "fashion-mnist":
+        # Its classifier reads real test images at ~80%: the MNIST-tuned absolute gate of the
+        # past (accuracy >= 0.97) failed even real images.
+        assert judge.test_accuracy < 0.9
+        assert any("accuracy" in f for f in gate_failures(real, min_accuracy=0.97))
 
 
 def test_coverage_detects_an_unconditional_collapsed_generator(
