@@ -52,6 +52,7 @@ def test_registry_speed_benchmark_runs_and_stops_its_server(tmp_path: Path) -> N
         assert sock.connect_ex((host, int(port))) != 0
 
 
+@pytest.mark.usefixtures("evaluation_classifier_file")  # evaluates with it
 def test_flow_overhead_benchmark_runs(tmp_path: Path) -> None:
     """In a subprocess: the benchmark sets Prefect and registry variables for its own process."""
     import subprocess
@@ -81,6 +82,7 @@ def test_flow_overhead_benchmark_runs(tmp_path: Path) -> None:
     assert results["median_flow_s"] > 0 and results["median_plain_s"] > 0
 
 
+@pytest.mark.usefixtures("evaluation_classifier_file")  # evaluates with it
 def test_recipes_benchmark_judges_raw_and_ema_per_epoch(tmp_path: Path) -> None:
     tiny = ["limit=256", "batch_size=64", "g_width=8", "d_width=8", "ema_decay=0.9"]
     args = [f"--set={pair}" for pair in tiny]

@@ -87,6 +87,7 @@ def test_corrupt_dataset_exits_2_naming_file_and_md5(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.usefixtures("evaluation_classifier_file")  # evaluates with it
 def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = dcgan(

@@ -28,6 +28,9 @@ from models.registry import ModelRegistry, S3Store
 from tests.s3_server import S3TestServer, empty_and_remove_bucket
 from tests.support.ports import free_port
 
+# Evaluates with the default classifier: trained once per session, under a lock (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("evaluation_classifier_file")
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

@@ -17,6 +17,9 @@ from models.registry import LocalStore, ModelRegistry, S3Store
 from tests.s3_server import S3TestServer
 from tests.test_cli import dcgan
 
+# Evaluates with the default classifier: trained once per session, under a lock (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("evaluation_classifier_file")
+
 TINY = ["--limit", "512", "--epochs", "1", "--set", "batch_size=64"]
 TINY += ["--set", "g_width=8", "--set", "d_width=8", "--eval-samples", "200", "--tstr-count", "0"]
 
