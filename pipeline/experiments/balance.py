@@ -308,6 +308,7 @@ def plot_recall(results: dict[str, Any], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(14, 5), dpi=120)
     width = 0.8 / len(methods)
     digits = np.arange(NUM_CLASSES)
+    palette = plt.get_cmap("tab20")  # the 10 dark hues first, then their light variants
     for i, (name, m) in enumerate(methods.items()):
         recall = np.asarray(m["recall"])
         mean = recall.mean(0)
@@ -318,6 +319,7 @@ def plot_recall(results: dict[str, Any], path: str, title: str) -> None:
             width,
             yerr=100 * err,
             label=f"{name} ({100 * m['accuracy_mean']:.2f}%)",
+            color=palette((2 * i) % 20 + (2 * i) // 20),
             capsize=2,
         )
     ax.set_xticks(digits)
