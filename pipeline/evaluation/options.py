@@ -20,7 +20,9 @@ from dataclasses import dataclass
 #   its 3 epochs: FD 16.2, accuracy 0.9707, passes.
 #   Fashion-MNIST: real-test accuracy 0.9137 -> >= 0.8887; floor 0.64, noisy real 90.9 ->
 #   FD <= 68.2. The demo recipe's EMA generator after epochs 1-4: FD 203, 110, 71.1, 52.4
-#   (accuracy 0.858, 0.881, 0.870, 0.877) fails (benchmarks/results/recipes-fashion-mnist-*).
+#   (accuracy 0.858, 0.881, 0.870, 0.877) fails (benchmarks/results/recipes-fashion-mnist-*);
+#   after 8 epochs: accuracy 0.9095, FD 19.9, TSTR 0.830, passes and is promoted without --force
+#   (benchmarks/results/evaluation-fashion-mnist-demo-recipe-8-epochs-*).
 #   Yardsticks tried and dropped: real images missing their least visible class (MNIST 41.2,
 #   Fashion-MNIST 10.0, the shirt class, whose absence its features hardly show: no Fashion GAN
 #   comes near); pixel noise of 5% (MNIST 8.6, Fashion-MNIST 19.2), 3x3 blur (391, 230).

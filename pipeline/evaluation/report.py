@@ -32,7 +32,7 @@ def print_report(
     per_class = report.per_class_accuracy
     if per_class is not None:
         worst = min(range(len(per_class)), key=per_class.__getitem__)
-        table.add_row("worst class accuracy", f"{_pct(per_class[worst])} (digit {worst})", "")
+        table.add_row("worst class accuracy", f"{_pct(per_class[worst])} (class {worst})", "")
     table.add_row(
         "Frechet distance",
         f"{report.fd:.2f}",
@@ -61,7 +61,7 @@ def print_report(
     table.add_row(
         "classifier accuracy (real test)",
         _pct(report.classifier_test_accuracy),
-        f">= 99% (trained in {trained_in})",
+        f"the gate's basis (trained in {trained_in})",
     )
     console.print(table)
     if failures:
