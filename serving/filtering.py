@@ -11,19 +11,18 @@ waiting, through the same batcher as every other request.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from models.contract import candidate_latent
 from serving.errors import RequestError
-from serving.generation import Plan
+from serving.generation import INLINE_MAX, Plan
 
-INLINE_ROWS = 64  # more candidate latents than this are drawn in a worker thread
 Render = Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]]  # (z, labels) -> pixels
 Judge = Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]]  # (pixels, labels) -> conf
 
@@ -73,7 +72,7 @@ async def filtered_pixels(
         # event loop when there are many: 60,000 latents take tens of milliseconds.
         rows = int(waiting[-1]) + 1
         draw = functools.partial(candidate_latent, plan.seed, k, rows, latent_dim)
-        z = (draw() if rows <= INLINE_ROWS else await asyncio.to_thread(draw))[waiting]
+        z = (draw() if rows <= INLINE_MAX else await run_in_threadpool(draw))[waiting]
         labels = plan.labels[waiting]
         candidates = await render(z, labels)
         confidence = await judge(candidates, labels)

@@ -24,6 +24,8 @@ from models.contract import (
 from serving.errors import RequestError
 from serving.schemas import BalanceRequest, GenerateRequest
 
+INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
+
 
 class Backend(Protocol):
     """A loaded generator: ``run`` maps z float32[N, latent] (+ labels int64[N]) to

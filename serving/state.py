@@ -15,13 +15,12 @@ from starlette.requests import ClientDisconnect
 from serving.batching import Batcher
 from serving.errors import ClientGone, RequestError
 from serving.filtering import FilterStats, filtered_pixels
-from serving.generation import Plan
+from serving.generation import INLINE_MAX, Plan
 from serving.lifecycle import LoadedModel, ModelManager
 from serving.metrics import ServiceMetrics
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body
 from serving.settings import ServeSettings
 
-INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
 T = TypeVar("T")
 M = TypeVar("M", GenerateRequest, BalanceRequest)
 

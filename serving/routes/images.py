@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from serving import encoding
 from serving.filtering import FilterStats
-from serving.generation import plan_balance, plan_generate
+from serving.generation import INLINE_MAX, plan_balance, plan_generate
 from serving.schemas import BalanceRequest, GenerateRequest, parse_query
-from serving.state import INLINE_MAX, ServiceState, State, json_body, unless_disconnected
+from serving.state import ServiceState, State, json_body, unless_disconnected
 
 router = APIRouter()
 
