@@ -8,9 +8,13 @@ metric between 10,000 training digits and the test digits, the best a generator 
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ from torch import nn
 
 from models.classifier import DigitClassifier
 from models.contract import labels_for_request, to_uint8
+from models.fileio import write_atomic
 from models.netconfig import GANConfig
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation import stats
@@ -38,6 +43,7 @@ from pipeline.evaluation.options import (
     MIN_DIVERSITY_RATIO,
 )
 from pipeline.sampling import generate
+from pipeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ EVAL_SEED = 20_240_601  # latents of the metric samples; fixed so metrics are co
 TSTR_SEED = EVAL_SEED + 1  # train-on-synthetic uses other latents than the metric samples
 REAL_SUBSET_SEED = 0  # which 10,000 training digits make the floor (and the noise on them)
 NOISE_STD = 25.5  # pixel noise of the FD yardstick: 10% of the 0..255 range
+FLOOR_SAMPLES = 10_000  # training digits of the floor and of the yardstick
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ def real_reference(
     classifier: DigitClassifier,
     dataset: ImageDataset,
     device: torch.device | str = "cpu",
-    floor_samples: int = 10_000,
+    floor_samples: int = FLOOR_SAMPLES,
 ) -> RealReference:
     logits, feats = predict(classifier, dataset.test_images, device)
     train_images, _ = dataset.train_subset(floor_samples, seed=REAL_SUBSET_SEED)
@@ -85,6 +92,73 @@ def real_reference(
         fd_noisy=stats.frechet_distance(*stats.gaussian_stats(noisy_feats), mu, sigma),
         inception_score=stats.inception_score(logits),
     )
+
+
+# What a cached reference depends on besides the classifier's weights and the dataset: a change
+# to any of these makes a new cache key.
+REFERENCE_RECIPE = {
+    "format": 1,
+    "floor_samples": FLOOR_SAMPLES,
+    "noise_std": NOISE_STD,
+    "seed": REAL_SUBSET_SEED,
+}
+_STORED = ("test_features", "mu", "sigma", "fd_floor", "fd_noisy", "inception_score")
+
+
+def _weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def reference_cache_path(
+    classifier: DigitClassifier,
+    dataset: ImageDataset,
+    device: torch.device | str = "cpu",
+    cache_dir: Path | None = None,
+) -> Path:
+    """Where the reference of this classifier (by the sha256 of its weights) and dataset is kept."""
+    root = cache_dir if cache_dir is not None else get_settings().cache_dir
+    recipe = dict(REFERENCE_RECIPE, device=torch.device(device).type)
+    recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"{dataset.fingerprint}-{_weights_digest(classifier)}-{recipe_hash}.npz"
+    return root / "references" / name
+
+
+def cached_real_reference(
+    classifier: DigitClassifier,
+    dataset: ImageDataset,
+    device: torch.device | str = "cpu",
+    cache_dir: Path | None = None,
+) -> RealReference:
+    """``real_reference``, kept on disk beside the cached classifiers: its 30,000 classifier passes
+    are most of a short evaluation, and they depend only on the classifier and the dataset."""
+    path = reference_cache_path(classifier, dataset, device, cache_dir)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return RealReference(
+                test_features=stored["test_features"],
+                test_labels=dataset.test_labels,
+                mu=stored["mu"],
+                sigma=stored["sigma"],
+                fd_floor=float(stored["fd_floor"]),
+                fd_noisy=float(stored["fd_noisy"]),
+                inception_score=float(stored["inception_score"]),
+            )
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # any unreadable cache is computed again, whatever broke it
+        log.warning("reference cache %s is unusable (%s); computing it again", path, exc)
+    ref = real_reference(classifier, dataset, device)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: getattr(ref, name) for name in _STORED})
+    try:
+        write_atomic(path, buffer.getvalue())
+    except OSError as exc:  # a read-only or full cache only costs the next evaluation the time
+        log.warning("could not keep the reference in %s (%s)", path, exc)
+    return ref
 
 
 @dataclass(frozen=True)
@@ -171,13 +245,14 @@ def evaluate_generator(
 
     ``classifier`` comes from ``get_classifier`` (loaded or trained with the default recipe when
     omitted); ``reference`` can be passed to reuse real statistics across
-    checkpoints. ``tstr_count=0`` skips train-on-synthetic, the slowest part.
+    checkpoints, and is otherwise read from (or computed into) the reference cache.
+    ``tstr_count=0`` skips train-on-synthetic, the slowest part.
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     model, clf_acc, clf_precision = classifier or get_classifier(dataset, device, progress=progress)
     precision: dict[str, str] = {"classifier": clf_precision}
-    ref = reference or real_reference(model, dataset, device)
+    ref = reference or cached_real_reference(model, dataset, device)
     seconds["classifier_and_reference"] = time.perf_counter() - t
 
     t = time.perf_counter()

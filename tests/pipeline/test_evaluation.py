@@ -19,6 +19,7 @@ from models.netconfig import GANConfig
 from models.networks import build_generator
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation import classifier as clf_mod
+from pipeline.evaluation import metrics as metrics_mod
 from pipeline.evaluation import stats
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
@@ -31,10 +32,12 @@ from pipeline.evaluation.classifier import (
 from pipeline.evaluation.metrics import (
     GeneratorReport,
     RealReference,
+    cached_real_reference,
     evaluate_generator,
     gate_failures,
     gate_thresholds,
     real_reference,
+    reference_cache_path,
     served_images,
     train_on_synthetic,
 )
@@ -187,6 +190,40 @@ def test_corrupt_classifier_cache_is_retrained(mnist: ImageDataset, tmp_path: Pa
     payload = torch.load(path, weights_only=True)
     assert payload["test_accuracy"] == acc and payload["dataset_md5"] == mnist.md5
     assert not list(path.parent.glob("*.part"))  # no temporary file left behind
+
+
+def test_reference_is_cached_per_classifier_and_reloads_exactly(
+    mnist: ImageDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = get_classifier(mnist, recipe=TINY_RECIPE, cache_dir=tmp_path).model
+    computed = cached_real_reference(model, mnist, cache_dir=tmp_path)  # computed, then kept
+    path = reference_cache_path(model, mnist, cache_dir=tmp_path)
+    assert path.is_file() and path.name.startswith(mnist.fingerprint)
+    calls: list[str] = []
+
+    def counted(*args: object, **kwargs: object) -> RealReference:
+        calls.append("computed")
+        return computed
+
+    monkeypatch.setattr(metrics_mod, "real_reference", counted)
+    loaded = cached_real_reference(model, mnist, cache_dir=tmp_path)
+    assert not calls  # loaded, not computed
+    for name in ("test_features", "test_labels", "mu", "sigma"):
+        assert np.array_equal(getattr(loaded, name), getattr(computed, name)), name
+    for name in ("fd_floor", "fd_noisy", "inception_score"):
+        assert getattr(loaded, name) == getattr(computed, name), name
+    # Other weights are another entry; a damaged entry is computed again and replaced.
+    weight = next(model.parameters())
+    kept = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1e-3)
+    assert reference_cache_path(model, mnist, cache_dir=tmp_path) != path
+    with torch.no_grad():
+        weight.copy_(kept)
+    path.write_bytes(b"not an npz file")
+    cached_real_reference(model, mnist, cache_dir=tmp_path)
+    assert calls == ["computed"]
+    assert float(np.load(path)["fd_noisy"]) == computed.fd_noisy
 
 
 # --- metrics of generators ------------------------------------------------------------------
