@@ -31,6 +31,7 @@ from models.contract import MANIFEST_NAME
 from models.fileio import sha256_file, write_atomic
 from models.registry.errors import CacheError, IntegrityError, RegistryError
 from models.registry.manifest import Manifest
+from models.registry.names import check_file_name
 
 log = logging.getLogger("models.registry.cache")
 
@@ -103,15 +104,19 @@ class ModelCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def write_file(self, target: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Write ``chunks`` to ``target``; (hex sha256, size) of what was written.
+    def write_into(self, staging: Path, name: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Write ``chunks`` to the file ``name`` of ``staging``; (hex sha256, size) written.
 
+        ``name`` is checked again here, so whatever a manifest lists, only a new file directly
+        inside the staging directory is created (O_EXCL), never through a link (O_NOFOLLOW).
         Errors of the chunks' source (the store) pass through unchanged; errors writing are
         CacheError."""
+        check_file_name(name)
         digest = hashlib.sha256()
         size = 0
         with self.writing():
-            fh: BinaryIO = open(target, "wb")  # noqa: SIM115 - closed below, its error wrapped
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fh: BinaryIO = os.fdopen(os.open(staging / name, flags, 0o644), "wb")
         try:
             for chunk in chunks:
                 with self.writing():
@@ -137,7 +142,7 @@ class ModelCache:
         with self.staging(version) as staging:
             for name in names:
                 entry = manifest.files[name]
-                actual, size = self.write_file(staging / name, chunks_of(name))
+                actual, size = self.write_into(staging, name, chunks_of(name))
                 if actual != entry.sha256 or size != entry.size:
                     raise IntegrityError(
                         name,

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.registry.errors import RegistryError
-from models.registry.names import check_file_name
+from models.registry.names import check_file_name, is_id
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +41,13 @@ class Manifest(BaseModel):
     code_version: str | None = None  # e.g. git commit, "+dirty" when modified
     library_versions: dict[str, str] = Field(default_factory=dict)  # torch, onnx, onnxruntime...
     extra: dict[str, Any] = Field(default_factory=dict)  # export parity, opset, ...
+
+    @field_validator("model_name", "version")
+    @classmethod
+    def _an_id(cls, value: str) -> str:
+        if not is_id(value):  # it becomes a path, an object key and a response header
+            raise ValueError(f"{value!r} is not a valid name (letters, digits, '.', '_', '-')")
+        return value
 
     @field_validator("created_at")
     @classmethod

@@ -108,7 +108,7 @@ class ModelRegistry:
         return self.store.stat(self.layout.manifest_key(check_version_id(version))) is not None
 
     def _read_manifest(self, version: str) -> tuple[Manifest, bytes]:
-        key = self.layout.manifest_key(version)
+        key = self.layout.manifest_key(check_version_id(version))
         try:
             data, _ = self.store.get_bytes(key)
         except ObjectNotFound:
@@ -167,7 +167,7 @@ class ModelRegistry:
             self.layout.version_of(info.key)
             for info in self.store.list(self.layout.versions_prefix)
         )
-        versions = sorted(version for version, name in keys if name == MANIFEST_NAME)
+        versions = sorted(v for v, name in keys if name == MANIFEST_NAME and is_id(v))
         by_version: dict[str, list[str]] = {}
         for alias, record in self.aliases().items():
             by_version.setdefault(record.version, []).append(alias)
@@ -272,6 +272,10 @@ class ModelRegistry:
     def set_alias(self, alias: str, ref: str) -> AliasRecord:
         """Point ``alias`` at a version (or at what another alias points to)."""
         check_alias(alias)
+        if self.exists(alias):
+            raise InvalidName(
+                f"alias {alias!r} is a version id of {self._where()}: it would hide that version"
+            )
         version = self.resolve(ref)
         record = self._aliases.update(alias, lambda _current: version)
         assert record is not None

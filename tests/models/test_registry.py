@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from models.registry import (
@@ -43,6 +45,12 @@ from models.registry import (
     VersionInUse,
     VersionNotFound,
     sha256_file,
+)
+from models.registry.names import (
+    check_alias,
+    check_file_name,
+    check_model_name,
+    check_version_id,
 )
 from tests.s3_server import S3TestServer, empty_and_remove_bucket
 from tests.support.ports import free_port
@@ -493,6 +501,71 @@ def test_concurrent_alias_moves_never_corrupt_the_alias(
     for (_, before, _), (_, after, previous) in itertools.pairwise(chain):
         assert previous == before != after
     assert chain[-1][1:] == (final.version, final.previous)
+
+
+NAME_CHECKS = (check_model_name, check_version_id, check_alias, check_file_name)
+
+
+@given(st.text(max_size=40), st.sampled_from(NAME_CHECKS))
+def test_an_accepted_name_is_one_plain_path_step_and_nothing_appended_keeps_it_valid(
+    text: str, check: Any
+) -> None:
+    try:
+        check(text)
+    except InvalidName:
+        return
+    assert text and text[0].isascii() and text[0].isalnum()
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in text), repr(text)
+    assert ".." not in text
+    for hostile in (text + "\n", text + "/x", "x/" + text, "/" + text, text + "\x00", "../" + text):
+        with pytest.raises(InvalidName):
+            check(hostile)
+
+
+def test_names_a_writer_slipped_into_the_store_are_never_used(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Objects written straight into the bucket: an alias and a version id with a trailing
+    newline (re.match(...$) used to accept both), an alias naming such a version, and a manifest
+    whose version field is not a valid id."""
+    registry = backend.registry()
+    manifest = _publish(registry, {"samples.png": artifacts["samples.png"]}, "v1")
+    registry.promote("v1")
+    body = manifest.model_dump(mode="json")
+    put = backend.store.put_bytes
+    put(f"{MODEL}/aliases/production\n.json", AliasRecord(version="v1").to_json())
+    put(f"{MODEL}/versions/v1\n/manifest.json", json.dumps(dict(body, version="v1\n")).encode())
+    put(f"{MODEL}/versions/v2/manifest.json", json.dumps(dict(body, version="v2\n")).encode())
+
+    assert [info.version for info in registry.list_versions()] == ["v1"]
+    for ref in ("production\n", "v1\n"):
+        with pytest.raises(InvalidName):
+            registry.resolve(ref)
+        with pytest.raises(InvalidName):
+            registry.pull(ref, tmp_path / "cache")
+    with pytest.raises(InvalidName):
+        registry.get_alias("production\n")
+    with pytest.raises(RegistryError, match="not a valid manifest"):
+        registry.show("v2")
+    assert registry.resolve("production") == "v1"
+    # An alias naming such a version is unreadable: it is reported, to be repaired, not followed.
+    put(f"{MODEL}/aliases/evil.json", json.dumps({"version": "v1\n"}).encode())
+    with pytest.raises(RegistryError, match=r"evil\.json .* not a valid alias"):
+        registry.resolve("evil")
+
+
+def test_an_alias_never_shadows_a_version_id(backend: Backend, artifacts: dict[str, Path]) -> None:
+    registry = backend.registry()
+    for version in ("v1", "v2"):
+        _publish(registry, {"samples.png": artifacts["samples.png"]}, version)
+    registry.promote("v1", alias="stable")
+    before = backend.objects()
+    with pytest.raises(InvalidName, match="is a version id"):
+        registry.promote("v1", alias="v2")
+    with pytest.raises(InvalidName, match="is an alias"):
+        _publish(registry, {"samples.png": artifacts["samples.png"]}, "stable")
+    assert backend.objects() == before
+    assert registry.resolve("v2") == "v2"
 
 
 def test_promote_and_rollback(backend: Backend, artifacts: dict[str, Path]) -> None:
