@@ -25,6 +25,7 @@ TORCHSCRIPT_NAME = "generator.torchscript.pt"  # what the TorchServe handler loa
 CHECKPOINT_NAME = "checkpoint.pt"  # weights, optimiser state, config: resume and re-export
 SAMPLES_NAME = "samples.png"  # a grid, one row per digit, for people
 MANIFEST_NAME = "manifest.json"  # written last: its presence publishes the version
+SIGNATURE_NAME = "manifest.sig"  # the publisher's signature of the manifest, written just before it
 # The evaluation classifier, for filtered answers: pixels uint8[N, 28, 28] -> probabilities
 # float32[N, classes]. Optional: a version published without an evaluation has none.
 CLASSIFIER_NAME = "classifier.onnx"

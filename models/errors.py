@@ -9,7 +9,7 @@ HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) c
     │   ├── InvalidName, StoreError (StoreUnreachable, NotAnS3Server, BadCredentials,
     │   │   BucketMissing), ObjectNotFound, PreconditionFailed, VersionExists,
     │   │   PublishInProgress, VersionNotFound, AliasNotFound, IntegrityError, CacheError,
-    │   │   VersionInUse, ConcurrentUpdate
+    │   │   VersionInUse, ConcurrentUpdate, SignatureError
     ├── UserError                             pipeline/errors.py
     │   ├── DataError                         a dataset file is missing, corrupt or wrong
     │   ├── DataSourceError                   a source cannot deliver the files

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from models.errors import UserFacingError
 from pipeline.cli_experiment import experiment_app
+from pipeline.cli_keys import keys_app
 from pipeline.cli_models import models_app
 from pipeline.cli_retrain import retrain
 from pipeline.cli_train import setup_logging, train
@@ -30,6 +31,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Fetch and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 app.add_typer(experiment_app, name="experiment")
 app.command()(retrain)
 app.command()(train)

@@ -318,7 +318,8 @@ class ModelManager:
         if version is None:
             return f"no version of {self.alias!r} cached in {self.cache.base} to serve meanwhile"
         try:
-            manifest, manifest_bytes = self.cache.cached_manifest(version)
+            # its signature is checked again (with trusted keys), then every file's sha256
+            manifest, manifest_bytes = self.registry.verify_cached(version, self.cache_dir)
             served = manifest.present(self.served_files, self.optional_files)
             if not self.cache.holds(version, manifest_bytes, served):
                 return f"cached version {version} failed verification: not served"

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from models.contract import MANIFEST_NAME
+from models.contract import MANIFEST_NAME, SIGNATURE_NAME
 from models.fileio import sha256_file, write_atomic
 from models.registry.errors import CacheError, IntegrityError, RegistryError
-from models.registry.manifest import Manifest
+from models.registry.manifest import Manifest, StoredManifest
 from models.registry.names import check_file_name
 
 log = logging.getLogger("models.registry.cache")
@@ -78,6 +78,15 @@ class ModelCache:
                 f"version {version} is not in the cache at {self.base}: {exc.strerror}"
             ) from exc
         return Manifest.from_json(data, str(path)), data
+
+    def cached_signature(self, version: str) -> bytes | None:
+        """The signature pulled with a cached version; None when it came unsigned."""
+        try:
+            return (self.path(version) / SIGNATURE_NAME).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(f"cannot read the cached signature of {version}: {exc}") from exc
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -131,8 +140,7 @@ class ModelCache:
     def fill(
         self,
         version: str,
-        manifest: Manifest,
-        manifest_bytes: bytes,
+        stored: StoredManifest,
         names: Collection[str],
         chunks_of: Callable[[str], Iterable[bytes]],
         where: str,
@@ -141,7 +149,7 @@ class ModelCache:
         each against the manifest (IntegrityError naming ``where``), and install the directory."""
         with self.staging(version) as staging:
             for name in names:
-                entry = manifest.files[name]
+                entry = stored.manifest.files[name]
                 actual, size = self.write_into(staging, name, chunks_of(name))
                 if actual != entry.sha256 or size != entry.size:
                     raise IntegrityError(
@@ -152,14 +160,17 @@ class ModelCache:
                         expected_size=entry.size,
                         actual_size=size,
                     )
-            return self.install(staging, version, manifest_bytes, names)
+            return self.install(staging, version, stored, names)
 
     def install(
-        self, staging: Path, version: str, manifest_bytes: bytes, names: Collection[str]
+        self, staging: Path, version: str, stored: StoredManifest, names: Collection[str]
     ) -> Path:
         """Rename the verified staging directory into place, replacing an incomplete one."""
         dest = self.path(version)
+        manifest_bytes = stored.data
         with self.writing():
+            if stored.signature is not None:  # verified again when served from the cache
+                (staging / SIGNATURE_NAME).write_bytes(stored.signature)
             (staging / MANIFEST_NAME).write_bytes(manifest_bytes)  # last: marks it complete
             for _ in range(5):
                 try:

@@ -112,6 +112,11 @@ class AliasNotFound(RegistryError):
     pass
 
 
+class SignatureError(RegistryError):
+    """A version's manifest is unsigned, signed by an untrusted key, or does not match its
+    signature: nothing of the version may be used."""
+
+
 class IntegrityError(RegistryError):
     def __init__(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.contract import MANIFEST_NAME
+from models.contract import MANIFEST_NAME, SIGNATURE_NAME
 
 CLAIM_NAME = ".claim.json"
 
@@ -34,6 +34,9 @@ class Layout:
 
     def manifest_key(self, version: str) -> str:
         return self.file_key(version, MANIFEST_NAME)
+
+    def signature_key(self, version: str) -> str:
+        return self.file_key(version, SIGNATURE_NAME)
 
     def claim_key(self, version: str) -> str:
         return self.file_key(version, CLAIM_NAME)

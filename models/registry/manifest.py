@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -90,3 +90,12 @@ class Manifest(BaseModel):
                 f"{origin} is not a valid manifest ({where}: {first['msg']}); "
                 "the version cannot be used"
             ) from exc
+
+
+class StoredManifest(NamedTuple):
+    """A version's manifest as stored: parsed, its exact bytes, and its signature document (None
+    when unsigned, or not read because nothing verifies it)."""
+
+    manifest: Manifest
+    data: bytes
+    signature: bytes | None

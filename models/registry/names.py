@@ -7,7 +7,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from models.contract import MANIFEST_NAME
+from models.contract import MANIFEST_NAME, SIGNATURE_NAME
 from models.registry.errors import InvalidName
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -49,8 +49,8 @@ def check_alias(alias: str) -> str:
 
 def check_file_name(name: str) -> str:
     _check(FILE_NAME, name, "file name", "use letters, digits, '.', '_', '-', no '/' or '..'")
-    if name == MANIFEST_NAME:
-        raise InvalidName(f"file name {name!r} is reserved for the manifest")
+    if name in (MANIFEST_NAME, SIGNATURE_NAME):
+        raise InvalidName(f"file name {name!r} is reserved for the manifest and its signature")
     return name
 
 

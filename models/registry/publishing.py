@@ -24,6 +24,7 @@ from models.registry.errors import (
 )
 from models.registry.layout import Layout
 from models.registry.manifest import Manifest
+from models.registry.signing import ManifestSigner
 from models.registry.store import ObjectStore
 
 log = logging.getLogger("models.registry")
@@ -43,8 +44,11 @@ def upload_version(
     draft: Manifest,
     paths: Mapping[str, Path],
     on_file_uploaded: Callable[[str, int], None] | None = None,
+    signer: ManifestSigner | None = None,
 ) -> Manifest:
-    """Upload ``paths`` ({name: local file}, hashed into ``draft.files``) and then the manifest.
+    """Upload ``paths`` ({name: local file}, hashed into ``draft.files``) and then the manifest,
+    preceded by its signature when a ``signer`` is given (so a signed version is never visible
+    unsigned).
 
     Raises VersionExists for a taken id and PublishInProgress while another process holds the
     version's claim (or took it over). Returns the manifest as written (``created_at`` = now).
@@ -90,13 +94,17 @@ def upload_version(
                     f"expected {entry.size}: nothing was published, try again"
                 )
         manifest = draft.model_copy(update={"created_at": datetime.now(UTC)})
+        manifest_bytes = manifest.to_json()
+        if signer is not None:
+            uploaded.append(layout.signature_key(version))
+            store.put_bytes(layout.signature_key(version), signer.sign(manifest_bytes))
         try:
             claims.refresh(claim, version)  # fence: still ours right before the manifest
         except PublishInProgress:
             claim_lost = True
             raise
         try:
-            store.put_bytes(manifest_key, manifest.to_json(), if_absent=True)
+            store.put_bytes(manifest_key, manifest_bytes, if_absent=True)
         except PreconditionFailed:
             uploaded.clear()  # the files now belong to whoever wrote that manifest
             raise version_exists(where) from None

@@ -18,6 +18,7 @@ Why each guarantee holds, on both stores (see store.py for the primitives):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -42,7 +43,7 @@ from models.registry.errors import (
     VersionNotFound,
 )
 from models.registry.layout import CLAIM_NAME, Layout
-from models.registry.manifest import FileEntry, Manifest
+from models.registry.manifest import FileEntry, Manifest, StoredManifest
 from models.registry.names import (
     check_alias,
     check_file_name,
@@ -53,6 +54,7 @@ from models.registry.names import (
     new_version_id,
 )
 from models.registry.publishing import upload_version, version_exists
+from models.registry.signing import ManifestSigner, ManifestVerifier
 from models.registry.store import ObjectInfo, ObjectStore
 
 log = logging.getLogger("models.registry")
@@ -80,7 +82,9 @@ class ModelRegistry:
     """Versions and aliases of one model in one store.
 
     ``grace_period_s``: how old the leftovers of an unfinished publish (and a claim) must be
-    before :meth:`cleanup` treats the process that wrote them as dead.
+    before :meth:`cleanup` treats the process that wrote them as dead. ``signer`` signs what
+    this registry publishes; with a ``verifier``, a version is used (shown, resolved, pulled)
+    only when its manifest carries a valid signature by a trusted key (signing.py).
     """
 
     def __init__(
@@ -90,8 +94,13 @@ class ModelRegistry:
         *,
         grace_period_s: float = DEFAULT_GRACE_S,
         cas_attempts: int = 100,
+        signer: ManifestSigner | None = None,
+        verifier: ManifestVerifier | None = None,
     ) -> None:
         self.store = store
+        self.signer = signer
+        self.verifier = verifier
+        self._warned_unverified = False
         self.model = check_model_name(model_name)
         self.grace_period_s = grace_period_s
         self.layout = Layout(self.model)
@@ -107,7 +116,8 @@ class ModelRegistry:
         """A version exists iff its manifest does."""
         return self.store.stat(self.layout.manifest_key(check_version_id(version))) is not None
 
-    def _read_manifest(self, version: str) -> tuple[Manifest, bytes]:
+    def _read_manifest(self, version: str, *, verify: bool = True) -> StoredManifest:
+        """The version's manifest; with a verifier (and ``verify``), only a validly signed one."""
         key = self.layout.manifest_key(check_version_id(version))
         try:
             data, _ = self.store.get_bytes(key)
@@ -116,12 +126,34 @@ class ModelRegistry:
                 f"no version {version} of model {self.model} in {self.store.location} "
                 "(`dcgan models list` shows the versions there are)"
             ) from None
+        signature = None
+        if verify and self.verifier is not None:
+            with contextlib.suppress(ObjectNotFound):
+                signature, _ = self.store.get_bytes(self.layout.signature_key(version))
+            self.verifier.verify(data, signature, self._where(version))
+        elif verify and not self._warned_unverified:
+            self._warned_unverified = True
+            log.warning(
+                "registry.unverified %s: versions are used without checking their signature; "
+                "set DCGAN_REGISTRY_TRUSTED_KEYS to the publisher's public key(s)",
+                self._where(),
+            )
         manifest = Manifest.from_json(data, f"{key} in {self.store.location}")
         if manifest.model_name != self.model or manifest.version != version:
             raise RegistryError(
                 f"{key} in {self.store.location} describes {manifest.model_name} version "
                 f"{manifest.version}: it was copied or edited; the version cannot be used"
             )
+        return StoredManifest(manifest, data, signature)
+
+    def verify_cached(self, version: str, cache_dir: Path | str) -> tuple[Manifest, bytes]:
+        """A cached version's manifest, its signature verified again (with a verifier): what a
+        server may serve from its cache while the registry cannot be asked."""
+        cache = ModelCache(cache_dir, self.model)
+        manifest, data = cache.cached_manifest(check_version_id(version))
+        if self.verifier is not None:
+            origin = f"{version} in the cache at {cache.base}"
+            self.verifier.verify(data, cache.cached_signature(version), origin)
         return manifest, data
 
     def get_alias(self, alias: str) -> AliasRecord:
@@ -159,7 +191,7 @@ class ModelRegistry:
         return ref
 
     def show(self, ref: str) -> Manifest:
-        return self._read_manifest(self.resolve(ref))[0]
+        return self._read_manifest(self.resolve(ref)).manifest
 
     def list_versions(self) -> list[VersionInfo]:
         """Published versions (those with a manifest), oldest first, with metrics and aliases."""
@@ -174,7 +206,7 @@ class ModelRegistry:
 
         def load(version: str) -> VersionInfo | None:
             try:
-                manifest, _ = self._read_manifest(version)
+                manifest = self._read_manifest(version, verify=False).manifest
             except VersionNotFound:  # deleted meanwhile
                 return None
             except RegistryError as exc:
@@ -249,7 +281,7 @@ class ModelRegistry:
             extra=dict(extra or {}),
         )
         manifest = upload_version(
-            self.store, self.layout, self._claims, draft, paths, on_file_uploaded
+            self.store, self.layout, self._claims, draft, paths, on_file_uploaded, self.signer
         )
         if move_latest:
             self._move_latest(version, manifest.created_at)
@@ -260,7 +292,7 @@ class ModelRegistry:
             if current is None or current.version == version:
                 return version
             try:
-                other, _ = self._read_manifest(current.version)
+                other = self._read_manifest(current.version).manifest
             except RegistryError:
                 return version  # points at nothing usable: take it
             return version if other.created_at <= created_at else None
@@ -277,6 +309,8 @@ class ModelRegistry:
                 f"alias {alias!r} is a version id of {self._where()}: it would hide that version"
             )
         version = self.resolve(ref)
+        if self.verifier is not None:
+            self._read_manifest(version)  # never point an alias at a version no server would use
         record = self._aliases.update(alias, lambda _current: version)
         assert record is not None
         return record
@@ -327,7 +361,7 @@ class ModelRegistry:
         always complete. A failure to write the cache is a CacheError.
         """
         version = self.resolve(ref)
-        manifest, manifest_bytes = self._read_manifest(version)
+        manifest, manifest_bytes, signature = self._read_manifest(version)
         names = manifest.select(files, optional, self._where(version))
         cache = ModelCache(cache_dir, self.model)
         if cache.holds(version, manifest_bytes, names):
@@ -345,7 +379,8 @@ class ModelRegistry:
                     "from the store: the version is damaged (or was deleted meanwhile)"
                 ) from None
 
-        dest = cache.fill(version, manifest, manifest_bytes, names, chunks_of, self._where(version))
+        stored = StoredManifest(manifest, manifest_bytes, signature)
+        dest = cache.fill(version, stored, names, chunks_of, self._where(version))
         log.info(
             "registry.pulled model=%s version=%s files=%d dir=%s seconds=%.2f",
             self.model,
@@ -361,7 +396,7 @@ class ModelRegistry:
     def delete(self, version: str) -> None:
         """Delete a version no alias points to (manifest first, so it vanishes at once)."""
         check_version_id(version)
-        self._read_manifest(version)  # VersionNotFound, with a hint
+        self._read_manifest(version, verify=False)  # VersionNotFound, with a hint
         users = [alias for alias, record in self.aliases().items() if record.version == version]
         if users:
             raise VersionInUse(version, users)

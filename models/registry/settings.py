@@ -11,6 +11,7 @@ from models.registry.errors import InvalidName
 from models.registry.local_store import LocalStore
 from models.registry.registry import DEFAULT_GRACE_S, ModelRegistry
 from models.registry.s3_store import S3Store
+from models.registry.signing import ManifestSigner, ManifestVerifier
 from models.s3 import S3Settings
 
 
@@ -23,6 +24,14 @@ class RegistrySettings(BaseSettings):
     create_bucket: bool = True  # on the first publish; False: a missing bucket is an error
     cache_dir: Path = Path("~/.cache/dcgan-mnist/models")
     grace_period_s: float = Field(default=DEFAULT_GRACE_S, ge=0)
+    # Publishers: the Ed25519 private key that signs each published manifest (`dcgan keys
+    # generate`). Consumers: the publishers' public key files, comma-separated (several while a
+    # key is rotated); when set, only versions signed by one of them are used.
+    signing_key: Path | None = None
+    trusted_keys: str = ""
+
+    def trusted_key_files(self) -> list[Path]:
+        return [Path(part.strip()) for part in self.trusted_keys.split(",") if part.strip()]
 
 
 def open_registry(
@@ -34,7 +43,14 @@ def open_registry(
         s3 if settings.uri.startswith("s3://") else None,
         create=settings.create_bucket,
     )
-    return ModelRegistry(store, settings.model_name, grace_period_s=settings.grace_period_s)
+    trusted = settings.trusted_key_files()
+    return ModelRegistry(
+        store,
+        settings.model_name,
+        grace_period_s=settings.grace_period_s,
+        signer=ManifestSigner.from_file(settings.signing_key) if settings.signing_key else None,
+        verifier=ManifestVerifier.from_files(trusted) if trusted else None,
+    )
 
 
 def open_store(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models.registry import LocalStore, ModelRegistry, S3Store
+from models.registry.signing import ManifestVerifier, generate_key_pair
 from tests.s3_server import S3TestServer
 from tests.test_cli import dcgan
 
@@ -54,12 +55,17 @@ def test_flow_publishes_and_promotes_only_through_the_gate(
     if store == "local":
         env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
         registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
-    else:
+    else:  # as deployed: the trainer signs what it publishes, consumers trust its public key
         server: S3TestServer = request.getfixturevalue("s3_server")
         bucket: str = request.getfixturevalue("s3_bucket")
         env.update(server.env())
         env["DCGAN_REGISTRY_URI"] = f"s3://{bucket}"
-        registry = ModelRegistry(S3Store(bucket, server.settings()), "cdcgan-mnist")
+        private, public = generate_key_pair(tmp_path / "keys", "trainer")
+        env["DCGAN_REGISTRY_SIGNING_KEY"] = str(private)
+        verifier = ManifestVerifier.from_files([public])
+        registry = ModelRegistry(
+            S3Store(bucket, server.settings()), "cdcgan-mnist", verifier=verifier
+        )
 
     code, out, err = run_retrain(env, *TINY)
     assert code == 0, err[-3000:]
