@@ -11,8 +11,10 @@ from urllib.parse import urlparse
 import certifi
 import urllib3
 from minio import Minio
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.secrets import check_secret
 
 
 class S3Settings(BaseSettings):
@@ -28,6 +30,15 @@ class S3Settings(BaseSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=60.0, gt=0)  # per socket read, not per transfer
     max_retries: int = Field(default=3, ge=0)  # errors and 500/502/503/504; backoff 0.2 s, x2
+
+    @field_validator("access_key", "secret_key")
+    @classmethod
+    def _real_credential(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # anonymous access, as before
+        # MinIO's own minimums: 3 characters for an access key, 8 for a secret key.
+        minimum = 8 if info.field_name == "secret_key" else 3
+        return check_secret(value, f"DCGAN_S3_{str(info.field_name).upper()}", minimum)
 
     def host_and_secure(self) -> tuple[str, bool]:
         if "://" in self.endpoint:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.contract import PRODUCTION
+from models.secrets import check_secret
 from serving.onnx_backend import Device
 from serving.schemas import Limits
 
@@ -23,7 +24,8 @@ class ServeSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     alias: str = PRODUCTION  # the registry alias this server follows
     poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
-    admin_token: SecretStr | None = None  # required by /admin/*; unset: admin endpoints refuse
+    # Required by /admin/*; unset or empty: the admin endpoints are disabled (they refuse).
+    admin_token: SecretStr | None = None
     # Version directories kept in the model cache (DCGAN_REGISTRY_CACHE_DIR), the served one
     # included; the newest loaded is what a restart serves while the registry is unreachable.
     cache_versions: int = Field(default=3, ge=1)
@@ -63,6 +65,13 @@ class ServeSettings(BaseSettings):
 
     # Images admitted and not yet computed; a request that would pass it gets 503 + Retry-After.
     max_queue_images: int = Field(default=65_536, ge=1)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _real_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # empty means disabled, never "a token that is the empty string"
+        return check_secret(value, "DCGAN_SERVE_ADMIN_TOKEN", min_length=16)
 
     @model_validator(mode="after")
     def _every_allowed_request_fits(self) -> Self:

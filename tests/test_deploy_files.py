@@ -12,14 +12,15 @@ A missing tool fails the test with the install command: it never skips silently.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,8 +191,19 @@ def test_compose_passes_every_setting(compose_model: Any) -> None:
         prefix = str(settings.model_config.get("env_prefix", ""))
         for field in settings.model_fields:
             name = f"{prefix}{field}".upper()
-            if name != "DCGAN_REGISTRY_CACHE_DIR":  # a path of the image, set there
+            if name == "DCGAN_REGISTRY_SIGNING_KEY":  # the trainer's alone
+                assert name not in api_env, "the api must not hold the signing key"
+            elif name != "DCGAN_REGISTRY_CACHE_DIR":  # a path of the image, set there
                 assert name in api_env, f"docker-compose.yml does not pass {name} to the api"
+    services = compose_model("torchserve")["services"]  # every service, the profile's too
+
+    def holding(variable: str) -> set[str]:
+        return {name for name, svc in services.items() if variable in svc.get("environment", {})}
+
+    holders = holding("DCGAN_REGISTRY_SIGNING_KEY")
+    assert holders == {"prefect-worker"}, holders
+    trusting = holding("DCGAN_REGISTRY_TRUSTED_KEYS")
+    assert {"api", "torchserve", "prefect-worker"} <= trusting, trusting
 
 
 def test_env_example_lists_every_setting() -> None:
@@ -222,13 +234,9 @@ def test_committed_secrets_are_placeholders() -> None:
                 assert value.startswith(PLACEHOLDER), (
                     f"{path}: {key} does not look like a placeholder"
                 )
-    for overlay in OVERLAYS:
-        for obj in rendered(overlay):
-            if obj["kind"] == "Secret":
-                data = {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
-                data |= obj.get("stringData", {})
-                for key, value in data.items():
-                    assert value.startswith(PLACEHOLDER), f"Secret {obj['metadata']['name']}: {key}"
+    for overlay in OVERLAYS:  # the shipped overlays hold no Secret at all, not even placeholders
+        kinds = [doc["kind"] for doc in yaml.safe_load_all(shipped(overlay)) if doc]
+        assert "Secret" not in kinds, f"k8s/overlays/{overlay} ships a Secret"
     # No real value written into the compose files either: secrets only by ${VAR:?...}.
     for path in (COMPOSE, COMPOSE_CPU):
         for match in re.finditer(r"^\s*(\w+):\s*(\S.*)$", path.read_text(), re.M):
@@ -258,14 +266,50 @@ def test_no_env_file_is_tracked() -> None:
 # --- kubernetes --------------------------------------------------------------------------------
 
 
+SECRETS_DIR = ROOT / "k8s" / "base" / "secrets"
+# The Secrets a user's overlay makes (the README's recipe), from the templates of SECRETS_DIR.
+USER_SECRETS = {
+    "dcgan-s3-credentials": "s3",
+    "dcgan-admin-token": "admin",
+    "prefect-postgres": "postgres",
+    "dcgan-signing-key": "signing",
+    "dcgan-trusted-keys": "trusted-keys",
+}
+
+
 @functools.cache
-def kustomize(overlay: str) -> str:
+def shipped(overlay: str) -> str:
+    """The overlay as this repository ships it: no Secret values."""
     return _run([kubectl(), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)])
 
 
 @functools.cache
+def kustomize(overlay: str) -> str:
+    """A user's overlay over ``overlay``, as the README shows it: the Secrets made from private
+    env files (the templates with random values)."""
+    home = Path(tempfile.mkdtemp(prefix=f"k8s-user-{overlay}-"))
+    generators = []
+    for name, stem in USER_SECRETS.items():
+        pairs = _env_pairs(SECRETS_DIR / f"{stem}.example.env")
+        (home / f"{stem}.env").write_text(
+            "".join(f"{k}={secrets.token_hex(16)}\n" for k, _ in pairs)
+        )
+        generators.append(
+            {"name": name, "envs": [f"{stem}.env"], "options": {"disableNameSuffixHash": True}}
+        )
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "k8s" / "overlays" / overlay, home)],
+        "secretGenerator": generators,
+    }
+    (home / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return _run([kubectl(), "kustomize", str(home)])
+
+
+@functools.cache
 def rendered(overlay: str) -> list[Obj]:
-    """The overlay's objects (shared between tests: read, never modify)."""
+    """The user's overlay's objects (shared between tests: read, never modify)."""
     return [doc for doc in yaml.safe_load_all(kustomize(overlay)) if doc]
 
 
@@ -565,3 +609,28 @@ def test_prefect_yaml_deployment_contract() -> None:
     (gpu,) = [d for d in deployments if d.get("name") == DEPLOYMENT]
     assert gpu["entrypoint"] == ENTRYPOINT
     assert gpu["work_pool"]["name"] == WORK_POOL
+
+
+def _secret_refs(pod: Obj) -> set[str]:
+    """The Secrets a pod's containers read (env valueFrom and envFrom)."""
+    names: set[str] = set()
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        for var in container.get("env", []):
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                names.add(ref["name"])
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                names.add(source["secretRef"]["name"])
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_training_jobs_hold_the_signing_key_and_the_api_trusts_it(overlay: str) -> None:
+    objs = rendered(overlay)
+    readers = {where: _secret_refs(pod) for where, pod in pod_specs(objs)}
+    holders = {where for where, names in readers.items() if "dcgan-signing-key" in names}
+    assert not holders, f"only flow-run jobs may read the signing key: {holders}"
+    assert "dcgan-trusted-keys" in readers["Deployment/dcgan-api"]
+    job = _secret_refs(flow_run_job(objs)["spec"]["template"]["spec"])
+    assert {"dcgan-signing-key", "dcgan-trusted-keys", "dcgan-s3-credentials"} <= job

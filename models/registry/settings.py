@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry.errors import InvalidName
@@ -24,14 +24,15 @@ class RegistrySettings(BaseSettings):
     create_bucket: bool = True  # on the first publish; False: a missing bucket is an error
     cache_dir: Path = Path("~/.cache/dcgan-mnist/models")
     grace_period_s: float = Field(default=DEFAULT_GRACE_S, ge=0)
-    # Publishers: the Ed25519 private key that signs each published manifest (`dcgan keys
-    # generate`). Consumers: the publishers' public key files, comma-separated (several while a
-    # key is rotated); when set, only versions signed by one of them are used.
-    signing_key: Path | None = None
+    # Publishers: the Ed25519 private key that signs each published manifest; consumers: the
+    # publishers' public keys, comma-separated (several while a key is rotated), and when set,
+    # only versions signed by one of them are used. Each is a PEM file's path or the key's
+    # one-line form, both made by `dcgan keys generate`.
+    signing_key: SecretStr | None = None
     trusted_keys: str = ""
 
-    def trusted_key_files(self) -> list[Path]:
-        return [Path(part.strip()) for part in self.trusted_keys.split(",") if part.strip()]
+    def trusted_key_values(self) -> list[str]:
+        return [part.strip() for part in self.trusted_keys.split(",") if part.strip()]
 
 
 def open_registry(
@@ -43,13 +44,14 @@ def open_registry(
         s3 if settings.uri.startswith("s3://") else None,
         create=settings.create_bucket,
     )
-    trusted = settings.trusted_key_files()
+    trusted = settings.trusted_key_values()
+    key = settings.signing_key.get_secret_value() if settings.signing_key else ""
     return ModelRegistry(
         store,
         settings.model_name,
         grace_period_s=settings.grace_period_s,
-        signer=ManifestSigner.from_file(settings.signing_key) if settings.signing_key else None,
-        verifier=ManifestVerifier.from_files(trusted) if trusted else None,
+        signer=ManifestSigner.from_setting(key) if key else None,
+        verifier=ManifestVerifier.from_setting(trusted) if trusted else None,
     )
 
 

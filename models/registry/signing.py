@@ -8,8 +8,11 @@ uses the manifest or any file it lists; a consumer with none configured uses ver
 and says so once.
 
 Keys are Ed25519 (the ``cryptography`` library): the private key in a PKCS#8 PEM file readable
-by its owner only, the public key in a SubjectPublicKeyInfo PEM file. A key is named by its id,
-the first 16 hex digits of the sha256 of its raw public bytes.
+by its owner only, the public key in a SubjectPublicKeyInfo PEM file. Where a file is awkward to
+hand to a process (a compose ``.env``, a Kubernetes Secret as an environment variable), a setting
+may hold the key itself instead: the base64 of its 32 raw bytes, as ``dcgan keys generate``
+prints it. A key is named by its id, the first 16 hex digits of the sha256 of its raw public
+bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from models.registry.errors import RegistryError, SignatureError
+from models.secrets import is_placeholder
 
 log = logging.getLogger("models.registry.signing")
 
@@ -68,11 +72,41 @@ def generate_key_pair(directory: Path, name: str) -> tuple[Path, Path]:
     return private_path, public_path
 
 
+def raw_base64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The one-line form of a key: base64 of its 32 raw bytes."""
+    if isinstance(key, Ed25519PrivateKey):
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+    else:
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def _inline_raw(value: str, setting: str) -> bytes | None:
+    """The 32 raw key bytes when ``value`` is a key in its one-line form, else None (a path)."""
+    if is_placeholder(value):
+        raise RegistryError(
+            f"{setting} is a placeholder: `dcgan keys generate` makes a key pair and "
+            "`dcgan keys env KEY_FILE` prints both settings"
+        )
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
         return path.expanduser().read_bytes()
     except OSError as exc:
-        raise RegistryError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+        raise RegistryError(
+            f"cannot read the {what} {path}: {exc.strerror} (give a PEM file or the key's "
+            "one-line form from `dcgan keys generate`)"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,14 @@ class ManifestSigner:
     @property
     def key_id(self) -> str:
         return key_id(self.private_key.public_key())
+
+    @classmethod
+    def from_setting(cls, value: str) -> ManifestSigner:
+        """A PEM file's path, or the private key's one-line form."""
+        raw = _inline_raw(value, "DCGAN_REGISTRY_SIGNING_KEY")
+        if raw is not None:
+            return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        return cls.from_file(Path(value))
 
     @classmethod
     def from_file(cls, path: Path) -> ManifestSigner:
@@ -111,6 +153,24 @@ class ManifestVerifier:
     """Verifies manifests against the trusted public keys, by key id."""
 
     keys: dict[str, Ed25519PublicKey]
+
+    @classmethod
+    def from_setting(cls, values: Iterable[str]) -> ManifestVerifier:
+        """Each a PEM file's path or a public key's one-line form."""
+        keys: dict[str, Ed25519PublicKey] = {}
+        paths: list[Path] = []
+        for value in values:
+            raw = _inline_raw(value, "DCGAN_REGISTRY_TRUSTED_KEYS")
+            if raw is None:
+                paths.append(Path(value))
+            else:
+                key = Ed25519PublicKey.from_public_bytes(raw)
+                keys[key_id(key)] = key
+        if paths:
+            keys.update(cls.from_files(paths).keys)
+        if not keys:
+            raise RegistryError("no trusted public key given")
+        return cls(keys)
 
     @classmethod
     def from_files(cls, paths: Iterable[Path]) -> ManifestVerifier:

@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from models.registry.signing import raw_base64
 from pipeline.settings import get_settings
 from tests.compose.images import docker_engine_problem, ensure_images
 from tests.compose.stack import Stack
@@ -56,6 +58,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "DCGAN_SERVE_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
     }
+    signing_key = Ed25519PrivateKey.generate()  # what `dcgan keys env` prints, made in-process
+    secret["DCGAN_REGISTRY_SIGNING_KEY"] = raw_base64(signing_key)
+    secret["DCGAN_REGISTRY_TRUSTED_KEYS"] = raw_base64(signing_key.public_key())
     env_file.write_text("".join(f"{key}={value}\n" for key, value in secret.items()))
     mnist = get_settings().data_dir / "mnist"
     stack = Stack(f"dcgan-test-{secrets.token_hex(3)}", env_file, mnist.resolve())
@@ -106,6 +111,21 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     assert weights == [evaluation_classifier_file.name], cached  # its key matched: no retraining
     assert any(name.endswith(".onnx") for name in cached), cached  # exported for the version
     flow_run_id = retrain.stdout.split(") scheduled")[0].rsplit("(", 1)[1]
+    # The flow run signed it: a pull that trusts only the stack's key verifies and keeps it.
+    pulled = stack.exec(
+        "api",
+        "dcgan",
+        "models",
+        "pull",
+        version,
+        "--file",
+        "generator.onnx",
+        "--cache-dir",
+        "/tmp/pulled",
+    )
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    listed = stack.exec("api", "ls", f"/tmp/pulled/cdcgan-mnist/{version}").stdout.split()
+    assert sorted(listed) == ["generator.onnx", "manifest.json", "manifest.sig"], listed
 
     # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
     ready = _wait_ready(api, version, timeout_s=120)

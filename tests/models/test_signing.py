@@ -14,6 +14,7 @@ from models.registry import ModelRegistry
 from models.registry.errors import SignatureError
 from models.registry.signing import ManifestSigner, ManifestVerifier, generate_key_pair
 from tests.models.conftest import MODEL, Backend, publish
+from tests.test_cli import dcgan
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,26 @@ def test_without_trusted_keys_versions_are_used_and_it_warns_once(
             assert registry.show("v1").version == "v1"
     warnings = [r for r in caplog.records if "registry.unverified" in r.getMessage()]
     assert len(warnings) == 1 and "DCGAN_REGISTRY_TRUSTED_KEYS" in warnings[0].getMessage()
+
+
+def test_the_one_line_forms_of_dcgan_keys_env_are_the_same_keys(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    made = dcgan("keys", "generate", "--out", str(tmp_path / "keys"))
+    assert made.returncode == 0, made.stderr
+    private, public = tmp_path / "keys" / "publisher.key", tmp_path / "keys" / "publisher.pub"
+    printed = dcgan("keys", "env", str(private))
+    assert printed.returncode == 0, printed.stderr
+    env = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    assert set(env) == {"DCGAN_REGISTRY_SIGNING_KEY", "DCGAN_REGISTRY_TRUSTED_KEYS"}
+    # Signed with the one-line private key, verified with the PEM public key, and the reverse.
+    inline_signer = ManifestSigner.from_setting(env["DCGAN_REGISTRY_SIGNING_KEY"])
+    registry = backend.registry(signer=inline_signer)
+    publish(registry, {"samples.png": artifacts["samples.png"]}, "v1")
+    for trusted in ([str(public)], [env["DCGAN_REGISTRY_TRUSTED_KEYS"]]):
+        consumer = backend.registry(verifier=ManifestVerifier.from_setting(trusted))
+        assert consumer.show("v1").version == "v1"
+    assert inline_signer.key_id == ManifestSigner.from_setting(str(private)).key_id
+    for setting in ("change-me-dcgan-keys-env", str(tmp_path / "missing.key")):
+        with pytest.raises(Exception, match=r"placeholder|cannot read"):
+            ManifestSigner.from_setting(setting)

@@ -487,8 +487,8 @@ def test_s3_unreachable_endpoint_fails_fast_and_names_it(dest: Path) -> None:
     settings = S3Settings(
         _env_file=None,  # type: ignore[call-arg]
         endpoint=endpoint,
-        access_key=SecretStr("a"),
-        secret_key=SecretStr("b"),
+        access_key=SecretStr("unused-key"),
+        secret_key=SecretStr("unused-secret-key"),
     )
     started = time.monotonic()
     with pytest.raises(DataSourceError, match=f"cannot reach S3 endpoint {endpoint}"):
@@ -504,8 +504,8 @@ def test_s3_endpoint_that_is_not_s3_is_a_data_source_error(
     settings = S3Settings(
         _env_file=None,  # type: ignore[call-arg]
         endpoint=endpoint,
-        access_key=SecretStr("a"),
-        secret_key=SecretStr("b"),
+        access_key=SecretStr("unused-key"),
+        secret_key=SecretStr("unused-secret-key"),
     )
     with pytest.raises(DataSourceError, match=re.escape(f"{endpoint} did not answer like an S3")):
         fetch_from_s3(MNIST, "s3://bucket/mnist", dest, settings=settings)
@@ -521,8 +521,8 @@ def test_s3_endpoint_that_never_answers_times_out(dest: Path) -> None:
         settings = S3Settings(
             _env_file=None,  # type: ignore[call-arg]
             endpoint=endpoint,
-            access_key=SecretStr("a"),
-            secret_key=SecretStr("b"),
+            access_key=SecretStr("unused-key"),
+            secret_key=SecretStr("unused-secret-key"),
             read_timeout_s=0.3,
             max_retries=1,
         )

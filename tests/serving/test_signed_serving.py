@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from models.registry import LocalStore, ModelRegistry
-from models.registry.signing import ManifestSigner, generate_key_pair
+from models.registry.signing import ManifestSigner, generate_key_pair, raw_base64
 from tests.serving.conftest import MODEL, TOKEN
 from tests.serving.live import dcgan_serve
 from tests.test_cli import dcgan
@@ -27,8 +27,9 @@ def sign_in_place(registry_dir: Path, version: str, private_key: Path) -> None:
 def test_the_server_and_pull_use_only_signed_versions(registry_dir: Path, tmp_path: Path) -> None:
     private, public = generate_key_pair(tmp_path / "keys", "publisher")
     sign_in_place(registry_dir, "v1", private)  # production; v2 stays unsigned
-    trusted = {"DCGAN_REGISTRY_TRUSTED_KEYS": str(public)}
-    with dcgan_serve(registry_dir, tmp_path, env=trusted, admin_token=TOKEN) as server:
+    one_line = raw_base64(ManifestSigner.from_file(private).private_key.public_key())
+    inline = {"DCGAN_REGISTRY_TRUSTED_KEYS": one_line}  # as compose's .env passes it
+    with dcgan_serve(registry_dir, tmp_path, env=inline, admin_token=TOKEN) as server:
         body = {"seed": 1, "batch_size": 2, "format": "npy"}
         assert httpx.post(f"{server.url}/generate", json=body).headers["x-model-version"] == "v1"
         # Someone with write access to the bucket, but not the key, promotes v2.
@@ -43,7 +44,7 @@ def test_the_server_and_pull_use_only_signed_versions(registry_dir: Path, tmp_pa
         ready = httpx.get(f"{server.url}/readyz").json()
         assert ready["version"] == "v1" and "is not signed" in ready["last_error"]
 
-    env = {**trusted, "DCGAN_REGISTRY_URI": str(registry_dir)}
+    env = {"DCGAN_REGISTRY_TRUSTED_KEYS": str(public), "DCGAN_REGISTRY_URI": str(registry_dir)}
     pulled = dcgan("models", "pull", "v1", "--cache-dir", str(tmp_path / "pulled"), env=env)
     assert pulled.returncode == 0, pulled.stderr
     refused_pull = dcgan("models", "pull", "v2", "--cache-dir", str(tmp_path / "pulled"), env=env)

@@ -1,0 +1,100 @@
+"""No placeholder or short secret is accepted: every secret of the example files is refused by the
+component that reads it, an empty admin token disables admin, and DCGAN_INSECURE_DEV=true lets a
+development machine run with them (warning)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from models.s3 import S3Settings
+from models.secrets import PLACEHOLDER_PREFIXES, PLACEHOLDERS
+from serving.settings import ServeSettings
+from tests.test_cli import dcgan
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = [REPO / ".env.example", *sorted((REPO / "k8s/base/secrets").glob("*.example.env"))]
+SECRETS: dict[str, tuple[type[Any], str]] = {
+    "DCGAN_SERVE_ADMIN_TOKEN": (ServeSettings, "admin_token"),
+    "DCGAN_S3_ACCESS_KEY": (S3Settings, "access_key"),
+    "DCGAN_S3_SECRET_KEY": (S3Settings, "secret_key"),
+}
+
+
+def build(variable: str, value: str) -> Any:
+    settings_class, field = SECRETS[variable]
+    return settings_class(_env_file=None, **{field: value})
+
+
+def example_values() -> list[tuple[str, str]]:
+    found = []
+    for path in EXAMPLES:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in SECRETS:
+                found.append((name, value))
+    return found
+
+
+def test_every_secret_of_the_example_files_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DCGAN_INSECURE_DEV", raising=False)
+    values = example_values()
+    assert {name for name, _ in values} == set(SECRETS)  # each example file is covered
+    for name, value in values:
+        with pytest.raises(ValidationError, match=f"{name} is a placeholder"):
+            build(name, value)
+
+
+@given(
+    st.sampled_from(sorted(SECRETS)),
+    st.sampled_from([*PLACEHOLDER_PREFIXES, *sorted(PLACEHOLDERS)]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", max_size=30),
+    st.booleans(),
+)
+def test_placeholders_are_refused_in_any_case_and_with_any_suffix(
+    name: str, placeholder: str, suffix: str, upper: bool
+) -> None:
+    value = placeholder + (suffix if placeholder in PLACEHOLDER_PREFIXES else "")
+    with pytest.raises(ValidationError, match=name):
+        build(name, value.upper() if upper else value)
+
+
+@pytest.mark.parametrize(
+    "name,short", [("DCGAN_SERVE_ADMIN_TOKEN", "x7Kq9" * 3), ("DCGAN_S3_SECRET_KEY", "x7Kq9zz")]
+)
+def test_short_secrets_are_refused_random_ones_accepted(name: str, short: str) -> None:
+    with pytest.raises(ValidationError, match="shorter than"):
+        build(name, short)
+    good = secrets.token_urlsafe(24)
+    _, field = SECRETS[name]
+    assert getattr(build(name, good), field).get_secret_value() == good
+
+
+def test_an_empty_admin_token_disables_admin() -> None:
+    assert ServeSettings(_env_file=None, admin_token="").admin_token is None  # type: ignore[call-arg]
+
+
+def test_insecure_dev_allows_them_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DCGAN_INSECURE_DEV", "true")
+    with caplog.at_level(logging.WARNING, logger="models.secrets"):
+        assert build("DCGAN_SERVE_ADMIN_TOKEN", "change-me-admin-token").admin_token is not None
+    assert "DCGAN_SERVE_ADMIN_TOKEN is a placeholder" in caplog.text
+
+
+def test_the_server_refuses_to_start_with_a_placeholder_token(tmp_path: Path) -> None:
+    started = dcgan(
+        "serve",
+        cwd=tmp_path,
+        env={"DCGAN_SERVE_ADMIN_TOKEN": "change-me-admin-token", "DCGAN_INSECURE_DEV": "false"},
+    )
+    assert started.returncode == 2
+    assert started.stderr.count("\n") == 1 and "DCGAN_SERVE_ADMIN_TOKEN" in started.stderr
