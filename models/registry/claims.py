@@ -4,7 +4,8 @@ works, so two writers never touch one version's files at the same time.
 A claim is created only if absent (``If-None-Match: *`` / ``link()``), refreshed by
 compare-and-swap on its etag (the refresh is also a fence: it fails once someone else took the
 claim over), and removed at the end. A claim left by a killed process is taken over, by
-compare-and-swap so one taker wins, once it has not been refreshed for the grace period.
+compare-and-swap so one taker wins, once it has not been refreshed for its lease (a publish
+refreshes it after every file, so the lease bounds one file's upload, not the whole publish).
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ class Claim:
     token: str
     purpose: str
     etag: str
+    taken_over: bool = False  # from a writer that stopped refreshing it (presumed dead)
 
 
 class Claims:
     """The claims of one model's versions in one store."""
 
-    def __init__(self, store: ObjectStore, layout: Layout, grace_period_s: float) -> None:
+    def __init__(self, store: ObjectStore, layout: Layout, lease_s: float) -> None:
         self.store = store
         self.layout = layout
-        self.grace_period_s = grace_period_s
+        self.lease_s = lease_s
 
     @staticmethod
     def _body(token: str, purpose: str) -> bytes:
@@ -83,7 +85,7 @@ class Claims:
             except (PreconditionFailed, ObjectNotFound):
                 continue
             log.info("registry.claim_taken_over key=%s purpose=%s", key, purpose)
-            return Claim(key, token, purpose, etag)
+            return Claim(key, token, purpose, etag, taken_over=True)
         return None
 
     def refresh(self, claim: Claim, version: str) -> None:
@@ -95,8 +97,8 @@ class Claims:
         except (PreconditionFailed, ObjectNotFound) as exc:
             raise PublishInProgress(
                 f"the {claim.purpose} of {self.layout.where(self.store.location, version)} lost "
-                f"its claim (a cleanup took it over after {self.grace_period_s:.0f} s without "
-                "progress); nothing was published: try again"
+                f"its claim (another writer took it over after {self.lease_s:.0f} s without a "
+                "refresh); nothing was published: try again"
             ) from exc
 
     def release(self, claim: Claim) -> None:

@@ -56,14 +56,16 @@ def upload_version(
     version = draft.version
     where = layout.where(store.location, version)
     manifest_key = layout.manifest_key(version)
-    claim = claims.acquire(version, "publish", stale_after_s=None)
+    # A claim not refreshed for its lease belongs to a publisher that died (a crashed flow
+    # run): it is taken over, so retrying that run publishes without a manual cleanup.
+    claim = claims.acquire(version, "publish", stale_after_s=claims.lease_s)
     if claim is None:
         if store.stat(manifest_key) is not None:
             raise version_exists(where)
         raise PublishInProgress(
-            f"{where} is claimed by {claims.holder(version)}; if that process is gone, `cleanup` "
-            f"frees the id once its leftovers are older than {claims.grace_period_s:.0f} s, or "
-            "publish under another version id"
+            f"{where} is claimed by {claims.holder(version)}; if that process is gone, a "
+            f"publish takes the claim over once it is {claims.lease_s:.0f} s old (try again "
+            "then), or publish under another version id"
         )
     published = claim_lost = False
     uploaded: list[str] = []
@@ -73,6 +75,9 @@ def upload_version(
         # before it released the claim: this check sees it.
         if store.stat(manifest_key) is not None:
             raise version_exists(where)
+        if claim.taken_over:  # what the dead publisher uploaded goes; ours replaces it
+            leftovers = [i.key for i in store.list(layout.version_prefix(version))]
+            store.delete([key for key in leftovers if key != claim.key])
         for name, path in paths.items():
             key = layout.file_key(version, name)
             uploaded.append(key)

@@ -60,6 +60,7 @@ from models.registry.store import ObjectInfo, ObjectStore
 log = logging.getLogger("models.registry")
 
 DEFAULT_GRACE_S = 3600.0
+DEFAULT_LEASE_S = 600.0
 
 
 def _now() -> datetime:
@@ -82,7 +83,9 @@ class ModelRegistry:
     """Versions and aliases of one model in one store.
 
     ``grace_period_s``: how old the leftovers of an unfinished publish (and a claim) must be
-    before :meth:`cleanup` treats the process that wrote them as dead. ``signer`` signs what
+    before :meth:`cleanup` treats the process that wrote them as dead; ``claim_lease_s``: how
+    long a version's claim lives without a refresh before another publish or delete takes it
+    over (claims.py). ``signer`` signs what
     this registry publishes; with a ``verifier``, a version is used (shown, resolved, pulled)
     only when its manifest carries a valid signature by a trusted key (signing.py).
     """
@@ -93,6 +96,7 @@ class ModelRegistry:
         model_name: str,
         *,
         grace_period_s: float = DEFAULT_GRACE_S,
+        claim_lease_s: float = DEFAULT_LEASE_S,
         cas_attempts: int = 100,
         signer: ManifestSigner | None = None,
         verifier: ManifestVerifier | None = None,
@@ -104,7 +108,7 @@ class ModelRegistry:
         self.model = check_model_name(model_name)
         self.grace_period_s = grace_period_s
         self.layout = Layout(self.model)
-        self._claims = Claims(store, self.layout, grace_period_s)
+        self._claims = Claims(store, self.layout, claim_lease_s)
         self._aliases = Aliases(store, self.layout, cas_attempts)
 
     def _where(self, version: str | None = None) -> str:
@@ -400,7 +404,7 @@ class ModelRegistry:
         users = [alias for alias, record in self.aliases().items() if record.version == version]
         if users:
             raise VersionInUse(version, users)
-        claim = self._claims.acquire(version, "delete", stale_after_s=self.grace_period_s)
+        claim = self._claims.acquire(version, "delete", stale_after_s=self._claims.lease_s)
         if claim is None:
             raise PublishInProgress(
                 f"{self._where(version)} is claimed by {self._claims.holder(version)}: try again"

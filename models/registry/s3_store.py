@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
+import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +35,7 @@ from models.registry.store import CHUNK, JSON, OCTETS, ObjectInfo, ObjectStore, 
 from models.s3 import S3Settings, make_client
 
 _CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
+_log = logging.getLogger("models.registry")
 
 
 @contextlib.contextmanager
@@ -81,7 +85,9 @@ class S3Store(ObjectStore):
     Conditional writes use the ``If-None-Match`` / ``If-Match`` PUT preconditions (AWS S3 since
     2024, MinIO, SeaweedFS). minio-py 7.2 has no public argument for them (``put_object`` turns
     unknown headers into ``x-amz-meta-*``), so the single-part ``Minio._put_object`` is used for
-    these small objects; see :meth:`_conditional_put`.
+    these small objects; see :meth:`_conditional_put`. Everything the registry guarantees rests
+    on them, so before the first write a store checks that the server honours both
+    (:meth:`_check_conditional_writes`) and refuses to write where it does not.
     """
 
     def __init__(
@@ -113,6 +119,10 @@ class S3Store(ObjectStore):
         self.location = f"s3://{bucket}/{self.prefix} at {self.endpoint}"
         self._bucket_ok = False
         self._bucket_lock = threading.Lock()
+        self._conditions_ok = False
+        # Conditional PUTs are never retried by the HTTP layer: after a lost answer the retry
+        # would fail its own condition. _conditional_put retries, checking first what landed.
+        self._unretried = client or make_client(self.settings.model_copy(update={"max_retries": 0}))
 
     # -- plumbing
 
@@ -161,15 +171,89 @@ class S3Store(ObjectStore):
         return url
 
     def _conditional_put(self, name: str, data: bytes, headers: dict[str, Any]) -> str:
-        # Private SDK method on purpose: it signs and sends the headers as given, retries like
-        # every other call, and raises S3Error with the server's code (PreconditionFailed).
-        result = self.client._put_object(self.bucket, name, data, headers)
-        return str(result.etag or "")
+        """One conditional PUT, retried only after checking whether the last try landed.
+
+        The private SDK method on purpose: it signs and sends the headers as given and raises
+        S3Error with the server's code (PreconditionFailed). When an answer is lost (a dropped
+        connection, a 5xx) the write may have happened: the object is read back, and if it holds
+        exactly ``data`` (every body the registry writes is unique: tokens, timestamps) the write
+        was ours and succeeded; only otherwise is the PUT sent again.
+        """
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                result = self._unretried._put_object(self.bucket, name, data, headers)
+                return str(result.etag or "")
+            except S3Error as exc:
+                if exc.code != "PreconditionFailed" or attempt == 0:
+                    raise
+                landed = self._holds(name, data)  # our earlier try may have made it fail
+                if landed is None:
+                    raise
+                return landed
+            except (ServerError, OSError, urllib3.exceptions.HTTPError):
+                if attempt == self.settings.max_retries:
+                    raise
+                landed = self._holds(name, data)
+                if landed is not None:
+                    log_retry = "registry.conditional_put_landed key=%s attempt=%d"
+                    _log.info(log_retry, name, attempt + 1)
+                    return landed
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _holds(self, name: str, data: bytes) -> str | None:
+        """The etag of ``name`` when it holds exactly ``data``; None when absent or other."""
+        try:
+            response = self.client.get_object(self.bucket, name)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NotFound"):
+                return None
+            raise
+        try:
+            same = response.read() == data
+            etag = str(response.headers.get("etag", "")).strip('"')
+        finally:
+            response.close()
+            response.release_conn()
+        return etag if same else None
+
+    def _check_conditional_writes(self) -> None:
+        """Refuse to write to a server that ignores If-None-Match or If-Match: there, a second
+        publish of an id would overwrite a version and concurrent alias moves would be lost."""
+        if self._conditions_ok:
+            return
+        key = f".dcgan-write-check/{secrets.token_hex(8)}"
+        name = self._name(key)
+        ignored: list[str] = []
+        try:
+            with self._errors(key):
+                etag = self._conditional_put(name, b"1", {"If-None-Match": "*"})
+            for header, value in (("If-None-Match", "*"), ("If-Match", '"0123456789abcdef"')):
+                try:
+                    with self._errors(key):
+                        self._conditional_put(name, b"2", {header: value})
+                    ignored.append(header)
+                except PreconditionFailed:
+                    pass
+            with self._errors(key):
+                self._conditional_put(name, b"3", {"If-Match": f'"{etag}"'})
+        finally:
+            with contextlib.suppress(StoreError):
+                self.delete([key])
+        if ignored:
+            raise StoreError(
+                f"S3 at {self.endpoint} ignores {' and '.join(ignored)} on PUT, so versions could "
+                "be overwritten and alias moves lost: nothing is written there. Use a server "
+                "that honours conditional writes (AWS S3, MinIO and SeaweedFS do)"
+            )
+        self._conditions_ok = True
 
     # -- interface
 
     def ensure_ready(self, *, for_write: bool) -> None:
         self._ensure_bucket(create=for_write)
+        if for_write:
+            self._check_conditional_writes()
 
     def put_file(self, key: str, path: Path, content_type: str = OCTETS) -> None:
         self._ensure_bucket(create=True)
@@ -195,6 +279,7 @@ class S3Store(ObjectStore):
                     self.bucket, name, io.BytesIO(data), len(data), content_type
                 )
                 return str(result.etag or "")
+            self._check_conditional_writes()
             headers: dict[str, Any] = {"Content-Type": content_type}
             if if_absent:
                 headers["If-None-Match"] = "*"

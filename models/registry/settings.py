@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry.errors import InvalidName
 from models.registry.local_store import LocalStore
-from models.registry.registry import DEFAULT_GRACE_S, ModelRegistry
+from models.registry.registry import DEFAULT_GRACE_S, DEFAULT_LEASE_S, ModelRegistry
 from models.registry.s3_store import S3Store
 from models.registry.signing import ManifestSigner, ManifestVerifier
 from models.s3 import S3Settings
@@ -24,6 +24,9 @@ class RegistrySettings(BaseSettings):
     create_bucket: bool = True  # on the first publish; False: a missing bucket is an error
     cache_dir: Path = Path("~/.cache/dcgan-mnist/models")
     grace_period_s: float = Field(default=DEFAULT_GRACE_S, ge=0)
+    # A version's claim not refreshed for this long (a publisher killed mid-upload) is taken
+    # over by the next publish of that id; it must exceed the longest single file upload.
+    claim_lease_s: float = Field(default=DEFAULT_LEASE_S, gt=0)
     # Publishers: the Ed25519 private key that signs each published manifest; consumers: the
     # publishers' public keys, comma-separated (several while a key is rotated), and when set,
     # only versions signed by one of them are used. Each is a PEM file's path or the key's
@@ -50,6 +53,7 @@ def open_registry(
         store,
         settings.model_name,
         grace_period_s=settings.grace_period_s,
+        claim_lease_s=settings.claim_lease_s,
         signer=ManifestSigner.from_setting(key) if key else None,
         verifier=ManifestVerifier.from_setting(trusted) if trusted else None,
     )

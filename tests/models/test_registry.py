@@ -360,6 +360,39 @@ def test_publish_killed_between_uploads_leaves_no_version(backend: Backend, tmp_
     assert [r.version for r in registry.list_versions()] == ["v9"]
 
 
+def test_a_retried_publish_takes_over_a_dead_publishers_expired_claim(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A crashed flow run retried under its id: no manual cleanup once the claim's lease ran out."""
+    files = {
+        "checkpoint.pt": _write(tmp_path / "big" / "checkpoint.pt", 256 * KiB, 7),
+        "generator.onnx": _write(tmp_path / "big" / "generator.onnx", 256 * KiB, 8),
+    }
+    child = _child(
+        backend, mode="publish", version="v9", files={k: str(v) for k, v in files.items()}
+    )
+    try:
+        assert _read_line(child, 30).startswith("uploaded checkpoint.pt")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+        assert child.stdout is not None
+        child.stdout.close()
+    leftovers = {key for key in backend.objects() if "/versions/v9/" in key}
+    assert f"{MODEL}/versions/v9/checkpoint.pt" in leftovers and len(leftovers) >= 2
+    live = backend.registry(claim_lease_s=3600)
+    with pytest.raises(PublishInProgress, match="takes the claim over once it is 3600 s old"):
+        live.publish({"generator.onnx": files["generator.onnx"]}, version="v9")
+    time.sleep(1.5)  # the claim is last written at least 1.5 s ago: past a 1 s lease
+    retried = backend.registry(claim_lease_s=1)
+    retried.publish({"generator.onnx": files["generator.onnx"]}, version="v9")
+    after = {key for key in backend.objects() if "/versions/v9/" in key}
+    # the dead publisher's checkpoint is gone: the version is exactly what the retry published
+    assert after == {f"{MODEL}/versions/v9/generator.onnx", f"{MODEL}/versions/v9/manifest.json"}
+    assert set(retried.show("v9").files) == {"generator.onnx"}
+
+
 # --- aliases --------------------------------------------------------------------------------------
 
 
