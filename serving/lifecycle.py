@@ -226,9 +226,10 @@ class ModelManager:
     def require(self) -> LoadedModel:
         model = self.current
         if model is None:
+            # Public answers name no internal endpoint: why is on /readyz and in the logs.
             raise NotReady(
-                f"no model loaded yet ({self.last_error or 'starting'}); "
-                f"retry once a version is promoted to {self.alias!r}"
+                f"no model loaded yet: retry once a version of alias {self.alias!r} is loaded "
+                "(operators: /readyz says why)"
             )
         return model
 

@@ -114,9 +114,24 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
         },
         **_errors(400, 408, 409, 413, 415, 422, 503),
     }
+    public_model = {
+        "type": "object",
+        "required": ["model", "version", "alias", "signature", "metrics"],
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "alias": {"type": "string"},
+            "signature": {"type": "object", "description": "The generator's input contract"},
+            "metrics": {"type": "object", "description": "The version's evaluation"},
+        },
+    }
     paths["/models"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": {"type": "object"}}}, "The loaded version and manifest"),
+        "200": _ok({JSON: {"schema": public_model}}, "The served version, its contract, metrics"),
         **_errors(503),
+    }
+    paths["/admin/model"]["get"]["responses"] = {
+        "200": _ok({JSON: {"schema": {"type": "object"}}}, "Manifest, backend, limits, source"),
+        **_errors(401, 403, 503),
     }
     paths["/healthz"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "The process answers")

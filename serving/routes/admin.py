@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from serving.errors import RequestError
 from serving.http_errors import error_response
 from serving.lifecycle import FailureKind, classify
+from serving.routes.operations import model_details
 from serving.state import ServiceState, State
 
 # /admin/reload: a refused version or an alias with nothing to load is the caller's to fix (409);
@@ -47,6 +48,11 @@ def require_admin(state: State, credentials: Credentials) -> ServiceState:
 
 Admin = Annotated[ServiceState, Depends(require_admin)]
 router = APIRouter()
+
+
+@router.get("/admin/model", summary="The loaded model in full: manifest, backend, limits (token)")
+async def model(state: Admin) -> dict[str, Any]:
+    return model_details(state)
 
 
 @router.post("/admin/reload", summary="Re-read the alias now and swap if it moved (token)")

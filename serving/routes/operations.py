@@ -12,18 +12,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serving.batching import Batcher
 from serving.gallery import gallery_html
 from serving.lifecycle import LoadedModel
-from serving.state import State
+from serving.state import ServiceState, State
 
 router = APIRouter()
 
 
-@router.get("/models", summary="The loaded model version and its manifest")
+@router.get("/models", summary="The served model: name, version, signature and metrics")
 async def models(state: State) -> dict[str, Any]:
+    """Public (the Ingress exposes it): what a client needs to reproduce and judge an answer,
+    nothing about the deployment (the full manifest and backend are on /admin/model)."""
     model = state.manager.require()
     return {
         "model": model.name,
         "version": model.version,
         "alias": state.manager.alias,
+        "signature": model.manifest.signature,
+        "metrics": model.manifest.metrics,
+    }
+
+
+def model_details(state: ServiceState) -> dict[str, Any]:
+    """Everything about the loaded model, for operators (GET /admin/model)."""
+    model = state.manager.require()
+    return {
+        "model": model.name,
+        "version": model.version,
+        "alias": state.manager.alias,
+        "source": model.source,
         "loaded_at": model.loaded_at.isoformat(),
         "backend": _describe_backend(model, state.batcher),
         "limits": vars(state.limits),

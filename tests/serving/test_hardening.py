@@ -176,6 +176,8 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     assert balance["examples"]
     reload = paths["/admin/reload"]["post"]
     assert reload["security"] == [{"adminToken": []}]
+    assert paths["/admin/model"]["get"]["security"] == [{"adminToken": []}]
+    assert set(paths["/admin/model"]["get"]["responses"]) == {"200", "401", "403", "503"}
     assert set(reload["responses"]) == {"200", "401", "403", "409", "503"}
     assert spec["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
 

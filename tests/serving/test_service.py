@@ -135,10 +135,15 @@ def test_balance_fills_every_class_up_to_the_target(url: str, reference: Referen
 
 def test_models_health_gallery_docs_and_metrics(url: str) -> None:
     info = httpx.get(f"{url}/models").json()
+    # Public: what a client needs, nothing about the deployment (files, config, backend).
+    assert set(info) == {"model", "version", "alias", "signature", "metrics"}
     assert info["version"] == "v1" and info["alias"] == "production"
-    assert info["manifest"]["signature"]["latent_dim"] == 100
-    assert set(info["manifest"]["files"]) >= {"generator.onnx", "generator.torchscript.pt"}
-    assert info["backend"]["providers"] == ["CPUExecutionProvider"]
+    assert info["signature"]["latent_dim"] == 100 and isinstance(info["metrics"], dict)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{url}/admin/model").status_code == 401
+    details = httpx.get(f"{url}/admin/model", headers=auth).json()
+    assert set(details["manifest"]["files"]) >= {"generator.onnx", "generator.torchscript.pt"}
+    assert details["backend"]["providers"] == ["CPUExecutionProvider"]
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{url}/readyz").json()["version"] == "v1"
     page = httpx.get(f"{url}/")
@@ -425,6 +430,7 @@ def test_not_ready_until_a_production_model_exists(
         early = post(base, "/generate", {"batch_size": 1})
         assert early.status_code == 503 and early.headers["retry-after"] == "1"
         assert "no model loaded yet" in early.json()["detail"]
+        assert "production.json" not in early.json()["detail"]  # the why stays internal
         assert httpx.get(f"{base}/healthz").status_code == 200
         registry.promote("v2")
         wait_ready(base, version="v2")
