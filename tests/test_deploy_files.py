@@ -634,3 +634,105 @@ def test_only_training_jobs_hold_the_signing_key_and_the_api_trusts_it(overlay: 
     assert "dcgan-trusted-keys" in readers["Deployment/dcgan-api"]
     job = _secret_refs(flow_run_job(objs)["spec"]["template"]["spec"])
     assert {"dcgan-signing-key", "dcgan-trusted-keys", "dcgan-s3-credentials"} <= job
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_deployment_cannot_choose_the_flow_runs_image_or_command(overlay: str) -> None:
+    """Job variables are the deployment's to set: the image and the command are not among them
+    (else whoever may create a deployment could run any image with the jobs' secrets)."""
+    template = job_template(rendered(overlay))
+    assert not {"image", "command"} & set(template["variables"]["properties"])
+    rendered_text = json.dumps(template["job_configuration"])
+    assert "{{ image }}" not in rendered_text and "{{ command }}" not in rendered_text
+    (container,) = flow_run_job(rendered(overlay))["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("dcgan-mnist/trainer:")
+    assert container["args"] == ["prefect", "flow-run", "execute"]
+
+
+def _selects(selector: Obj, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) against pod labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression  # the only operator used here
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _peer_matches(peers: list[Obj] | None, labels: dict[str, str]) -> bool:
+    """A rule's from/to list (absent: anyone) against a pod of this namespace."""
+    if peers is None:
+        return True
+    return any(
+        "podSelector" in peer
+        and "namespaceSelector" not in peer
+        and _selects(peer["podSelector"], labels)
+        for peer in peers
+    )
+
+
+def _ports_match(ports: list[Obj] | None, port: int) -> bool:
+    return ports is None or any(p.get("port") == port for p in ports)
+
+
+def _allowed(policies: list[Obj], src: dict[str, str], dst: dict[str, str], port: int) -> bool:
+    """Whether the policies let pod ``src`` open a TCP connection to pod ``dst`` on ``port``."""
+
+    def direction(kind: str, pod: dict[str, str], peer: dict[str, str], key: str) -> bool:
+        chosen = [
+            p["spec"]
+            for p in policies
+            if kind in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], pod)
+        ]
+        if not chosen:
+            return True  # not isolated in this direction
+        return any(
+            _peer_matches(rule.get(key), peer) and _ports_match(rule.get("ports"), port)
+            for spec in chosen
+            for rule in spec.get(kind.lower(), [])
+        )
+
+    return direction("Egress", src, dst, "to") and direction("Ingress", dst, src, "from")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_allow_exactly_the_stacks_conversations(overlay: str) -> None:
+    objs = rendered(overlay)
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    pods = {where.split("/")[1]: pod for where, pod in pod_specs(objs)}
+    labels = {
+        name: find(objs, kind, name)["spec"]["template"]["metadata"]["labels"]
+        for kind, name in [
+            ("Deployment", "dcgan-api"),
+            ("Deployment", "prefect-server"),
+            ("Deployment", "prefect-worker"),
+            ("StatefulSet", "minio"),
+            ("StatefulSet", "postgres"),
+            ("Job", "minio-init"),
+            ("Job", "prefect-register"),
+        ]
+        if name in pods
+    }
+    labels["flow-run"] = flow_run_job(objs)["spec"]["template"]["metadata"]["labels"]
+    needed = [
+        ("dcgan-api", "minio", 9000),
+        ("flow-run", "minio", 9000),
+        ("flow-run", "prefect-server", 4200),
+        ("prefect-worker", "prefect-server", 4200),
+        ("prefect-register", "prefect-server", 4200),
+        ("minio-init", "minio", 9000),
+        ("prefect-server", "postgres", 5432),
+    ]
+    for src, dst, port in needed:
+        assert _allowed(policies, labels[src], labels[dst], port), f"{src} -> {dst}:{port}"
+    forbidden = [
+        ("dcgan-api", "postgres", 5432),
+        ("dcgan-api", "prefect-server", 4200),
+        ("flow-run", "postgres", 5432),
+        ("minio-init", "prefect-server", 4200),
+        ("prefect-worker", "minio", 9000),
+        ("minio", "postgres", 5432),
+    ]
+    for src, dst, port in forbidden:
+        assert not _allowed(policies, labels[src], labels[dst], port), f"{src} -> {dst}:{port}"
