@@ -41,7 +41,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 OVERLAYS = ("cpu", "gpu")
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
-SECRET_NAME = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN|AUTH_STRING)", re.IGNORECASE)
 PLACEHOLDER = "change-me"
 # The contract with prefect.yaml and `dcgan retrain`: flow train-dcgan, deployment gpu, pool gpu.
 WORK_POOL, DEPLOYMENT, ENTRYPOINT = "gpu", "gpu", "pipeline/flow.py:train_dcgan"
@@ -274,6 +274,7 @@ USER_SECRETS = {
     "prefect-postgres": "postgres",
     "dcgan-signing-key": "signing",
     "dcgan-trusted-keys": "trusted-keys",
+    "prefect-auth": "prefect-auth",
 }
 
 
@@ -736,3 +737,23 @@ def test_network_policies_allow_exactly_the_stacks_conversations(overlay: str) -
     ]
     for src, dst, port in forbidden:
         assert not _allowed(policies, labels[src], labels[dst], port), f"{src} -> {dst}:{port}"
+
+
+def _env_names(pod: Obj) -> set[str]:
+    return {var["name"] for c in pod["containers"] for var in c.get("env", [])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_prefect_api_asks_for_basic_auth_and_every_client_sends_it(
+    overlay: str, compose_model: Any
+) -> None:
+    objs = rendered(overlay)
+    pods = dict(pod_specs(objs))
+    assert "PREFECT_SERVER_API_AUTH_STRING" in _env_names(pods["Deployment/prefect-server"])
+    for client in ("Deployment/prefect-worker", "Job/prefect-register"):
+        assert "PREFECT_API_AUTH_STRING" in _env_names(pods[client]), client
+    job = flow_run_job(objs)["spec"]["template"]["spec"]
+    assert "prefect-auth" in _secret_refs(job)
+    services = compose_model("gpu")["services"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" in services["prefect-server"]["environment"]
+    assert "PREFECT_API_AUTH_STRING" in services["prefect-worker"]["environment"]

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,10 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models.registry import ModelRegistry, S3Store
+from models.registry.signing import ManifestVerifier, raw_base64
 from tests.s3_server import S3TestServer, empty_and_remove_bucket
 from tests.support.ports import free_port
 
@@ -86,6 +89,8 @@ def test_retrain_through_prefect_server_worker_and_serve(
 ) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DCGAN_"))}
     port = free_port()
+    auth = f"dcgan:{secrets.token_urlsafe(18)}"  # the Prefect API's basic auth, as deployed
+    signing_key = Ed25519PrivateKey.generate()  # the trainer signs, the API trusts
     env = {
         **base,
         **s3_server.env(),
@@ -95,7 +100,11 @@ def test_retrain_through_prefect_server_worker_and_serve(
         "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
         "DCGAN_REGISTRY_URI": "s3://models",
         "DCGAN_REGISTRY_CACHE_DIR": str(tmp_path / "model-cache"),
+        "PREFECT_SERVER_API_AUTH_STRING": auth,
+        "PREFECT_API_AUTH_STRING": auth,
+        "DCGAN_REGISTRY_TRUSTED_KEYS": raw_base64(signing_key.public_key()),
     }
+    trainer_env = {**env, "DCGAN_REGISTRY_SIGNING_KEY": raw_base64(signing_key)}
     client = s3_server.client()
     try:
         # The stack's one-shot init: buckets, and MNIST into s3://datasets/mnist/.
@@ -106,6 +115,11 @@ def test_retrain_through_prefect_server_worker_and_serve(
         server_cmd += ["--port", str(port)]
         with background(server_cmd, env, tmp_path / "server.log"):
             wait_http(f"http://127.0.0.1:{port}/api/health", 120, tmp_path / "server.log")
+            anonymous = {k: v for k, v in env.items() if k != "PREFECT_API_AUTH_STRING"}
+            refused = subprocess.run(
+                [_exe("prefect"), "work-pool", "ls"], env=anonymous, capture_output=True, text=True
+            )
+            assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr
             run([_exe("prefect"), "work-pool", "create", "gpu", "--type", "process"], env)
 
             # prefect.yaml as shipped, pulled from this checkout instead of the image's /app.
@@ -124,7 +138,7 @@ def test_retrain_through_prefect_server_worker_and_serve(
             api = f"http://127.0.0.1:{api_port}"
             worker_cmd = [_exe("prefect"), "worker", "start", "--pool", "gpu", "--type", "process"]
             with (
-                background(worker_cmd, env, tmp_path / "worker.log"),
+                background(worker_cmd, trainer_env, tmp_path / "worker.log"),
                 background([_exe("dcgan"), "serve"], api_env, tmp_path / "api.log"),
             ):
                 wait_http(f"{api}/healthz", 60, tmp_path / "api.log")
@@ -142,7 +156,10 @@ def test_retrain_through_prefect_server_worker_and_serve(
                 assert f"http://127.0.0.1:{port}/runs/flow-run/" in done.stdout
                 assert "Completed: published and promoted run-" in done.stdout, done.stdout
 
-                registry = ModelRegistry(S3Store("models", s3_server.settings()), "cdcgan-mnist")
+                verifier = ManifestVerifier.from_setting([env["DCGAN_REGISTRY_TRUSTED_KEYS"]])
+                registry = ModelRegistry(
+                    S3Store("models", s3_server.settings()), "cdcgan-mnist", verifier=verifier
+                )
                 version = registry.get_alias("production").version
                 manifest = registry.show(version)
                 assert manifest.training_config["data"] == "s3://datasets/mnist"

@@ -49,6 +49,14 @@ class Stack:
         head = [compose_binary(), "--project-name", self.project, "--env-file", str(self.env_file)]
         return [*head, "--profile", "torchserve", *files, *args]
 
+    def env_value(self, name: str) -> str:
+        """A value of the stack's env file (its secrets, for a test's own requests)."""
+        for line in self.env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == name:
+                return value
+        raise KeyError(name)
+
     def call(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args),

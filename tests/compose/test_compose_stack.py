@@ -57,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "DCGAN_S3_SECRET_KEY": secrets.token_urlsafe(24),
         "DCGAN_SERVE_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        "PREFECT_API_AUTH_STRING": f"dcgan:{secrets.token_urlsafe(18)}",
     }
     signing_key = Ed25519PrivateKey.generate()  # what `dcgan keys env` prints, made in-process
     secret["DCGAN_REGISTRY_SIGNING_KEY"] = raw_base64(signing_key)
@@ -158,7 +159,11 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     again = httpx.post(f"{api}/generate", json=REQUEST, timeout=60)
     assert again.content == answer.content
     prefect = stack.url("prefect-server", 4200)
-    flow_run = httpx.get(f"{prefect}/api/flow_runs/{flow_run_id}", timeout=30)
+    assert httpx.get(f"{prefect}/api/flow_runs/{flow_run_id}", timeout=30).status_code == 401
+    user, _, password = stack.env_value("PREFECT_API_AUTH_STRING").partition(":")
+    flow_run = httpx.get(
+        f"{prefect}/api/flow_runs/{flow_run_id}", auth=(user, password), timeout=30
+    )
     assert flow_run.status_code == 200, flow_run.text
     assert flow_run.json()["state"]["type"] == "COMPLETED"
 
