@@ -135,13 +135,6 @@ class ModelRegistry:
             with contextlib.suppress(ObjectNotFound):
                 signature, _ = self.store.get_bytes(self.layout.signature_key(version))
             self.verifier.verify(data, signature, self._where(version))
-        elif verify and not self._warned_unverified:
-            self._warned_unverified = True
-            log.warning(
-                "registry.unverified %s: versions are used without checking their signature; "
-                "set DCGAN_REGISTRY_TRUSTED_KEYS to the publisher's public key(s)",
-                self._where(),
-            )
         manifest = Manifest.from_json(data, f"{key} in {self.store.location}")
         if manifest.model_name != self.model or manifest.version != version:
             raise RegistryError(
@@ -149,6 +142,16 @@ class ModelRegistry:
                 f"{manifest.version}: it was copied or edited; the version cannot be used"
             )
         return StoredManifest(manifest, data, signature)
+
+    def _warn_unverified(self) -> None:
+        """Once per registry, when a version's files are used without a verifier."""
+        if self.verifier is None and not self._warned_unverified:
+            self._warned_unverified = True
+            log.warning(
+                "registry.unverified %s: versions are used without checking their signature; "
+                "set DCGAN_REGISTRY_TRUSTED_KEYS to the publisher's public key(s)",
+                self._where(),
+            )
 
     def verify_cached(self, version: str, cache_dir: Path | str) -> tuple[Manifest, bytes]:
         """A cached version's manifest, its signature verified again (with a verifier): what a
@@ -371,6 +374,7 @@ class ModelRegistry:
         if cache.holds(version, manifest_bytes, names):
             log.info("registry.pull_cached model=%s version=%s", self.model, version)
             cache.touch(version)
+            self._warn_unverified()
             return cache.path(version)
         started = time.monotonic()
 
@@ -393,6 +397,7 @@ class ModelRegistry:
             dest,
             time.monotonic() - started,
         )
+        self._warn_unverified()
         return dest
 
     # -- deleting and cleaning up -----------------------------------------------------------------

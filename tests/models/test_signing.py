@@ -110,13 +110,15 @@ def test_a_cached_copy_is_verified_again(
 
 
 def test_without_trusted_keys_versions_are_used_and_it_warns_once(
-    backend: Backend, artifacts: dict[str, Path], caplog: pytest.LogCaptureFixture
+    backend: Backend, artifacts: dict[str, Path], caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     registry = signing(backend, None)
     publish(registry, {"samples.png": artifacts["samples.png"]}, "v1")
     with caplog.at_level(logging.WARNING, logger="models.registry"):
+        assert registry.show("v1").version == "v1"  # reading is not using: no warning yet
+        assert "registry.unverified" not in caplog.text
         for _ in range(3):
-            assert registry.show("v1").version == "v1"
+            assert registry.pull("v1", tmp_path / "cache").is_dir()
     warnings = [r for r in caplog.records if "registry.unverified" in r.getMessage()]
     assert len(warnings) == 1 and "DCGAN_REGISTRY_TRUSTED_KEYS" in warnings[0].getMessage()
 
