@@ -60,10 +60,28 @@ def filtering_registry(
     mnist: ImageDataset,
     evaluation_classifier_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
 ) -> Path:
     """The published registry plus v3: evaluated, so published with its classifier; production.
-    Copy it before changing it."""
-    root = tmp_path_factory.mktemp("filtering")
+    Copy it before changing it. Built once per test run: under pytest-xdist the first worker
+    builds it in the run's shared temporary directory, the other waits and uses it."""
+    if worker_id == "master":  # no xdist: this process alone
+        return _build_filtering_registry(
+            tmp_path_factory.mktemp("filtering"), published_registry, mnist
+        )
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "filtering-registry"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "complete").exists():
+            _build_filtering_registry(shared, published_registry, mnist)
+            (shared / "complete").touch()
+    return shared / "registry"
+
+
+def _build_filtering_registry(root: Path, published_registry: Path, mnist: ImageDataset) -> Path:
+    shutil.rmtree(root, ignore_errors=True)  # what an interrupted build left
+    root.mkdir(parents=True)
     shutil.copytree(published_registry, root / "registry")
     run = root / "run"
     cfg = TrainConfig(limit=6000, epochs=2, batch_size=64, g_width=16, d_width=16, seed=3)
