@@ -368,10 +368,10 @@ class ModelRegistry:
         always complete. A failure to write the cache is a CacheError.
         """
         version = self.resolve(ref)
-        manifest, manifest_bytes, signature = self._read_manifest(version)
-        names = manifest.select(files, optional, self._where(version))
+        stored = self._read_manifest(version)
+        names = stored.manifest.select(files, optional, self._where(version))
         cache = ModelCache(cache_dir, self.model)
-        if cache.holds(version, manifest_bytes, names):
+        if cache.holds(version, stored.data, names):
             log.info("registry.pull_cached model=%s version=%s", self.model, version)
             cache.touch(version)
             self._warn_unverified()
@@ -387,7 +387,6 @@ class ModelRegistry:
                     "from the store: the version is damaged (or was deleted meanwhile)"
                 ) from None
 
-        stored = StoredManifest(manifest, manifest_bytes, signature)
         dest = cache.fill(version, stored, names, chunks_of, self._where(version))
         log.info(
             "registry.pulled model=%s version=%s files=%d dir=%s seconds=%.2f",

@@ -170,7 +170,7 @@ class S3Store(ObjectStore):
             )
         return url
 
-    def _conditional_put(self, name: str, data: bytes, headers: dict[str, Any]) -> str:
+    def _conditional_put(self, key: str, data: bytes, headers: dict[str, Any]) -> str:
         """One conditional PUT, retried only after checking whether the last try landed.
 
         The private SDK method on purpose: it signs and sends the headers as given and raises
@@ -179,6 +179,7 @@ class S3Store(ObjectStore):
         exactly ``data`` (every body the registry writes is unique: tokens, timestamps) the write
         was ours and succeeded; only otherwise is the PUT sent again.
         """
+        name = self._name(key)
         for attempt in range(self.settings.max_retries + 1):
             try:
                 result = self._unretried._put_object(self.bucket, name, data, headers)
@@ -186,14 +187,14 @@ class S3Store(ObjectStore):
             except S3Error as exc:
                 if exc.code != "PreconditionFailed" or attempt == 0:
                     raise
-                landed = self._holds(name, data)  # our earlier try may have made it fail
+                landed = self._holds(key, data)  # our earlier try may have made it fail
                 if landed is None:
                     raise
                 return landed
             except (ServerError, OSError, urllib3.exceptions.HTTPError):
                 if attempt == self.settings.max_retries:
                     raise
-                landed = self._holds(name, data)
+                landed = self._holds(key, data)
                 if landed is not None:
                     log_retry = "registry.conditional_put_landed key=%s attempt=%d"
                     _log.info(log_retry, name, attempt + 1)
@@ -201,21 +202,13 @@ class S3Store(ObjectStore):
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _holds(self, name: str, data: bytes) -> str | None:
-        """The etag of ``name`` when it holds exactly ``data``; None when absent or other."""
+    def _holds(self, key: str, data: bytes) -> str | None:
+        """The etag of ``key`` when it holds exactly ``data``; None when absent or other."""
         try:
-            response = self.client.get_object(self.bucket, name)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NotFound"):
-                return None
-            raise
-        try:
-            same = response.read() == data
-            etag = str(response.headers.get("etag", "")).strip('"')
-        finally:
-            response.close()
-            response.release_conn()
-        return etag if same else None
+            stored, etag = self.get_bytes(key)
+        except ObjectNotFound:
+            return None
+        return etag if stored == data else None
 
     def _check_conditional_writes(self) -> None:
         """Refuse to write to a server that ignores If-None-Match or If-Match: there, a second
@@ -223,20 +216,19 @@ class S3Store(ObjectStore):
         if self._conditions_ok:
             return
         key = f".dcgan-write-check/{secrets.token_hex(8)}"
-        name = self._name(key)
         ignored: list[str] = []
         try:
             with self._errors(key):
-                etag = self._conditional_put(name, b"1", {"If-None-Match": "*"})
+                etag = self._conditional_put(key, b"1", {"If-None-Match": "*"})
             for header, value in (("If-None-Match", "*"), ("If-Match", '"0123456789abcdef"')):
                 try:
                     with self._errors(key):
-                        self._conditional_put(name, b"2", {header: value})
+                        self._conditional_put(key, b"2", {header: value})
                     ignored.append(header)
                 except PreconditionFailed:
                     pass
             with self._errors(key):
-                self._conditional_put(name, b"3", {"If-Match": f'"{etag}"'})
+                self._conditional_put(key, b"3", {"If-Match": f'"{etag}"'})
         finally:
             with contextlib.suppress(StoreError):
                 self.delete([key])
@@ -285,7 +277,7 @@ class S3Store(ObjectStore):
                 headers["If-None-Match"] = "*"
             if if_match is not None:
                 headers["If-Match"] = f'"{if_match}"'
-            return self._conditional_put(name, data, headers)
+            return self._conditional_put(key, data, headers)
 
     def get_bytes(self, key: str) -> tuple[bytes, str]:
         self._ensure_bucket(create=False)
