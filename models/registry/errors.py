@@ -66,14 +66,19 @@ class NotAnS3Server(StoreUnreachable):
 
 
 class BadCredentials(StoreError):
-    def __init__(self, endpoint: str, code: str) -> None:
+    def __init__(self, endpoint: str, code: str, *, writing: bool = False) -> None:
         self.endpoint = endpoint
         self.code = code
-        hint = (
-            "the credentials are wrong or lack permission for this bucket"
-            if code == "AccessDenied"
-            else "the access key or secret key is wrong"
-        )
+        if code != "AccessDenied":
+            hint = "the access key or secret key is wrong"
+        elif writing:
+            # Servers hold a read-only credential on purpose (least privilege).
+            hint = (
+                "this credential may not write to this bucket (a server's read-only one?): "
+                "publishing, promoting and deleting need the publisher's credential"
+            )
+        else:
+            hint = "the credentials are wrong or lack permission for this bucket"
         super().__init__(
             f"S3 at {endpoint} refused the credentials ({code}): {hint}; "
             "check DCGAN_S3_ACCESS_KEY and DCGAN_S3_SECRET_KEY"

@@ -46,11 +46,13 @@ def s3_errors(
     key: str | None = None,
     bucket_missing: Callable[[], StoreError],
     max_retries: int,
+    writing: bool = False,
 ) -> Iterator[None]:
     """Turn minio SDK and network failures into registry errors that say what to do.
 
     ``key``: the object the call is about (its absence is ObjectNotFound, a failed condition
-    PreconditionFailed); ``bucket_missing`` builds the error for a missing bucket.
+    PreconditionFailed); ``bucket_missing`` builds the error for a missing bucket; ``writing``:
+    the call changes the bucket (a refusal then points at a read-only credential).
     """
     try:
         yield
@@ -63,7 +65,7 @@ def s3_errors(
         if code == "PreconditionFailed" and key is not None:
             raise PreconditionFailed(key, location) from exc
         if code in _CREDENTIAL_CODES:
-            raise BadCredentials(endpoint, code) from exc
+            raise BadCredentials(endpoint, code, writing=writing) from exc
         raise StoreError(f"S3 at {endpoint} failed: {code}: {exc.message}") from exc
     except ServerError as exc:  # a 5xx without an S3 error body, after the retries
         raise StoreError(
@@ -126,13 +128,16 @@ class S3Store(ObjectStore):
 
     # -- plumbing
 
-    def _errors(self, key: str | None = None) -> contextlib.AbstractContextManager[None]:
+    def _errors(
+        self, key: str | None = None, *, writing: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
         return s3_errors(
             self.endpoint,
             self.location,
             key=key,
             bucket_missing=self._bucket_missing,
             max_retries=self.settings.max_retries,
+            writing=writing,
         )
 
     def _bucket_missing(self) -> BucketMissing:
@@ -146,7 +151,7 @@ class S3Store(ObjectStore):
     def _ensure_bucket(self, create: bool) -> None:
         if self._bucket_ok:
             return
-        with self._bucket_lock, self._errors():
+        with self._bucket_lock, self._errors(writing=create):
             if self._bucket_ok:
                 return
             if not self.client.bucket_exists(self.bucket):
@@ -218,7 +223,7 @@ class S3Store(ObjectStore):
         key = f".dcgan-write-check/{secrets.token_hex(8)}"
         ignored: list[str] = []
         try:
-            with self._errors(key):
+            with self._errors(key, writing=True):
                 etag = self._conditional_put(key, b"1", {"If-None-Match": "*"})
             for header, value in (("If-None-Match", "*"), ("If-Match", '"0123456789abcdef"')):
                 try:
@@ -251,7 +256,7 @@ class S3Store(ObjectStore):
         self._ensure_bucket(create=True)
         size = path.stat().st_size
         # Opening happens outside _errors, so a missing local file stays an OSError.
-        with open(path, "rb") as fh, self._errors(key):
+        with open(path, "rb") as fh, self._errors(key, writing=True):
             self.client.put_object(self.bucket, self._name(key), fh, size, content_type)
 
     def put_bytes(
@@ -265,7 +270,7 @@ class S3Store(ObjectStore):
     ) -> str:
         self._ensure_bucket(create=True)
         name = self._name(key)
-        with self._errors(key):
+        with self._errors(key, writing=True):
             if not if_absent and if_match is None:
                 result = self.client.put_object(
                     self.bucket, name, io.BytesIO(data), len(data), content_type
@@ -326,11 +331,13 @@ class S3Store(ObjectStore):
         if not doomed:
             return
         self._ensure_bucket(create=False)
-        with self._errors():
+        with self._errors(writing=True):
             errors = list(self.client.remove_objects(self.bucket, doomed))
         failed = [e for e in errors if e.code not in ("NoSuchKey", "NotFound")]
         if failed:
             first = failed[0]
+            if first.code in _CREDENTIAL_CODES:
+                raise BadCredentials(self.endpoint, first.code, writing=True)
             raise StoreError(
                 f"S3 at {self.endpoint} did not delete {len(failed)} object(s), e.g. "
                 f"{first.name}: {first.code}: {first.message}"

@@ -65,12 +65,13 @@ def proxy(s3_server: S3TestServer) -> Iterator[TcpProxy]:
 
 
 def proxied_registry(s3_server: S3TestServer, proxy: TcpProxy, bucket: str) -> ModelRegistry:
-    s3 = s3_server.settings(endpoint=proxy.endpoint, max_retries=0, connect_timeout_s=2)
+    # The server's own credential is read-only, as in the stack (least privilege).
+    s3 = s3_server.settings("reader", endpoint=proxy.endpoint, max_retries=0, connect_timeout_s=2)
     return ModelRegistry(S3Store(bucket, s3), MODEL)
 
 
 def direct_registry(s3_server: S3TestServer, bucket: str) -> ModelRegistry:
-    return ModelRegistry(S3Store(bucket, s3_server.settings()), MODEL)
+    return ModelRegistry(S3Store(bucket, s3_server.settings("publisher")), MODEL)
 
 
 def test_a_registry_outage_never_stops_serving(
