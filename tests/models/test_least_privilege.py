@@ -6,6 +6,7 @@ everything a publisher does."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_the_read_only_credential_serves_but_cannot_change_anything(
     assert [info.version for info in reader.list_versions()] == ["v1", "v2", "v3"]
     before = objects(s3_server, s3_bucket)
 
-    attempts = {
+    attempts: dict[str, Callable[[], object]] = {
         "publish": lambda: publish(reader, {"samples.png": artifacts["samples.png"]}, "v4"),
         "promote": lambda: reader.promote("v3"),
         "delete": lambda: reader.delete("v2"),
