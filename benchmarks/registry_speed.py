@@ -67,6 +67,7 @@ from pipeline.publish import code_version, publish_run, read_evaluation
 from tests.s3_server import (
     PORT_TAKEN_MARKERS,
     START_ATTEMPTS,
+    Credential,
     S3TestServer,
     _ServerExited,
     _start_weed,
@@ -98,15 +99,14 @@ def seaweedfs() -> Iterator[RunningServer]:
     Started like the ``s3_server`` test fixture: new ports when one was taken meanwhile.
     """
     weed = find_weed()
-    access_key = "bench" + secrets.token_hex(8)
-    secret_key = secrets.token_urlsafe(30)
+    admin = Credential.generate("bench")
     root = Path(tempfile.mkdtemp(prefix="bench-seaweedfs-"))
     sockets = Path(tempfile.mkdtemp(prefix="weed-"))
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             attempt_root = root / f"attempt{attempt}"
             try:
-                process, server = _start_weed(weed, attempt_root, sockets, access_key, secret_key)
+                process, server = _start_weed(weed, attempt_root, sockets, admin, {})
                 break
             except _ServerExited as exc:
                 log_tail = _tail(attempt_root / "weed.log", 25)

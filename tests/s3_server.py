@@ -305,12 +305,12 @@ def _start_weed(
 ) -> tuple[subprocess.Popen[bytes], S3TestServer]:
     """Start ``weed mini`` once; return the process and the server once it answers S3 requests."""
     ports = pick_ports()
-    identities_path = root / "identities.json"
-    _write_identities(identities_path, admin, identities)
     data_dir = root / "data"
     home = root / "home"
     data_dir.mkdir(parents=True, exist_ok=True)
     home.mkdir(exist_ok=True)
+    identities_path = root / "identities.json"
+    _write_identities(identities_path, admin, identities)
     log_path = root / "weed.log"
     command = [
         weed,
