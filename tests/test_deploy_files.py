@@ -159,7 +159,8 @@ def test_compose_services(compose_model: Any) -> None:
     api = services["api"]
     # /readyz is 503 until a model exists: the container health must be liveness only.
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
-    assert api["depends_on"]["minio"]["condition"] == "service_healthy"
+    # Its read-only MinIO user exists once minio-init is done.
+    assert api["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     worker = services["prefect-worker"]
     assert worker["depends_on"]["prefect-server"]["condition"] == "service_healthy"
     script = " ".join(worker["command"])
@@ -167,6 +168,23 @@ def test_compose_services(compose_model: Any) -> None:
     for name in ("prefect-worker", "api"):
         (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+
+
+def test_compose_gives_each_component_only_its_own_s3_credential(compose_model: Any) -> None:
+    example = dict(_env_pairs(ENV_EXAMPLE))
+    holders: dict[str, set[str]] = {}
+    for name, svc in compose_model("gpu")["services"].items():
+        values = set((svc.get("environment") or {}).values())
+        for setting in ("MINIO_ROOT_PASSWORD", "DCGAN_S3_SECRET_KEY", "DCGAN_S3_READER_SECRET_KEY"):
+            if example[setting] in values:
+                holders.setdefault(setting, set()).add(name)
+    assert holders == {
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+        "DCGAN_S3_SECRET_KEY": {"minio-init", "prefect-worker"},
+        "DCGAN_S3_READER_SECRET_KEY": {"minio-init", "api"},
+    }
+    api = compose_model("gpu")["services"]["api"]["environment"]
+    assert api["DCGAN_S3_SECRET_KEY"] == example["DCGAN_S3_READER_SECRET_KEY"]
 
 
 def test_compose_cpu_variant_has_no_gpu(compose_model: Any) -> None:
@@ -269,7 +287,9 @@ def test_no_env_file_is_tracked() -> None:
 SECRETS_DIR = ROOT / "k8s" / "base" / "secrets"
 # The Secrets a user's overlay makes (the README's recipe), from the templates of SECRETS_DIR.
 USER_SECRETS = {
-    "dcgan-s3-credentials": "s3",
+    "minio-root": "minio-root",
+    "dcgan-s3-publisher": "s3-publisher",
+    "dcgan-s3-reader": "s3-reader",
     "dcgan-admin-token": "admin",
     "prefect-postgres": "postgres",
     "dcgan-signing-key": "signing",
@@ -634,7 +654,33 @@ def test_only_training_jobs_hold_the_signing_key_and_the_api_trusts_it(overlay: 
     assert not holders, f"only flow-run jobs may read the signing key: {holders}"
     assert "dcgan-trusted-keys" in readers["Deployment/dcgan-api"]
     job = _secret_refs(flow_run_job(objs)["spec"]["template"]["spec"])
-    assert {"dcgan-signing-key", "dcgan-trusted-keys", "dcgan-s3-credentials"} <= job
+    assert {"dcgan-signing-key", "dcgan-trusted-keys", "dcgan-s3-publisher"} <= job
+
+
+# Least privilege: who may hold each S3 credential (the flow-run Job is "job").
+S3_CREDENTIAL_HOLDERS = {
+    "minio-root": {"StatefulSet/minio", "Job/minio-init"},
+    "dcgan-s3-publisher": {"Job/minio-init", "job"},
+    "dcgan-s3-reader": {"Job/minio-init", "Deployment/dcgan-api"},
+}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_component_holds_only_its_own_s3_credential(overlay: str) -> None:
+    objs = rendered(overlay)
+    readers = {where: _secret_refs(pod) for where, pod in pod_specs(objs)}
+    readers["job"] = _secret_refs(flow_run_job(objs)["spec"]["template"]["spec"])
+    for secret, allowed in S3_CREDENTIAL_HOLDERS.items():
+        holders = {where for where, names in readers.items() if secret in names}
+        assert holders == allowed, (secret, holders)
+
+
+def test_the_readme_overlay_makes_every_secret_the_base_refers_to() -> None:
+    readme = (ROOT / "README.md").read_text()
+    made = set(re.findall(r"- \{name: ([a-z0-9-]+), envs: \[([a-z0-9-]+)\.env\]", readme))
+    assert made == set(USER_SECRETS.items())
+    referred = set().union(*(_secret_refs(pod) for _, pod in pod_specs(rendered("cpu"))))
+    assert referred <= set(USER_SECRETS), referred - set(USER_SECRETS)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
