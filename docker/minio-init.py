@@ -11,8 +11,9 @@ needs (least privilege):
 - the **reader** (DCGAN_INIT_READER_ACCESS_KEY/_SECRET_KEY; the API and TorchServe): read and list
   `models`, nothing else.
 
-Without those variables (another S3 server, whose identities are set up its own way) no user is
-made. MNIST is downloaded (public mirrors, md5-verified by `load_dataset`) and uploaded to
+Without those variables no user is made: another S3 server sets up its identities its own way,
+and docker-compose.yml does not pass them yet (its test's MinIO stand-in, SeaweedFS, has no MinIO
+admin API; k8s/base does). MNIST is downloaded (public mirrors, md5-verified by `load_dataset`) and uploaded to
 s3://datasets/mnist/ only when one of its four files is missing there; the download lands in
 DCGAN_DATA_DIR/mnist.
 """

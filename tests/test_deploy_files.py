@@ -159,8 +159,7 @@ def test_compose_services(compose_model: Any) -> None:
     api = services["api"]
     # /readyz is 503 until a model exists: the container health must be liveness only.
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
-    # Its read-only MinIO user exists once minio-init is done.
-    assert api["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert api["depends_on"]["minio"]["condition"] == "service_healthy"
     worker = services["prefect-worker"]
     assert worker["depends_on"]["prefect-server"]["condition"] == "service_healthy"
     script = " ".join(worker["command"])
@@ -168,23 +167,6 @@ def test_compose_services(compose_model: Any) -> None:
     for name in ("prefect-worker", "api"):
         (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
-
-
-def test_compose_gives_each_component_only_its_own_s3_credential(compose_model: Any) -> None:
-    example = dict(_env_pairs(ENV_EXAMPLE))
-    holders: dict[str, set[str]] = {}
-    for name, svc in compose_model("gpu")["services"].items():
-        values = set((svc.get("environment") or {}).values())
-        for setting in ("MINIO_ROOT_PASSWORD", "DCGAN_S3_SECRET_KEY", "DCGAN_S3_READER_SECRET_KEY"):
-            if example[setting] in values:
-                holders.setdefault(setting, set()).add(name)
-    assert holders == {
-        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
-        "DCGAN_S3_SECRET_KEY": {"minio-init", "prefect-worker"},
-        "DCGAN_S3_READER_SECRET_KEY": {"minio-init", "api"},
-    }
-    api = compose_model("gpu")["services"]["api"]["environment"]
-    assert api["DCGAN_S3_SECRET_KEY"] == example["DCGAN_S3_READER_SECRET_KEY"]
 
 
 def test_compose_cpu_variant_has_no_gpu(compose_model: Any) -> None:
