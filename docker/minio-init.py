@@ -13,9 +13,9 @@ needs (least privilege):
 
 Without those variables no user is made: another S3 server sets up its identities its own way,
 and docker-compose.yml does not pass them yet (its test's MinIO stand-in, SeaweedFS, has no MinIO
-admin API; k8s/base does). MNIST is downloaded (public mirrors, md5-verified by `load_dataset`) and uploaded to
-s3://datasets/mnist/ only when one of its four files is missing there; the download lands in
-DCGAN_DATA_DIR/mnist.
+admin API; k8s/base does). MNIST is downloaded (public mirrors, md5-verified by `load_dataset`)
+and uploaded to s3://datasets/mnist/ only when one of its four files is missing there; the
+download lands in DCGAN_DATA_DIR/mnist.
 """
 
 from __future__ import annotations
@@ -119,11 +119,12 @@ def provision_users(s3: S3Settings, users: dict[str, tuple[str, str]]) -> None:
     root = s3.access_key.get_secret_value() if s3.access_key else ""
     if root in {access for access, _ in users.values()}:
         raise ValueError("a component's access key equals MinIO's root user: give it its own")
+    host, secure = s3.host_and_secure()  # DCGAN_S3_ENDPOINT may be a URL, as for make_client
     admin = MinioAdmin(
-        endpoint=s3.endpoint,
+        endpoint=host,
         credentials=StaticProvider(root, s3.secret_key.get_secret_value() if s3.secret_key else ""),
         region=s3.region or "",
-        secure=s3.secure,
+        secure=secure,
     )
     for policy, (access_key, secret_key) in users.items():
         admin.policy_add(policy, policy=POLICIES[policy])
