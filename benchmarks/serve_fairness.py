@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def balance_with_small_requests(url: str, images: int, gap_s: float) -> dict[str
     ):
         thread.start()
         time.sleep(0.2)  # the large request is queued first
-        sent = []
+        sent: list[Future[None]] = []
         # At least one, even where the large request was answered within the head start (a
         # fast machine, a smoke-sized request): a result without a small request says nothing.
         while thread.is_alive() or not sent:
