@@ -30,8 +30,7 @@ from minio.minioadmin import MinioAdmin
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.s3 import S3Settings, make_client
-from models.secrets import check_secret
+from models.s3 import S3Settings, check_s3_key, make_client
 from pipeline.data.catalog import get_spec
 from pipeline.data.idx import find_file
 from pipeline.data.loading import load_dataset
@@ -93,8 +92,7 @@ class UserSettings(BaseSettings):
     def _not_placeholder(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
         if value is None:
             return None
-        minimum = 8 if str(info.field_name).endswith("secret_key") else 3
-        return check_secret(value, f"DCGAN_INIT_{str(info.field_name).upper()}", minimum)
+        return check_s3_key(value, f"DCGAN_INIT_{str(info.field_name).upper()}")
 
     def users(self) -> dict[str, tuple[str, str]]:
         """Policy name -> (access key, secret key) of each user to make; ValueError if half set."""

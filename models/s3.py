@@ -17,6 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.secrets import check_secret
 
 
+def check_s3_key(value: SecretStr, setting: str) -> SecretStr:
+    """An S3 access or secret key (by ``setting``'s name), refused when a placeholder or
+    shorter than MinIO's own minimums: 3 characters for an access key, 8 for a secret key."""
+    return check_secret(value, setting, 8 if setting.endswith("SECRET_KEY") else 3)
+
+
 class S3Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DCGAN_S3_", env_file=".env", extra="ignore")
 
@@ -36,9 +42,7 @@ class S3Settings(BaseSettings):
     def _real_credential(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None  # anonymous access, as before
-        # MinIO's own minimums: 3 characters for an access key, 8 for a secret key.
-        minimum = 8 if info.field_name == "secret_key" else 3
-        return check_secret(value, f"DCGAN_S3_{str(info.field_name).upper()}", minimum)
+        return check_s3_key(value, f"DCGAN_S3_{str(info.field_name).upper()}")
 
     def host_and_secure(self) -> tuple[str, bool]:
         if "://" in self.endpoint:
