@@ -11,19 +11,24 @@ needs (least privilege):
 - the **reader** (DCGAN_INIT_READER_ACCESS_KEY/_SECRET_KEY; the API and TorchServe): read and list
   `models`, nothing else.
 
-Without those variables no user is made: another S3 server sets up its identities its own way,
-and docker-compose.yml does not pass them yet (its test's MinIO stand-in, SeaweedFS, has no MinIO
-admin API; k8s/base does). MNIST is downloaded (public mirrors, md5-verified by `load_dataset`)
-and uploaded to s3://datasets/mnist/ only when one of its four files is missing there; the
-download lands in DCGAN_DATA_DIR/mnist.
+Then each user's rights are tried (:data:`ACCESS_CHECKS`): what it needs must work and what it must
+not do must be refused, or minio-init fails. On an S3 server without MinIO's admin API the users
+are not made (that server's identities are set up its own way) but are checked all the same.
+Without those variables no user is made or checked. MNIST is downloaded (public mirrors,
+md5-verified by `load_dataset`) and uploaded to s3://datasets/mnist/ only when one of its four
+files is missing there; the download lands in DCGAN_DATA_DIR/mnist.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import secrets
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from minio import Minio
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException, S3Error
 from minio.minioadmin import MinioAdmin
@@ -112,18 +117,30 @@ class UserSettings(BaseSettings):
         return users
 
 
-def provision_users(s3: S3Settings, users: dict[str, tuple[str, str]]) -> None:
-    """Create or update each user and give it exactly its policy (MinIO admin API)."""
-    root = s3.access_key.get_secret_value() if s3.access_key else ""
-    if root in {access for access, _ in users.values()}:
-        raise ValueError("a component's access key equals MinIO's root user: give it its own")
+def admin_client(s3: S3Settings) -> MinioAdmin | None:
+    """A MinIO admin client with the root credential, or None where the server has no MinIO
+    admin API (SeaweedFS answers 404; it would take a later admin PUT for an object upload)."""
     host, secure = s3.host_and_secure()  # DCGAN_S3_ENDPOINT may be a URL, as for make_client
     admin = MinioAdmin(
         endpoint=host,
-        credentials=StaticProvider(root, s3.secret_key.get_secret_value() if s3.secret_key else ""),
+        credentials=StaticProvider(
+            s3.access_key.get_secret_value() if s3.access_key else "",
+            s3.secret_key.get_secret_value() if s3.secret_key else "",
+        ),
         region=s3.region or "",
         secure=secure,
     )
+    try:
+        admin.info()
+    except MinioAdminException as exc:
+        answer = _first_line(exc).split(", Body")[0]  # "admin request failed; Status: 404"
+        print(f"users: {s3.endpoint} has no MinIO admin API ({answer}): not made, only checked")
+        return None
+    return admin
+
+
+def provision_users(admin: MinioAdmin, users: dict[str, tuple[str, str]]) -> None:
+    """Create or update each user and give it exactly its policy (MinIO admin API)."""
     for policy, (access_key, secret_key) in users.items():
         admin.policy_add(policy, policy=POLICIES[policy])
         admin.user_add(access_key, secret_key)
@@ -134,6 +151,69 @@ def provision_users(s3: S3Settings, users: dict[str, tuple[str, str]]) -> None:
         if policy not in attached.split(","):
             admin.attach_policy([policy], user=access_key)
         print(f"user {policy}: ready (policy {policy})")
+
+
+_CHECK_PREFIX = ".dcgan-access-check/"  # objects a check writes; removed at once
+
+
+def _list(bucket: str) -> Callable[[Minio], None]:
+    def list_first(client: Minio) -> None:
+        next(iter(client.list_objects(bucket)), None)  # the listing is lazy: ask for one
+
+    return list_first
+
+
+def _write(bucket: str) -> Callable[[Minio], None]:
+    def write(client: Minio) -> None:
+        key = _CHECK_PREFIX + secrets.token_hex(8)
+        client.put_object(bucket, key, io.BytesIO(b""), 0)
+        client.remove_object(bucket, key)
+
+    return write
+
+
+def _make_bucket(client: Minio) -> None:
+    name = "dcgan-access-check-" + secrets.token_hex(4)
+    client.make_bucket(name)
+    client.remove_bucket(name)
+
+
+# Per policy: (what it is, the attempt, whether it must succeed). A refusal must be AccessDenied.
+ACCESS_CHECKS: dict[str, list[tuple[str, Callable[[Minio], None], bool]]] = {
+    "dcgan-publisher": [
+        (f"list s3://{MODELS}", _list(MODELS), True),
+        (f"write to s3://{MODELS}", _write(MODELS), True),
+        (f"list s3://{DATASETS}", _list(DATASETS), True),
+        (f"write to s3://{DATASETS}", _write(DATASETS), False),
+        ("create a bucket", _make_bucket, False),
+    ],
+    "dcgan-reader": [
+        (f"list s3://{MODELS}", _list(MODELS), True),
+        (f"write to s3://{MODELS}", _write(MODELS), False),
+        (f"write to s3://{DATASETS}", _write(DATASETS), False),
+    ],
+}
+
+
+def check_users(s3: S3Settings, users: dict[str, tuple[str, str]]) -> None:
+    """Try each user's rights (:data:`ACCESS_CHECKS`); ValueError naming the first that is wrong.
+    An attempt that should have been refused has already been undone by the time it is reported."""
+    for policy, (access_key, secret_key) in users.items():
+        client = make_client(
+            s3.model_copy(
+                update={"access_key": SecretStr(access_key), "secret_key": SecretStr(secret_key)}
+            )
+        )
+        for action, attempt, allowed in ACCESS_CHECKS[policy]:
+            try:
+                attempt(client)
+            except S3Error as exc:
+                if allowed or exc.code != "AccessDenied":
+                    raise ValueError(f"{policy} may not {action}: {exc.code}") from None
+            else:
+                if not allowed:
+                    raise ValueError(f"{policy} may {action}: give it only its own rights")
+        print(f"user {policy}: rights checked")
 
 
 def main() -> int:
@@ -150,8 +230,17 @@ def main() -> int:
             client.make_bucket(bucket)
             print(f"bucket {bucket}: created")
     if users:
+        s3 = S3Settings()
         try:
-            provision_users(S3Settings(), users)
+            root = s3.access_key.get_secret_value() if s3.access_key else ""
+            if root in {access for access, _ in users.values()}:
+                raise ValueError(
+                    "a component's access key equals MinIO's root user: give it its own"
+                )
+            admin = admin_client(s3)
+            if admin is not None:
+                provision_users(admin, users)
+            check_users(s3, users)
         except (ValueError, MinioAdminException) as exc:
             print(f"error: users: {_first_line(exc)}", file=sys.stderr)
             return 2

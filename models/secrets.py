@@ -1,11 +1,19 @@
 """Secrets are checked before anything uses them: a known placeholder (the ``change-me`` values of
 ``.env.example`` and ``k8s/base/secrets/*.example.env``, vendor defaults such as ``minioadmin``)
 or a secret too short to resist guessing is refused with one line naming the setting, unless
-``DCGAN_INSECURE_DEV=true`` says this is a throwaway development setup (then it warns)."""
+``DCGAN_INSECURE_DEV=true`` says this is a throwaway development setup (then it warns).
+
+Our components check their own secrets as they read their settings. Those of third-party
+components (Postgres, the Prefect server) are checked by ``python -m models.secrets NAME ...``
+(:data:`THIRD_PARTY_CHECKS`), run from our image before those start: compose's `secrets-check`
+service and the init containers of k8s/base."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,3 +57,60 @@ def check_secret(value: SecretStr, setting: str, min_length: int) -> SecretStr:
         f"{setting} {problem}: set a random one (e.g. `openssl rand -hex 24`), or "
         "DCGAN_INSECURE_DEV=true on a development machine only"
     )
+
+
+def check_auth_string(value: SecretStr, setting: str) -> SecretStr:
+    """A basic-auth ``user:password`` (Prefect's API auth string): neither part a placeholder,
+    the password at least 16 characters."""
+    user, colon, password = value.get_secret_value().partition(":")
+    if not colon or not user:
+        raise ValueError(f"{setting} must be user:password")
+    check_secret(SecretStr(user), f"{setting}'s user", min_length=1)
+    check_secret(SecretStr(password), f"{setting}'s password", min_length=16)
+    return value
+
+
+# The secrets that third-party components read, by the variable they read them from.
+THIRD_PARTY_CHECKS: dict[str, Callable[[SecretStr, str], SecretStr]] = {
+    "POSTGRES_PASSWORD": lambda value, name: check_secret(value, name, min_length=16),
+    "PREFECT_API_AUTH_STRING": check_auth_string,
+}
+
+
+def check_environment(names: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """One line per problem with the named secrets of ``environ`` (empty: all good)."""
+    problems = []
+    for name in names:
+        check = THIRD_PARTY_CHECKS.get(name)
+        value = environ.get(name)
+        try:
+            if check is None:
+                raise ValueError(
+                    f"{name}: no check for it (known: {', '.join(THIRD_PARTY_CHECKS)})"
+                )
+            if not value:
+                raise ValueError(f"{name} is not set")
+            check(SecretStr(value), name)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.secrets NAME ...``: exit 2 with one line per problem, else 0."""
+    names = list(sys.argv[1:] if argv is None else argv)
+    if not names:
+        print(f"usage: python -m models.secrets {' '.join(THIRD_PARTY_CHECKS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    problems = check_environment(names, os.environ)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print(f"secrets: {', '.join(names)} checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

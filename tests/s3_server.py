@@ -18,7 +18,7 @@ Enable it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.s3_server"]
 Besides the admin the server knows two identities, as the stack's MinIO does (docker/minio-init.py
 makes them there): a **publisher** that may read, list and write (never create or delete buckets)
 and a **reader** that may only read and list. Both are confined to the buckets tests create
-(``test-*``) and the stack's own (``models``, ``datasets``; the reader: ``models`` only).
+(``test-*``) and the stack's own: ``models``, and for the publisher ``datasets`` read-only.
 
 The server listens on 127.0.0.1 only, on free ports picked per session (each SeaweedFS port also
 takes port+10000 for gRPC, so both are checked), with credentials generated per session and its
@@ -85,9 +85,13 @@ TEST_BUCKET_PREFIX = "test-"
 IDENTITY_ACTIONS: dict[str, list[str]] = {
     "admin": ["Admin", "Read", "Write", "List", "Tagging"],
     "publisher": [
-        f"{action}:{bucket}"
-        for bucket in (f"{TEST_BUCKET_PREFIX}*", "models", "datasets")
-        for action in ("Read", "Write", "List")
+        *(
+            f"{action}:{bucket}"
+            for bucket in (f"{TEST_BUCKET_PREFIX}*", "models")
+            for action in ("Read", "Write", "List")
+        ),
+        "Read:datasets",
+        "List:datasets",
     ],
     "reader": [
         f"{action}:{bucket}"

@@ -30,6 +30,7 @@ import yaml
 
 from models.registry.settings import RegistrySettings
 from models.s3 import S3Settings
+from models.secrets import THIRD_PARTY_CHECKS
 from pipeline.settings import PipelineSettings
 from serving.settings import ServeSettings
 from tests.compose.stack import compose_binary
@@ -147,7 +148,7 @@ def test_compose_refuses_to_run_without_the_secrets(compose_home: Path) -> None:
 def test_compose_services(compose_model: Any) -> None:
     services = compose_model("gpu")["services"]
     expected = {"minio", "minio-init", "postgres", "redis", "prefect-migrate", "prefect-server"}
-    expected |= {"prefect-services", "prefect-worker", "api"}
+    expected |= {"prefect-services", "prefect-worker", "api", "secrets-check"}
     assert set(services) == expected  # torchserve only with its profile
     for name, svc in services.items():
         if svc.get("restart") != "no":  # long-running: health-checked
@@ -159,7 +160,8 @@ def test_compose_services(compose_model: Any) -> None:
     api = services["api"]
     # /readyz is 503 until a model exists: the container health must be liveness only.
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
-    assert api["depends_on"]["minio"]["condition"] == "service_healthy"
+    # Its read-only MinIO user exists once minio-init is done.
+    assert api["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     worker = services["prefect-worker"]
     assert worker["depends_on"]["prefect-server"]["condition"] == "service_healthy"
     script = " ".join(worker["command"])
@@ -169,11 +171,66 @@ def test_compose_services(compose_model: Any) -> None:
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
 
 
+def test_compose_gives_each_component_only_its_own_s3_credential(compose_model: Any) -> None:
+    example = dict(_env_pairs(ENV_EXAMPLE))
+    holders: dict[str, set[str]] = {}
+    for name, svc in compose_model("gpu")["services"].items():
+        values = set((svc.get("environment") or {}).values())
+        for setting in ("MINIO_ROOT_PASSWORD", "DCGAN_S3_SECRET_KEY", "DCGAN_S3_READER_SECRET_KEY"):
+            if example[setting] in values:
+                holders.setdefault(setting, set()).add(name)
+    assert holders == {
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+        "DCGAN_S3_SECRET_KEY": {"minio-init", "prefect-worker"},
+        "DCGAN_S3_READER_SECRET_KEY": {"minio-init", "api"},
+    }
+    api = compose_model("gpu")["services"]["api"]["environment"]
+    assert api["DCGAN_S3_SECRET_KEY"] == example["DCGAN_S3_READER_SECRET_KEY"]
+
+
+CHECK_SECRETS = ["python", "-m", "models.secrets"]
+
+
+def test_compose_checks_the_third_party_secrets_before_they_are_used(compose_model: Any) -> None:
+    """Postgres and the Prefect server take any secret: secrets-check (our image) refuses a
+    placeholder first, and everything that holds one of those secrets starts after it."""
+    services = compose_model("gpu")["services"]
+    check = services["secrets-check"]
+    assert check["command"] == [*CHECK_SECRETS, *THIRD_PARTY_CHECKS]
+    assert set(THIRD_PARTY_CHECKS) <= set(check["environment"])
+    assert services["postgres"]["depends_on"]["secrets-check"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("prefect-migrate", "prefect-server", "prefect-services"):
+        assert services[name]["depends_on"]["postgres"], name  # so after secrets-check too
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_checks_the_third_party_secrets_before_they_are_used(overlay: str) -> None:
+    """Every pod whose third-party containers read such a secret (by its Secret key) first runs
+    the check on it, before any other container."""
+    for where, pod in pod_specs(rendered(overlay)):
+        read: set[str] = set()
+        containers = [*pod.get("initContainers", []), *pod["containers"]]
+        for container in containers:
+            if not container["image"].startswith("dcgan-mnist/"):  # ours check their own
+                refs = [var.get("valueFrom", {}).get("secretKeyRef") for var in container["env"]]
+                read |= {ref["key"] for ref in refs if ref} & set(THIRD_PARTY_CHECKS)
+        if not read:
+            continue
+        check = containers[0]
+        assert check["name"] == "check-secrets", f"{where} uses {sorted(read)} unchecked"
+        assert check["image"].startswith("dcgan-mnist/api:"), where
+        assert check["command"][:3] == CHECK_SECRETS, where
+        assert read <= set(check["command"][3:]), where
+        assert read <= {var["name"] for var in check["env"]}, where
+
+
 def test_compose_cpu_variant_has_no_gpu(compose_model: Any) -> None:
     services = compose_model("cpu")["services"]
     for name, svc in services.items():
         assert not (svc.get("deploy") or {}).get("resources"), f"{name} still reserves a GPU"
-    for name in ("api", "minio-init"):
+    for name in ("api", "minio-init", "secrets-check"):
         assert services[name]["build"]["target"] == "cpu"
         assert services[name]["image"].endswith("-cpu")
 
@@ -475,13 +532,13 @@ def test_work_pool_template_matches_the_cluster(overlay: str) -> None:
     assert container["image"] == register["image"], "the flow runs another image than it registers"
     worker = find(objs, "Deployment", "prefect-worker")["spec"]["template"]["spec"]
     containers = [*worker["initContainers"], *worker["containers"]]
-    commands = [c.get("command", []) + c.get("args", []) for c in containers]
+    prefect = [c for c in containers if c["image"].startswith("prefecthq/")]  # not check-secrets
+    commands = [c.get("command", []) + c.get("args", []) for c in prefect]
+    assert len(commands) == 2  # register-pool, worker
     for command in commands:
         assert command[command.index("--type") + 1] == "kubernetes"
         assert WORK_POOL in command
-    (mount,) = [
-        m for m in worker["initContainers"][0]["volumeMounts"] if m["name"] == "job-template"
-    ]
+    (mount,) = [m for m in prefect[0]["volumeMounts"] if m["name"] == "job-template"]
     assert f"{mount['mountPath']}/base-job-template.json" in commands[0]
 
 

@@ -104,12 +104,27 @@ def test_retrain_through_prefect_server_worker_and_serve(
         "PREFECT_API_AUTH_STRING": auth,
         "DCGAN_REGISTRY_TRUSTED_KEYS": raw_base64(signing_key.public_key()),
     }
-    trainer_env = {**env, "DCGAN_REGISTRY_SIGNING_KEY": raw_base64(signing_key)}
+    # Least privilege, as deployed: the trainer holds the publisher's credential, the API the
+    # reader's; minio-init alone holds the admin's and checks the two users' rights.
+    trainer_env = {
+        **env,
+        **s3_server.env("publisher"),
+        "DCGAN_REGISTRY_SIGNING_KEY": raw_base64(signing_key),
+    }
+    init_env = dict(env)
+    for name in ("publisher", "reader"):
+        credential = s3_server.credential(name)
+        init_env[f"DCGAN_INIT_{name.upper()}_ACCESS_KEY"] = credential.access_key
+        init_env[f"DCGAN_INIT_{name.upper()}_SECRET_KEY"] = credential.secret_key
     client = s3_server.client()
     try:
-        # The stack's one-shot init: buckets, and MNIST into s3://datasets/mnist/.
-        init = run([sys.executable, "docker/minio-init.py"], env)
+        # The stack's one-shot init: buckets, the users' rights (SeaweedFS has no MinIO admin
+        # API to make them with), and MNIST into s3://datasets/mnist/.
+        init = run([sys.executable, "docker/minio-init.py"], init_env)
         assert "bucket models" in init.stdout and "datasets/mnist" in init.stdout
+        assert "no MinIO admin API" in init.stdout, init.stdout
+        for user in ("dcgan-publisher", "dcgan-reader"):
+            assert f"user {user}: rights checked" in init.stdout, init.stdout
 
         server_cmd = [_exe("prefect"), "server", "start", "--host", "127.0.0.1"]
         server_cmd += ["--port", str(port)]
@@ -133,7 +148,7 @@ def test_retrain_through_prefect_server_worker_and_serve(
             run([*deploy, "--prefect-file", str(prefect_file)], env)
 
             api_port = free_port()
-            api_env = {**env, "DCGAN_SERVE_PORT": str(api_port)}
+            api_env = {**env, **s3_server.env("reader"), "DCGAN_SERVE_PORT": str(api_port)}
             api_env["DCGAN_SERVE_POLL_INTERVAL_S"] = "0.5"
             api = f"http://127.0.0.1:{api_port}"
             worker_cmd = [_exe("prefect"), "worker", "start", "--pool", "gpu", "--type", "process"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import http.server
 import os
 import re
@@ -32,6 +33,9 @@ CONSTRAINTS = REPO / ".ci" / "constraints.txt"
 PYTHON_BASE = "python:3.11-slim-bookworm"
 STANDIN_BASE = "dcgan-standin/python:3.11-bookworm"
 STANDIN_LABEL = "dcgan.standin"  # = "true" on every stand-in and what is built on one
+# On a third-party stand-in: the digest of tests/compose/standins it was built from, so an edit
+# there rebuilds it instead of leaving a stale one in use.
+STANDIN_SOURCE_LABEL = "dcgan.standin.source"
 # Which stand-in Dockerfile replaces which third-party repository.
 STANDIN_FOR = {
     "minio/minio": "minio",
@@ -85,10 +89,24 @@ def have_image(ref: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode == 0
 
 
-def is_standin(ref: str) -> bool:
-    label = f'{{{{index .Config.Labels "{STANDIN_LABEL}"}}}}'
+def _label(ref: str, name: str) -> str:
+    label = f'{{{{index .Config.Labels "{name}"}}}}'
     inspect = ["docker", "image", "inspect", "-f", label, ref]
-    return subprocess.run(inspect, capture_output=True, text=True).stdout.strip() == "true"
+    return subprocess.run(inspect, capture_output=True, text=True).stdout.strip()
+
+
+def is_standin(ref: str) -> bool:
+    return _label(ref, STANDIN_LABEL) == "true"
+
+
+def standins_digest() -> str:
+    """sha256 over the names and contents of tests/compose/standins."""
+    digest = hashlib.sha256()
+    for path in sorted(STANDINS.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(STANDINS).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def try_pull(ref: str, log: Path) -> bool:
@@ -106,8 +124,11 @@ def build(
     context: Path = REPO,
     target: str | None = None,
     args: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> None:
     cmd = ["docker", "build", "-q", "--network", "host", "-f", str(dockerfile), "-t", tag]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
     if target:
         cmd += ["--target", target]
     for key, value in (args or {}).items():
@@ -153,8 +174,12 @@ def python_base(log: Path) -> tuple[str, bool]:
 
 def third_party(ref: str, base: str, log: Path) -> str:
     """`ref` itself when present or pullable, else its stand-in built and tagged as `ref`."""
+    source = standins_digest()
     if have_image(ref):
-        return "stand-in, present" if is_standin(ref) else "present"
+        if not is_standin(ref):
+            return "present"
+        if _label(ref, STANDIN_SOURCE_LABEL) == source:
+            return "stand-in, present"
     if try_pull(ref, log):
         return "pulled"
     repository = ref.rsplit(":", 1)[0]
@@ -165,7 +190,14 @@ def third_party(ref: str, base: str, log: Path) -> str:
         context = Path(tmp) / "context"
         shutil.copytree(STANDINS, context)
         shutil.copy(CONSTRAINTS, context / "constraints.txt")
-        build(context / f"{name}.Dockerfile", ref, log, context=context, args={"BASE": base})
+        build(
+            context / f"{name}.Dockerfile",
+            ref,
+            log,
+            context=context,
+            args={"BASE": base},
+            labels={STANDIN_SOURCE_LABEL: source},
+        )
     return "stand-in, built"
 
 

@@ -38,7 +38,7 @@ LONG_RUNNING = {
     "prefect-worker": "healthy",
     "api": "healthy",
 }
-ONE_SHOTS = {"minio-init": "exited 0", "prefect-migrate": "exited 0"}
+ONE_SHOTS = {"minio-init": "exited 0", "prefect-migrate": "exited 0", "secrets-check": "exited 0"}
 REQUEST = {"seed": 7, "batch_size": 20, "digits": 3, "format": "npy"}
 RETRAIN = ["dcgan", "retrain", "--watch", "--force", "--limit", "1024", "--epochs", "1"]
 RETRAIN += ["--set", "batch_size=64", "--set", "g_width=8", "--set", "d_width=8"]
@@ -53,8 +53,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("compose")
     env_file = root / "stack.env"
     secret = {
-        "DCGAN_S3_ACCESS_KEY": f"test-{secrets.token_hex(4)}",
+        "MINIO_ROOT_USER": f"root-{secrets.token_hex(4)}",
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
+        "DCGAN_S3_ACCESS_KEY": f"publisher-{secrets.token_hex(4)}",
         "DCGAN_S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "DCGAN_S3_READER_ACCESS_KEY": f"reader-{secrets.token_hex(4)}",
+        "DCGAN_S3_READER_SECRET_KEY": secrets.token_urlsafe(24),
         "DCGAN_SERVE_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
         "PREFECT_API_AUTH_STRING": f"dcgan:{secrets.token_urlsafe(18)}",
@@ -76,6 +80,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 WORKER_CACHE = "/app/.cache"  # the trainer-cache volume (docker-compose.yml)
+# Run in a container with its own DCGAN_S3_* credential; prints the S3 error code of each try.
+WRITE_ATTEMPTS = """
+import io
+from minio.error import S3Error
+from models.s3 import make_client
+client = make_client()
+for attempt in (
+    lambda: client.put_object("models", "cdcgan-mnist/aliases/x.json", io.BytesIO(b"{}"), 2),
+    lambda: client.remove_object("models", "cdcgan-mnist/aliases/production.json"),
+    lambda: client.put_object("datasets", "x", io.BytesIO(b"x"), 1),
+):
+    try:
+        attempt()
+        print("ALLOWED")
+    except S3Error as exc:
+        print(exc.code)
+"""
+BUCKET_ATTEMPT = """
+from minio.error import S3Error
+from models.s3 import make_client
+try:
+    make_client().make_bucket("not-allowed")
+    print("ALLOWED")
+except S3Error as exc:
+    print(exc.code)
+"""
 
 
 @pytest.mark.slow
@@ -89,6 +119,21 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     classifiers = f"{WORKER_CACHE}/classifiers"
     assert stack.exec("prefect-worker", "mkdir", "-p", classifiers).returncode == 0
     stack.run("cp", str(evaluation_classifier_file), f"prefect-worker:{classifiers}/")
+
+    # Postgres's and Prefect's secrets were checked before they started; a placeholder is not.
+    placeholder = stack.call(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "-e",
+        "POSTGRES_PASSWORD=change-me-postgres-password",
+        "secrets-check",
+        timeout=120,
+    )
+    assert placeholder.returncode == 2, placeholder.stdout + placeholder.stderr
+    output = placeholder.stdout + placeholder.stderr
+    assert "error: POSTGRES_PASSWORD is a placeholder" in output, output
 
     # 2. Containers of the project run as the app user; the API's root file system is read-only.
     for service in ("api", "prefect-worker"):
@@ -127,6 +172,21 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     listed = stack.exec("api", "ls", f"/tmp/pulled/cdcgan-mnist/{version}").stdout.split()
     assert sorted(listed) == ["generator.onnx", "manifest.json", "manifest.sig"], listed
+    # Least privilege: the API's credential (minio-init's read-only user) cannot change the
+    # registry, through the CLI or straight through the SDK, and the publisher's cannot make
+    # buckets; neither container holds MinIO's root key.
+    promote = stack.exec("api", "dcgan", "models", "promote", version, "--alias", "staging")
+    assert promote.returncode == 2, promote.stdout + promote.stderr
+    assert "may not write to this bucket" in promote.stderr, promote.stderr
+    for service, script in {"api": WRITE_ATTEMPTS, "prefect-worker": BUCKET_ATTEMPT}.items():
+        attempt = stack.exec(service, "python", "-c", script)
+        assert attempt.returncode == 0, attempt.stdout + attempt.stderr
+        assert attempt.stdout.split() and set(attempt.stdout.split()) == {"AccessDenied"}, (
+            service,
+            attempt.stdout,
+        )
+        environment = stack.exec(service, "env").stdout
+        assert stack.env_value("MINIO_ROOT_PASSWORD") not in environment, service
 
     # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
     ready = _wait_ready(api, version, timeout_s=120)

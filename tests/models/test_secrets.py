@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import subprocess
+import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models.s3 import S3Settings
-from models.secrets import PLACEHOLDER_PREFIXES, PLACEHOLDERS
+from models.secrets import (
+    PLACEHOLDER_PREFIXES,
+    PLACEHOLDERS,
+    THIRD_PARTY_CHECKS,
+    check_environment,
+)
 from serving.settings import ServeSettings
 from tests.test_cli import dcgan
 
@@ -33,12 +41,12 @@ def build(variable: str, value: str) -> Any:
     return settings_class(_env_file=None, **{field: value})
 
 
-def example_values() -> list[tuple[str, str]]:
+def example_values(names: Collection[str] = SECRETS.keys()) -> list[tuple[str, str]]:
     found = []
     for path in EXAMPLES:
         for line in path.read_text().splitlines():
             name, _, value = line.partition("=")
-            if name in SECRETS:
+            if name in names:
                 found.append((name, value))
     return found
 
@@ -98,3 +106,71 @@ def test_the_server_refuses_to_start_with_a_placeholder_token(tmp_path: Path) ->
     )
     assert started.returncode == 2
     assert started.stderr.count("\n") == 1 and "DCGAN_SERVE_ADMIN_TOKEN" in started.stderr
+
+
+def test_the_third_party_secrets_of_the_example_files_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Postgres's password and Prefect's auth string, checked for them (`python -m models.secrets`,
+    compose's secrets-check and the k8s init containers)."""
+    monkeypatch.delenv("DCGAN_INSECURE_DEV", raising=False)
+    values = example_values(THIRD_PARTY_CHECKS.keys())
+    assert {name for name, _ in values} == set(THIRD_PARTY_CHECKS)
+    for name, value in values:
+        (problem,) = check_environment([name], {name: value})
+        assert problem.startswith(name) and "placeholder" in problem, problem
+
+
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9]{2,12}", fullmatch=True),
+    password=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"),
+)
+def test_an_auth_string_needs_a_real_user_and_a_16_character_password(
+    user: str, password: str
+) -> None:
+    problems = check_environment(
+        ["PREFECT_API_AUTH_STRING"], {"PREFECT_API_AUTH_STRING": f"{user}:{password}"}
+    )
+    placeholder = any(
+        part.lower() in PLACEHOLDERS or part.lower().startswith(PLACEHOLDER_PREFIXES)
+        for part in (user, password)
+    )
+    assert (problems == []) == (len(password) >= 16 and not placeholder), problems
+
+
+@pytest.mark.parametrize(
+    ("env", "errors"),
+    [
+        ({}, ["POSTGRES_PASSWORD is not set", "PREFECT_API_AUTH_STRING is not set"]),
+        (
+            {"POSTGRES_PASSWORD": "x7Kq9", "PREFECT_API_AUTH_STRING": "no-colon-at-all-here"},
+            [
+                "POSTGRES_PASSWORD is shorter than 16",
+                "PREFECT_API_AUTH_STRING must be user:password",
+            ],
+        ),
+        (
+            {
+                "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+                "PREFECT_API_AUTH_STRING": f"dcgan:{secrets.token_urlsafe(18)}",
+            },
+            [],
+        ),
+    ],
+)
+def test_the_check_command_exits_2_with_one_line_per_problem(
+    env: dict[str, str], errors: list[str], tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "models.secrets", *THIRD_PARTY_CHECKS],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=tmp_path,  # no developer's .env
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == (2 if errors else 0), done.stderr
+    assert len(lines) == len(errors), lines
+    for line, error in zip(lines, errors, strict=True):
+        assert line.startswith("error: " + error), line
