@@ -49,7 +49,15 @@ IO_RETRIES = 3  # S3, downloads: retried with exponential backoff (2 s, 4 s, 8 s
 IO_BACKOFF = exponential_backoff(backoff_factor=2)
 FLOW_NAME = "train-dcgan"
 WORK_DIR_ENV = "DCGAN_FLOW_WORK_DIR"  # where runs train locally (default: <tmp>/dcgan-flow)
-METRIC_KEYS = ("accuracy", "fd", "tstr_accuracy", "inception_score", "class_entropy")
+# The report's rows; a dotted key reads a nested value (the independent classifier's accuracy).
+METRIC_KEYS = (
+    "accuracy",
+    "independent.accuracy",
+    "fd",
+    "tstr_accuracy",
+    "inception_score",
+    "class_entropy",
+)
 
 
 @task(
@@ -155,7 +163,7 @@ def _report(
 ) -> str:
     old = production.metrics if production else {}
     rows = "\n".join(
-        f"| {key} | {_fmt(evaluation.payload.get(key))} | {_fmt(old.get(key))} |"
+        f"| {key} | {_fmt(_metric(evaluation.payload, key))} | {_fmt(_metric(old, key))} |"
         for key in METRIC_KEYS
     )
     verdict = "**promoted to production**" if decision.promote else "**not promoted**"
@@ -166,6 +174,14 @@ def _report(
         f"| metric | this run | production ({production.version if production else 'none'}) |\n"
         f"|---|---|---|\n{rows}\n"
     )
+
+
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    """``metrics[key]``, following dots into nested dicts; None where absent."""
+    value: Any = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _fmt(value: Any) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -184,6 +185,8 @@ def test_retrain_through_prefect_server_worker_and_serve(
                 report = _artifact(env, "dcgan-report")
                 assert f"version `{version}`" in report["data"] and "forced" in report["data"]
                 assert "| accuracy |" in report["data"]
+                # The independent classifier's second opinion, measured (a number, not "-").
+                assert re.search(r"\| independent\.accuracy \| [0-9.e-]+ \|", report["data"])
                 assert "loss_d" in _artifact(env, "dcgan-epochs")["data"]
                 link = _artifact(env, "dcgan-samples")["data"]
                 url = link[link.index("(") + 1 : link.rindex(")")]  # [text](presigned URL)

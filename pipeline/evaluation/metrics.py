@@ -35,6 +35,7 @@ from pipeline.evaluation.classifier import (
     predict,
     train_classifier,
 )
+from pipeline.evaluation.independent import IndependentScore, independent_score
 from pipeline.evaluation.options import (
     EVAL,
     MAX_ACCURACY_DROP,
@@ -187,12 +188,18 @@ class GeneratorReport:
     seconds: dict[str, float]
     # What the classifiers trained in: {"classifier": fp32|bf16, "tstr": fp32|bf16 (if run)}.
     precision: dict[str, str] = field(default_factory=dict)
+    # The second opinion of a classifier of another family (pipeline.evaluation.independent;
+    # conditional only; None in reports written before it existed).
+    independent: IndependentScore | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorReport:
+        independent = data.get("independent")
+        if independent is not None:
+            data = {**data, "independent": IndependentScore(**independent)}
         return cls(**data)
 
 
@@ -265,13 +272,17 @@ def evaluate_generator(
     hist = stats.class_histogram(preds, k)
     fd = stats.frechet_distance(*stats.gaussian_stats(feats), ref.mu, ref.sigma)
 
-    acc = per_class = ratios = None
+    acc = per_class = ratios = independent = None
     if cfg.conditional:
         hits = preds == labels
         acc = float(hits.mean())
         per_class = [float(hits[labels == c].mean()) for c in range(k)]
         ratios = stats.diversity_ratios(feats, labels, ref.test_features, ref.test_labels, k)
     seconds["metrics"] = time.perf_counter() - t
+    if cfg.conditional:
+        t = time.perf_counter()
+        independent = independent_score(images, labels, dataset, k)
+        seconds["independent"] = time.perf_counter() - t
 
     tstr = None
     if cfg.conditional and tstr_count > 0:
@@ -304,6 +315,7 @@ def evaluate_generator(
         tstr_count=tstr_count if tstr is not None else 0,
         seconds=seconds,
         precision=precision,
+        independent=independent,
     )
     log.info("generator evaluated: accuracy=%s fd=%.3f is=%.3f", acc, fd, report.inception_score)
     return report

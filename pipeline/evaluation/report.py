@@ -57,6 +57,13 @@ def print_report(
         _pct(report.tstr_accuracy) if report.tstr_count else "skipped",
         f"{report.tstr_count} generated",
     )
+    second = report.independent
+    if second is not None:
+        table.add_row(
+            "conditional accuracy, independent classifier",
+            _pct(second.accuracy),
+            f"{_pct(second.test_accuracy)} on real test ({second.method})",
+        )
     trained_in = report.precision.get("classifier", "?")
     table.add_row(
         "classifier accuracy (real test)",

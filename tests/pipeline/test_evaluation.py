@@ -30,6 +30,7 @@ from pipeline.evaluation.classifier import (
     predict,
     to_input,
 )
+from pipeline.evaluation.independent import METHOD, independent_score
 from pipeline.evaluation.metrics import (
     GeneratorReport,
     RealReference,
@@ -393,3 +394,29 @@ def test_public_names_are_exported() -> None:
 
     for name in evaluation.__all__:
         assert hasattr(evaluation, name), name
+
+
+# --- the independent classifier ------------------------------------------------------------
+
+
+def test_the_independent_classifier_reads_real_digits_and_refuses_wrong_labels(
+    mnist: ImageDataset,
+) -> None:
+    """Real test digits score what the classifier scores on real test digits; the same digits
+    asked for as another class score almost nothing: it is an opinion, not a constant."""
+    images, labels = mnist.test_images[:2000], mnist.test_labels[:2000]
+    right = independent_score(images, labels, mnist, 10)
+    assert right.test_accuracy > 0.96 and abs(right.accuracy - right.test_accuracy) < 0.02
+    assert min(right.per_class_accuracy) > 0.85
+    wrong = independent_score(images, (labels + 1) % 10, mnist, 10)
+    assert wrong.accuracy < 0.05 and wrong.test_accuracy == right.test_accuracy
+
+
+def test_every_conditional_report_carries_the_second_opinion(
+    random_report: GeneratorReport,
+) -> None:
+    second = random_report.independent
+    assert second is not None and second.method == METHOD
+    assert second.accuracy < 0.5  # an untrained generator's noise, as the CNN also says
+    again = GeneratorReport.from_dict(json.loads(json.dumps(random_report.to_dict())))
+    assert again == random_report
