@@ -22,7 +22,8 @@ HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) c
     ├── ModelLoadError                        a version failed to load or warm up (refused)
     ├── ServiceError                          the client: the service refused or is unreachable
     ├── ArchiveError                          a TorchServe archive could not be built
-    └── HandlerConfigError                    the TorchServe worker's files or settings are unusable
+    ├── HandlerConfigError                    the TorchServe worker's files or settings are unusable
+    └── DatasetError                          `dcgan balance`: a dataset unreadable or unwritable
 
 Not user-facing, never shown: ``serving.errors.ClientGone`` (the client hung up; its work is
 dropped).

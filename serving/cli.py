@@ -1,7 +1,9 @@
-"""``dcgan serve`` and ``dcgan generate``: run the API, and fetch digits from it into a file."""
+"""``dcgan serve``, ``dcgan generate`` and ``dcgan balance``: run the API, fetch digits from it
+into a file, and fill a dataset's rare classes."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -72,3 +74,52 @@ def generate(
         data = encoding.grid_png(got.images)
     write_atomic(out, data)
     typer.echo(f"{out}: {n} digits from {got.model} {got.version}, seed {got.seed}")
+
+
+def balance(
+    path: Annotated[
+        Path, typer.Argument(help="ImageFolder directory, .npz, or *images-idx3-ubyte file.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="The balanced copy (new). Default: PATH-balanced."),
+    ] = None,
+    target: Annotated[
+        int | None, typer.Option(min=1, help="Images per class (default: the largest class).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed (default: drawn; printed and recorded).")
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Only digits the classifier reads as asked (needs --url)."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="DCGAN_URL", help="A running service; default: the registry model."),
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="The registry alias to use without a service.")
+    ] = "production",
+) -> None:
+    """Fill PATH's rare classes with generated images, written in PATH's own format as a copy."""
+    from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
+
+    out = out or path.with_name(f"{path.name.removesuffix('.npz')}-balanced")
+    with contextlib.ExitStack() as stack:
+        source = ServiceSource(url) if url else stack.enter_context(RegistrySource(alias))
+        result = balance_dataset(
+            path, out, source, target=target, seed=seed, min_confidence=min_confidence
+        )
+    counts = ", ".join(f"{k}: {n}" for k, n in enumerate(result.before))
+    typer.echo(f"{path} ({result.source.format}): {counts}")
+    if result.out is None or result.provenance is None:
+        typer.echo("nothing missing: nothing written")
+        return
+    p = result.provenance
+    typer.echo(
+        f"{result.out}: added {sum(result.added)} images from {p.model} {p.version} "
+        f"(seed {p.seed}), {max(result.before) if target is None else target} per class"
+    )

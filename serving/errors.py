@@ -47,3 +47,7 @@ class ArchiveError(UserFacingError):
 
 class HandlerConfigError(UserFacingError):
     """The model's files or settings are unusable: the TorchServe worker must not come up."""
+
+
+class DatasetError(UserFacingError):
+    """A dataset `dcgan balance` was given cannot be read or written as asked; nothing changed."""

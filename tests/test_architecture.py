@@ -55,4 +55,4 @@ def test_the_dcgan_command_still_has_the_serving_commands() -> None:
 
     names = {command.name for command in app.registered_commands}
     groups = {group.name for group in app.registered_groups}
-    assert {"serve", "generate"} <= names and "torchserve" in groups
+    assert {"serve", "generate", "balance"} <= names and "torchserve" in groups

@@ -1,0 +1,163 @@
+"""`dcgan balance PATH`: fill a dataset's rare classes with generated images, in its own format.
+
+The images come from a running service (``/balance``, so filtering works as served) or straight
+from a registry model, verified as the server verifies it, without a server: the same planning and
+backend code, so for the same model, counts and seed both give the same bytes as ``POST /balance``.
+A dataset with nothing missing is left alone (running the command on its own output adds nothing).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.contract import GeneratorSignature
+from models.registry.settings import RegistrySettings, open_registry
+from serving.client import DigitsClient
+from serving.datasets import Dataset, Provenance, check_size, read_dataset, write_balanced
+from serving.errors import DatasetError
+from serving.generation import plan_balance, resolve_seed, run_plan
+from serving.lifecycle import LoadedModel, ModelManager, onnx_factory
+from serving.onnx_backend import usable_cores
+from serving.schemas import BalanceRequest
+
+CHUNK = 1024  # images per backend call when generating locally
+
+
+@dataclass(frozen=True)
+class Generated:
+    images: np.ndarray  # uint8 (N, H, W), sorted by class
+    labels: np.ndarray  # int64 (N,)
+    provenance: Provenance
+
+
+class ImageSource(Protocol):
+    """Where generated images come from: a running service or a registry model."""
+
+    def signature(self) -> GeneratorSignature: ...
+
+    def balance(
+        self, counts: list[int], target: int | None, seed: int, min_confidence: float | None
+    ) -> Generated: ...
+
+
+class ServiceSource:
+    """A running service, over HTTP (serving.client)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._info: dict[str, Any] | None = None
+
+    def _model(self) -> dict[str, Any]:
+        if self._info is None:
+            with DigitsClient(self.url) as client:
+                self._info = client.model()
+        return self._info
+
+    def signature(self) -> GeneratorSignature:
+        return GeneratorSignature.from_dict(self._model()["signature"])
+
+    def balance(
+        self, counts: list[int], target: int | None, seed: int, min_confidence: float | None
+    ) -> Generated:
+        with DigitsClient(self.url) as client:
+            got = client.balance(counts, target=target, seed=seed, min_confidence=min_confidence)
+        metrics = self._model().get("metrics")
+        provenance = Provenance(
+            got.model,
+            got.version,
+            got.seed,
+            self.url,
+            min_confidence,
+            dict(metrics) if isinstance(metrics, dict) else {},
+        )
+        return Generated(got.images, got.labels, provenance)
+
+
+class RegistrySource:
+    """A registry model (DCGAN_REGISTRY_*), pulled, verified and run in-process on ONNX Runtime."""
+
+    def __init__(self, alias: str, settings: RegistrySettings | None = None) -> None:
+        self.settings = settings or RegistrySettings()
+        self._cache = tempfile.TemporaryDirectory(prefix="dcgan-balance-")
+        self.manager = ModelManager(
+            open_registry(self.settings),
+            Path(self._cache.name),
+            onnx_factory("cpu", usable_cores()),
+            alias=alias,
+            warmup_sizes=(1,),
+        )
+
+    def close(self) -> None:
+        """Remove the pulled files (a temporary cache of this source's own)."""
+        self._cache.cleanup()
+
+    def __enter__(self) -> RegistrySource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _loaded(self) -> LoadedModel:
+        if self.manager.current is None:
+            self.manager.refresh()
+        return self.manager.require()
+
+    def signature(self) -> GeneratorSignature:
+        return self._loaded().signature
+
+    def balance(
+        self, counts: list[int], target: int | None, seed: int, min_confidence: float | None
+    ) -> Generated:
+        if min_confidence is not None:
+            raise DatasetError("--min-confidence needs a running service: give --url")
+        model = self._loaded()
+        request = BalanceRequest(counts=counts, target=target, seed=seed)
+        plan = plan_balance(request, model.signature)
+        pixels = run_plan(model.backend, plan, CHUNK)
+        provenance = Provenance(
+            model.name, model.version, plan.seed, self.settings.uri, None, model.manifest.metrics
+        )
+        return Generated(pixels, plan.labels, provenance)
+
+
+@dataclass(frozen=True)
+class BalanceResult:
+    source: Dataset
+    before: list[int]
+    added: list[int]
+    out: Path | None  # None: nothing was missing, nothing written
+    provenance: Provenance | None
+
+
+def balance_dataset(
+    path: Path,
+    out: Path,
+    images_from: ImageSource,
+    *,
+    target: int | None = None,
+    seed: int | None = None,
+    min_confidence: float | None = None,
+) -> BalanceResult:
+    """Read ``path``, fetch what each class lacks up to ``target`` (default: the largest class),
+    write the balanced dataset as ``out``; nothing is written when nothing is missing."""
+    dataset = read_dataset(path)
+    sig = images_from.signature()
+    if not sig.conditional:
+        raise DatasetError("the model is unconditional: balancing needs a conditional model")
+    check_size(dataset, sig.image_size)
+    before = dataset.counts(sig.num_classes)
+    wanted = max(before) if target is None else target
+    missing = [max(0, wanted - count) for count in before]
+    if not any(missing):
+        return BalanceResult(dataset, before, missing, None, None)
+    generated = images_from.balance(before, target, resolve_seed(seed), min_confidence)
+    write_balanced(
+        dataset, generated.images, generated.labels, generated.provenance, out, sig.num_classes
+    )
+    added = np.bincount(generated.labels, minlength=sig.num_classes).tolist()
+    return BalanceResult(dataset, before, added, out, generated.provenance)

@@ -1,0 +1,243 @@
+"""`dcgan balance PATH`: a skewed real MNIST subset in each format, balanced from the registry
+model (no server) and from a live service, with the same bytes as POST /balance; bad datasets
+stop with one line and change nothing."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.registry import ModelRegistry
+from models.registry.settings import RegistrySettings
+from pipeline.data.loading import ImageDataset
+from serving.app import create_app
+from serving.client import DigitsClient
+from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
+from serving.datasets import (
+    CARD_NAME,
+    METADATA_NAME,
+    TRAINED_ALGORITHMIC_MEDIA,
+    Dataset,
+    Format,
+    read_dataset,
+)
+from serving.errors import DatasetError
+from tests.serving.conftest import MODEL, settings
+from tests.serving.live import serving
+from tests.test_cli import dcgan
+
+COUNTS = [12, 12, 3, 12, 12, 12, 12, 0, 12, 12]  # digit 2 rare, digit 7 missing
+SEED = 5
+
+
+def skewed(mnist: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Real test digits, COUNTS[k] of digit k, in class order."""
+    picks = [np.flatnonzero(mnist.test_labels == k)[:n] for k, n in enumerate(COUNTS)]
+    index = np.concatenate(picks)
+    return mnist.test_images[index], mnist.test_labels[index].astype(np.int64)
+
+
+def write_imagefolder(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(root / str(label) / f"real-{i:04d}.png")
+    return root
+
+
+def write_npz(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    root.mkdir(parents=True)
+    np.savez(root / "skewed.npz", images=images, labels=labels)
+    return root / "skewed.npz"
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = b"\0\0\x08" + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    root.mkdir(parents=True)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+    (root / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    return root / "train-images-idx3-ubyte.gz"
+
+
+WRITERS: dict[Format, Callable[[Path, np.ndarray, np.ndarray], Path]] = {
+    Format.IMAGEFOLDER: write_imagefolder,
+    Format.NPZ: write_npz,
+    Format.IDX: write_idx,
+}
+
+
+def tree_digest(path: Path) -> str:
+    root = path if path.is_dir() else path.parent
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def registry_source(registry: ModelRegistry, registry_dir: Path) -> Iterator[RegistrySource]:
+    where = RegistrySettings(_env_file=None, uri=str(registry_dir), model_name=MODEL)  # type: ignore[call-arg]
+    with RegistrySource("production", where) as source:
+        yield source
+
+
+@pytest.fixture
+def url(registry: ModelRegistry, tmp_path: Path) -> Iterator[str]:
+    with serving(create_app(settings(), registry, cache_dir=tmp_path / "cache")) as base:
+        yield base
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_each_format_is_balanced_from_the_registry_with_the_services_bytes(
+    fmt: Format, mnist: ImageDataset, tmp_path: Path, registry_source: RegistrySource, url: str
+) -> None:
+    images, labels = skewed(mnist)
+    path = WRITERS[fmt](tmp_path / "skewed", images, labels)
+    before = tree_digest(path)
+    out = tmp_path / "balanced"
+
+    result = balance_dataset(path, out, registry_source, seed=SEED)
+
+    assert result.before == COUNTS and result.added == [12 - n for n in COUNTS]
+    balanced = read_dataset(out if fmt is Format.IMAGEFOLDER else out / _name(path))
+    assert balanced.format is fmt and balanced.counts(10) == [12] * 10
+    # What the service answers for the same counts and seed, byte for byte.
+    with DigitsClient(url) as client:
+        served = client.balance(COUNTS, seed=SEED)
+    generated = balanced.images[_generated_rows(balanced, len(images))]
+    np.testing.assert_array_equal(generated, served.images)
+    if fmt is not Format.IMAGEFOLDER:  # the source's images first, unchanged
+        np.testing.assert_array_equal(balanced.images[: len(images)], images)
+    rows = [json.loads(line) for line in (out / METADATA_NAME).read_text().splitlines()]
+    assert len(rows) == sum(result.added)
+    assert {(r["model"], r["version"], r["seed"]) for r in rows} == {(MODEL, "v1", SEED)}
+    card = (out / CARD_NAME).read_text()
+    assert "machine-generated" in card and "| 7 | 0 | 12 | 12 |" in card
+    assert tree_digest(path) == before  # the source is untouched
+
+    # Its own output lacks nothing: balancing it again writes nothing.
+    again = balance_dataset(
+        out if fmt is Format.IMAGEFOLDER else out / _name(path), tmp_path / "again", registry_source
+    )
+    assert again.out is None and not (tmp_path / "again").exists()
+
+
+def _name(path: Path) -> str:
+    return path.name.removesuffix(".gz")
+
+
+def _generated_rows(dataset: Dataset, real: int) -> np.ndarray | slice:
+    """Where the generated images are in a balanced dataset as read back: after the real ones
+    in npz and IDX; in an ImageFolder, read in file-name order per class, dcgan-* first."""
+    if dataset.format is not Format.IMAGEFOLDER:
+        return slice(real, None)
+    names = sorted((p.parent.name, p.name) for p in dataset.path.rglob("*.png"))
+    return np.asarray([i for i, (_, name) in enumerate(names) if name.startswith("dcgan-")])
+
+
+def test_generated_pngs_say_what_made_them(
+    mnist: ImageDataset, tmp_path: Path, registry_source: RegistrySource
+) -> None:
+    images, labels = skewed(mnist)
+    path = write_imagefolder(tmp_path / "skewed", images, labels)
+    balance_dataset(path, tmp_path / "out", registry_source, seed=SEED)
+    (png,) = sorted((tmp_path / "out" / "7").glob("dcgan-*.png"))[:1]
+    with Image.open(png) as image:
+        assert image.mode == "L" and image.size == (28, 28)
+        text = image.text  # type: ignore[attr-defined]
+    assert text["DigitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
+    assert TRAINED_ALGORITHMIC_MEDIA in text["XML:com.adobe.xmp"]
+    assert (text["dcgan:model"], text["dcgan:version"]) == (MODEL, "v1")
+
+
+def test_the_service_source_filters(mnist: ImageDataset, tmp_path: Path, url: str) -> None:
+    images, labels = skewed(mnist)
+    path = write_npz(tmp_path / "skewed", images, labels)
+    result = balance_dataset(path, tmp_path / "out", ServiceSource(url), seed=SEED)
+    assert result.provenance is not None and result.provenance.source == url
+    assert read_dataset(tmp_path / "out" / "skewed.npz").counts(10) == [12] * 10
+
+
+def _rgb(root: Path) -> None:
+    (root / "3").mkdir(parents=True)
+    Image.new("RGB", (28, 28)).save(root / "3" / "a.png")
+
+
+def _big(root: Path) -> None:
+    (root / "3").mkdir(parents=True)
+    Image.new("L", (32, 32)).save(root / "3" / "a.png")
+
+
+def _mixed(root: Path) -> None:
+    (root / "3").mkdir(parents=True)
+    Image.new("L", (28, 28)).save(root / "3" / "a.png")
+    Image.new("L", (28, 27)).save(root / "3" / "b.png")
+
+
+def _unknown_label(root: Path) -> None:
+    (root / "cat").mkdir(parents=True)
+    Image.new("L", (28, 28)).save(root / "cat" / "a.png")
+
+
+def _npz_without_labels(root: Path) -> None:
+    root.mkdir(parents=True)
+    np.savez(root / "data.npz", images=np.zeros((3, 28, 28), np.uint8))
+
+
+def _npz_label_out_of_range(root: Path) -> None:
+    root.mkdir(parents=True)
+    np.savez(root / "data.npz", images=np.zeros((3, 28, 28), np.uint8), labels=[1, 2, 10])
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "message"),
+    [
+        (_rgb, "", "mode RGB, not 8-bit grayscale"),
+        (_big, "", "images are (32, 32), the model makes 28x28"),
+        (_mixed, "", "mixed shapes"),
+        (_unknown_label, "", "unknown label folder 'cat'"),
+        (_npz_without_labels, "data.npz", "needs arrays 'images' and 'labels'"),
+        (_npz_label_out_of_range, "data.npz", "unknown label 10"),
+    ],
+)
+def test_a_bad_dataset_stops_with_one_line_and_changes_nothing(
+    make: Callable[[Path], None],
+    name: str,
+    message: str,
+    tmp_path: Path,
+    registry_dir: Path,
+) -> None:
+    root = tmp_path / "bad"
+    make(root)
+    before = tree_digest(root / name if name else root)
+    out = tmp_path / "out"
+    env = {"DCGAN_REGISTRY_URI": str(registry_dir), "DCGAN_REGISTRY_MODEL_NAME": MODEL}
+    done = dcgan("balance", str(root / name if name else root), "--out", str(out), env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    # One error line (a registry warning may precede it: this test registry is unsigned).
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+    assert tree_digest(root / name if name else root) == before
+
+
+def test_an_existing_output_is_never_overwritten(
+    mnist: ImageDataset, tmp_path: Path, registry_source: RegistrySource
+) -> None:
+    images, labels = skewed(mnist)
+    path = write_npz(tmp_path / "skewed", images, labels)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DatasetError, match="exists"):
+        balance_dataset(path, tmp_path / "out", registry_source, seed=SEED)
+    assert list((tmp_path / "out").iterdir()) == []
