@@ -103,16 +103,31 @@ def balance(
     alias: Annotated[
         str, typer.Option(help="The registry alias to use without a service.")
     ] = "production",
+    in_place: Annotated[
+        bool,
+        typer.Option("--in-place", help="Add to the ImageFolder itself instead of writing a copy."),
+    ] = False,
 ) -> None:
     """Fill PATH's rare classes with generated images, written in PATH's own format as a copy."""
     from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
 
+    if in_place and out is not None:
+        raise typer.BadParameter("give --out or --in-place, not both", param_hint="--in-place")
     out = out or path.with_name(f"{path.name.removesuffix('.npz')}-balanced")
     with contextlib.ExitStack() as stack:
         source = ServiceSource(url) if url else stack.enter_context(RegistrySource(alias))
         result = balance_dataset(
-            path, out, source, target=target, seed=seed, min_confidence=min_confidence
+            path,
+            out,
+            source,
+            target=target,
+            seed=seed,
+            min_confidence=min_confidence,
+            in_place=in_place,
+            progress=sys.stderr.isatty(),
         )
+    if result.finished_interrupted:
+        typer.echo(f"{path}: finished the interrupted balance found there first")
     counts = ", ".join(f"{k}: {n}" for k, n in enumerate(result.before))
     typer.echo(f"{path} ({result.source.format}): {counts}")
     if result.out is None or result.provenance is None:

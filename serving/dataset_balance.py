@@ -18,7 +18,16 @@ import numpy as np
 from models.contract import GeneratorSignature
 from models.registry.settings import RegistrySettings, open_registry
 from serving.client import DigitsClient
-from serving.datasets import Dataset, Provenance, check_size, read_dataset, write_balanced
+from serving.datasets import (
+    Dataset,
+    Provenance,
+    add_in_place,
+    check_size,
+    finish_pending,
+    read_dataset,
+    require_in_place,
+    write_balanced,
+)
 from serving.errors import DatasetError
 from serving.generation import plan_balance, resolve_seed, run_plan
 from serving.lifecycle import LoadedModel, ModelManager, onnx_factory
@@ -132,6 +141,7 @@ class BalanceResult:
     added: list[int]
     out: Path | None  # None: nothing was missing, nothing written
     provenance: Provenance | None
+    finished_interrupted: bool = False  # an interrupted in-place run was completed first
 
 
 def balance_dataset(
@@ -142,9 +152,13 @@ def balance_dataset(
     target: int | None = None,
     seed: int | None = None,
     min_confidence: float | None = None,
+    in_place: bool = False,
+    progress: bool = False,
 ) -> BalanceResult:
     """Read ``path``, fetch what each class lacks up to ``target`` (default: the largest class),
-    write the balanced dataset as ``out``; nothing is written when nothing is missing."""
+    write the balanced dataset as ``out`` (or, ``in_place``, add to an ImageFolder itself);
+    nothing is written when nothing is missing."""
+    finished = in_place and path.is_dir() and finish_pending(path)  # an interrupted run's
     dataset = read_dataset(path)
     sig = images_from.signature()
     if not sig.conditional:
@@ -154,10 +168,14 @@ def balance_dataset(
     wanted = max(before) if target is None else target
     missing = [max(0, wanted - count) for count in before]
     if not any(missing):
-        return BalanceResult(dataset, before, missing, None, None)
+        return BalanceResult(dataset, before, missing, None, None, finished)
+    if in_place:
+        require_in_place(dataset)  # before asking for any image
     generated = images_from.balance(before, target, resolve_seed(seed), min_confidence)
-    write_balanced(
-        dataset, generated.images, generated.labels, generated.provenance, out, sig.num_classes
-    )
-    added = np.bincount(generated.labels, minlength=sig.num_classes).tolist()
-    return BalanceResult(dataset, before, added, out, generated.provenance)
+    images, labels, provenance = generated.images, generated.labels, generated.provenance
+    if in_place:
+        add_in_place(dataset, images, labels, provenance, sig.num_classes, progress=progress)
+    else:
+        write_balanced(dataset, images, labels, provenance, out, sig.num_classes, progress=progress)
+    added = [int(n) for n in np.bincount(labels, minlength=sig.num_classes)]
+    return BalanceResult(dataset, before, added, path if in_place else out, provenance, finished)

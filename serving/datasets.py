@@ -26,8 +26,8 @@ import io
 import json
 import os
 import shutil
-import struct
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,12 +36,16 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from tqdm import tqdm
 
 from models.contract import NUM_CLASSES
+from models.idx import IdxFormatError, idx_bytes, parse_idx
 from serving.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 METADATA_NAME, CARD_NAME = "metadata.jsonl", "README.md"
+OWN_README_CARD_NAME = "BALANCE_CARD.md"  # the card, where the dataset has a README.md of its own
+PENDING_NAME = ".dcgan-balance-pending"  # an in-place change, committed, being moved into place
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 IDX_IMAGES, IDX_LABELS = "images-idx3-ubyte", "labels-idx1-ubyte"
 
@@ -151,19 +155,20 @@ def _idx_labels_path(images: Path) -> Path:
 
 
 def _parse_idx(path: Path, dims: int) -> np.ndarray:
+    """The array of an IDX file (gzipped or not) with ``dims`` dimensions."""
     try:
         data = path.read_bytes()
         if data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DatasetError(f"{path}: cannot read ({exc})") from None
-    if len(data) < 4 + 4 * dims or data[:3] != b"\0\0\x08" or data[3] != dims:
-        raise DatasetError(f"{path}: not an IDX file of unsigned bytes with {dims} dimension(s)")
-    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
-    if body.size != int(np.prod(shape)):
-        raise DatasetError(f"{path}: holds {body.size} bytes, its header says {shape}")
-    return body.reshape(shape)
+    try:
+        array = parse_idx(data, str(path))
+    except IdxFormatError as exc:
+        raise DatasetError(str(exc)) from None
+    if array.ndim != dims:
+        raise DatasetError(f"{path}: {array.ndim} dimension(s) where {dims} belong")
+    return array
 
 
 def _read_idx(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,11 +247,6 @@ def _metadata_row(file: str, label: int, index: int, provenance: Provenance) -> 
     }
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 def _card(source: Dataset, before: Sequence[int], after: Sequence[int], p: Provenance) -> str:
     metrics = ", ".join(
         f"{key} {value:.4g}" for key, value in p.metrics.items() if isinstance(value, float)
@@ -271,9 +271,13 @@ def _card(source: Dataset, before: Sequence[int], after: Sequence[int], p: Prove
 
 
 def _prior_rows(source: Dataset) -> list[dict[str, Any]]:
+    """The rows of the dataset's metadata.jsonl, kept: an ImageFolder's own (Hugging Face's
+    ImageFolder convention) or ours; beside a .npz or IDX file only where we wrote it."""
     directory = source.path if source.format is Format.IMAGEFOLDER else source.path.parent
     metadata = directory / METADATA_NAME
     if not metadata.is_file():
+        return []
+    if source.format is not Format.IMAGEFOLDER and not _has_our_card(directory):
         return []
     try:
         return [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
@@ -294,6 +298,62 @@ def _staged(out: Path) -> Iterator[Path]:
         raise
 
 
+def _has_our_card(directory: Path) -> bool:
+    readme = directory / CARD_NAME
+    return readme.is_file() and "`dcgan balance`" in readme.read_text(errors="replace")[:2000]
+
+
+def _card_name(root: Path) -> str:
+    """README.md, unless the dataset has a README of its own: that is kept, the card beside it."""
+    if not (root / CARD_NAME).is_file() or _has_our_card(root):
+        return CARD_NAME
+    return OWN_README_CARD_NAME
+
+
+def _write_pngs(
+    stage: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    provenance: Provenance,
+    taken: Path,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """The generated images as PNGs in ``stage``'s class folders; names already used under
+    ``taken`` (the dataset) are refused, never overwritten. Their metadata rows."""
+    rows = []
+    pairs = enumerate(zip(images, labels, strict=True))
+    for index, (pixels, label) in tqdm(
+        pairs, total=len(images), desc="writing", unit="img", disable=not progress
+    ):
+        name = f"{label}/dcgan-{provenance.version}-{provenance.seed}-{index:06d}.png"
+        if (taken / name).exists():
+            raise DatasetError(f"{taken / name}: exists; balance with another --seed")
+        (stage / str(label)).mkdir(exist_ok=True)
+        with (stage / name).open("xb") as file:
+            file.write(png_bytes(pixels, provenance, index))
+        rows.append(_metadata_row(name, int(label), index, provenance))
+    return rows
+
+
+def _write_records(
+    stage: Path,
+    source: Dataset,
+    rows: list[dict[str, Any]],
+    after: list[int],
+    provenance: Provenance,
+    num_classes: int,
+) -> None:
+    (stage / METADATA_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    card = _card(source, source.counts(num_classes), after, provenance)
+    name = _card_name(source.path) if source.format is Format.IMAGEFOLDER else CARD_NAME
+    (stage / name).write_text(card)
+
+
+def _after(source: Dataset, labels: np.ndarray, num_classes: int) -> list[int]:
+    added = np.bincount(labels, minlength=num_classes)
+    return [b + int(n) for b, n in zip(source.counts(num_classes), added, strict=True)]
+
+
 def write_balanced(
     source: Dataset,
     images: np.ndarray,
@@ -301,29 +361,17 @@ def write_balanced(
     provenance: Provenance,
     out: Path,
     num_classes: int,
+    *,
+    progress: bool = False,
 ) -> None:
     """``source`` plus the generated ``images``/``labels``, in its format, as the new ``out``."""
     if out.exists():
         raise DatasetError(f"{out}: exists; give --out a new directory")
-    before = source.counts(num_classes)
-    after = [
-        b + int(n) for b, n in zip(before, np.bincount(labels, minlength=num_classes), strict=True)
-    ]
     rows = _prior_rows(source)  # a dataset balanced before keeps its generated images' rows
     with _staged(out) as stage:
         if source.format is Format.IMAGEFOLDER:
             shutil.copytree(source.path, stage, dirs_exist_ok=True, symlinks=False)
-            for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
-                name = f"{label}/dcgan-{provenance.version}-{provenance.seed}-{index:06d}.png"
-                (stage / str(label)).mkdir(exist_ok=True)
-                try:
-                    with (stage / name).open("xb") as file:  # never over a source image
-                        file.write(png_bytes(pixels, provenance, index))
-                except FileExistsError:
-                    raise DatasetError(
-                        f"{source.path / name}: exists; balance with another --seed"
-                    ) from None
-                rows.append(_metadata_row(name, int(label), index, provenance))
+            rows += _write_pngs(stage, images, labels, provenance, source.path, progress)
         else:
             offset = len(source.images)
             all_images = np.concatenate([source.images, images])
@@ -333,12 +381,66 @@ def write_balanced(
                 np.savez_compressed(stage / name, images=all_images, labels=all_labels)
             else:
                 name = source.path.name.removesuffix(".gz")
-                _write_idx(stage / name, all_images)
-                _write_idx(stage / _idx_labels_path(Path(name)).name, all_labels)
+                (stage / name).write_bytes(idx_bytes(all_images))
+                (stage / _idx_labels_path(Path(name)).name).write_bytes(idx_bytes(all_labels))
             rows += [
                 _metadata_row(f"{name}#{offset + i}", int(label), i, provenance)
                 for i, label in enumerate(labels)
             ]
-        lines = "".join(json.dumps(row) + "\n" for row in rows)
-        (stage / METADATA_NAME).write_text(lines)
-        (stage / CARD_NAME).write_text(_card(source, before, after, provenance))
+        _write_records(
+            stage, source, rows, _after(source, labels, num_classes), provenance, num_classes
+        )
+
+
+def require_in_place(dataset: Dataset) -> None:
+    """DatasetError unless ``dataset`` can be added to in place (an ImageFolder)."""
+    if dataset.format is not Format.IMAGEFOLDER:
+        raise DatasetError(
+            f"{dataset.path}: --in-place adds to ImageFolder datasets only; give --out for "
+            f"{dataset.format} files"
+        )
+
+
+def add_in_place(
+    source: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    provenance: Provenance,
+    num_classes: int,
+    *,
+    progress: bool = False,
+) -> None:
+    """Add the generated images to an ImageFolder itself, journaled: everything is staged in a
+    hidden directory, which one rename makes the pending change (the commit point); then each
+    file is moved into place (:func:`finish_pending`). A run interrupted after the commit point
+    is finished by the next one; one interrupted before it left only a hidden directory."""
+    require_in_place(source)
+    root = source.path
+    if (root / PENDING_NAME).exists():
+        raise DatasetError(f"{root / PENDING_NAME}: an unfinished balance; finish it first")
+    staging = Path(tempfile.mkdtemp(prefix=".dcgan-balance-tmp-", dir=root))
+    try:
+        rows = _prior_rows(source) + _write_pngs(
+            staging, images, labels, provenance, root, progress
+        )
+        _write_records(
+            staging, source, rows, _after(source, labels, num_classes), provenance, num_classes
+        )
+        os.rename(staging, root / PENDING_NAME)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finish_pending(root)
+
+
+def finish_pending(root: Path) -> bool:
+    """Move a committed in-place change's files into ``root``; False when there was none."""
+    pending = root / PENDING_NAME
+    if not pending.is_dir():
+        return False
+    for file in sorted(p for p in pending.rglob("*") if p.is_file()):
+        target = root / file.relative_to(pending)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(file, target)  # the card and metadata.jsonl replace the old ones
+    shutil.rmtree(pending)
+    return True

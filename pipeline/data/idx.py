@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models import idx as idx_format
 from pipeline.errors import DataError
-
-# IDX type codes -> numpy dtypes (big-endian where multi-byte).
-_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def gunzip(data: bytes, origin: str) -> bytes:
@@ -37,22 +35,11 @@ def md5_hex(data: bytes) -> str:
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into an array, checking the header against the payload size."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise DataError(f"{source}: not an IDX file (bad magic number)")
-    dtype = np.dtype(_DTYPES[data[2]])
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{source}: truncated IDX header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        raise DataError(
-            f"{source}: IDX size mismatch: header says {expected} bytes, file has {len(data)}"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))
+    """Parse IDX bytes into an array (models/idx.py), a malformed file being a DataError."""
+    try:
+        return idx_format.parse_idx(data, source)
+    except idx_format.IdxFormatError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def find_file(directory: Path, name: str) -> Path | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.idx import idx_bytes
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings
 from pipeline.data.loading import ImageDataset
@@ -23,6 +25,8 @@ from serving.dataset_balance import RegistrySource, ServiceSource, balance_datas
 from serving.datasets import (
     CARD_NAME,
     METADATA_NAME,
+    OWN_README_CARD_NAME,
+    PENDING_NAME,
     TRAINED_ALGORITHMIC_MEDIA,
     Dataset,
     Format,
@@ -57,15 +61,10 @@ def write_npz(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     return root / "skewed.npz"
 
 
-def _idx(array: np.ndarray) -> bytes:
-    header = b"\0\0\x08" + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_idx(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     root.mkdir(parents=True)
-    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
-    (root / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (root / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
     return root / "train-images-idx3-ubyte.gz"
 
 
@@ -241,3 +240,72 @@ def test_an_existing_output_is_never_overwritten(
     with pytest.raises(DatasetError, match="exists"):
         balance_dataset(path, tmp_path / "out", registry_source, seed=SEED)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_in_place_keeps_the_users_readme_and_metadata_and_adds_nothing_twice(
+    mnist: ImageDataset, tmp_path: Path, registry_source: RegistrySource
+) -> None:
+    images, labels = skewed(mnist)
+    root = write_imagefolder(tmp_path / "digits", images, labels)
+    (root / "README.md").write_text("# my digits\n")
+    own = {"file_name": "0/real-0000.png", "label": 0, "note": "mine"}
+    (root / METADATA_NAME).write_text(json.dumps(own) + "\n")
+
+    result = balance_dataset(root, tmp_path / "unused", registry_source, seed=SEED, in_place=True)
+
+    assert result.out == root and not (tmp_path / "unused").exists()
+    assert read_dataset(root).counts(10) == [12] * 10
+    assert (root / "README.md").read_text() == "# my digits\n"
+    assert "machine-generated" in (root / OWN_README_CARD_NAME).read_text()
+    rows = [json.loads(line) for line in (root / METADATA_NAME).read_text().splitlines()]
+    assert rows[0] == own and len(rows) == 1 + sum(result.added)
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no staging left
+    again = balance_dataset(root, tmp_path / "unused", registry_source, in_place=True)
+    assert again.out is None and read_dataset(root).counts(10) == [12] * 10
+
+
+def test_an_interrupted_in_place_run_is_finished_by_the_next(
+    mnist: ImageDataset,
+    tmp_path: Path,
+    registry_source: RegistrySource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images, labels = skewed(mnist)
+    root = write_imagefolder(tmp_path / "digits", images, labels)
+    moves = 0
+    real_replace = os.replace
+
+    def dies_after_five(src: Path, dst: Path) -> None:
+        nonlocal moves
+        if PENDING_NAME in str(src):  # a move out of the committed change (not the model cache)
+            moves += 1
+            if moves > 5:
+                raise KeyboardInterrupt  # the process killed while moving files into place
+        real_replace(src, dst)
+
+    monkeypatch.setattr("serving.datasets.os.replace", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        balance_dataset(root, tmp_path / "unused", registry_source, seed=SEED, in_place=True)
+    monkeypatch.undo()
+    assert (root / PENDING_NAME).is_dir()  # committed, not finished
+    # The pending files are hidden from readers: the dataset reads as 5 images further along.
+    assert sum(read_dataset(root).counts(10)) == sum(COUNTS) + 5
+
+    done = balance_dataset(root, tmp_path / "unused", registry_source, seed=SEED, in_place=True)
+
+    assert done.finished_interrupted and done.out is None  # finishing balanced it
+    assert read_dataset(root).counts(10) == [12] * 10 and not (root / PENDING_NAME).exists()
+    rows = (root / METADATA_NAME).read_text().splitlines()
+    assert len(rows) == sum(12 - n for n in COUNTS)
+
+
+def test_in_place_is_for_imagefolders_only(
+    mnist: ImageDataset, tmp_path: Path, registry_dir: Path
+) -> None:
+    images, labels = skewed(mnist)
+    path = write_npz(tmp_path / "skewed", images, labels)
+    env = {"DCGAN_REGISTRY_URI": str(registry_dir), "DCGAN_REGISTRY_MODEL_NAME": MODEL}
+    done = dcgan("balance", str(path), "--in-place", env=env)
+    assert done.returncode == 2
+    assert "--in-place adds to ImageFolder datasets only" in done.stderr, done.stderr
+    assert sorted(p.name for p in path.parent.iterdir()) == ["skewed.npz"]
