@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${1:-all}
 case "$PROFILE" in
-  all) EXTRAS=train,serve,flow,torchserve,dev ;;
+  all) EXTRAS=train,serve,flow,torchserve,hf,dev ;;
   demo) EXTRAS=train,serve ;;
   *) echo "error: unknown set-up profile '$PROFILE' (use all or demo)" >&2; exit 2 ;;
 esac

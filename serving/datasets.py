@@ -8,6 +8,8 @@ Formats, told apart by what PATH is:
 - **npz**: a ``.npz`` file with ``images`` (uint8, N x H x W or N x 1 x H x W) and ``labels``.
 - **IDX** (MNIST's own): the ``*images-idx3-ubyte`` file (gzipped or not); its labels are the
   ``*labels-idx1-ubyte`` file beside it.
+- **Hugging Face**: a ``.parquet`` file, or a ``Dataset.save_to_disk`` directory
+  (serving/hf_datasets.py; the ``hf`` extra).
 
 Images must be 8-bit grayscale of the model's size: a wrong size or mode, an unknown label or mixed
 shapes raise :class:`DatasetError` with one line naming the file, before anything is written. The
@@ -32,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,8 @@ class Format(StrEnum):
     IMAGEFOLDER = "imagefolder"
     NPZ = "npz"
     IDX = "idx"
+    PARQUET = "parquet"  # Hugging Face's, as the Hub serves datasets (serving/hf_datasets.py)
+    HF_DISK = "hf-disk"  # a Hugging Face Dataset.save_to_disk directory
 
 
 @dataclass(frozen=True)
@@ -86,16 +91,18 @@ class Provenance:
 
 def detect(path: Path) -> Format:
     if path.is_dir():
-        return Format.IMAGEFOLDER
+        return Format.HF_DISK if hf_datasets().is_saved_dataset(path) else Format.IMAGEFOLDER
     if path.suffix == ".npz":
         return Format.NPZ
+    if path.suffix == ".parquet":
+        return Format.PARQUET
     if IDX_IMAGES in path.name:
         return Format.IDX
     if not path.exists():
         raise DatasetError(f"{path}: no such file or directory")
     raise DatasetError(
-        f"{path}: not a dataset this reads (an ImageFolder directory, a .npz, or an "
-        f"*{IDX_IMAGES} file)"
+        f"{path}: not a dataset this reads (an ImageFolder or save_to_disk directory, a .npz, "
+        f"a .parquet, or an *{IDX_IMAGES} file)"
     )
 
 
@@ -103,8 +110,15 @@ def read_dataset(path: Path, num_classes: int = NUM_CLASSES) -> Dataset:
     """Read ``path`` (format detected) and check every image and label; before any model is
     asked, so a bad dataset costs nothing else (:func:`check_size` then checks the model's)."""
     fmt = detect(path)
-    reader = {Format.IMAGEFOLDER: _read_imagefolder, Format.NPZ: _read_npz, Format.IDX: _read_idx}
-    images, labels = reader[fmt](path, num_classes)
+    if fmt in (Format.PARQUET, Format.HF_DISK):
+        images, labels = hf_datasets().read(path)
+    else:
+        reader = {
+            Format.IMAGEFOLDER: _read_imagefolder,
+            Format.NPZ: _read_npz,
+            Format.IDX: _read_idx,
+        }
+        images, labels = reader[fmt](path, num_classes)
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3:
@@ -115,6 +129,13 @@ def read_dataset(path: Path, num_classes: int = NUM_CLASSES) -> Dataset:
         raise DatasetError(f"{path}: {len(images)} images but {len(labels)} labels")
     labels = _checked_labels(labels, num_classes, path)
     return Dataset(path, fmt, images, labels)
+
+
+def hf_datasets() -> ModuleType:
+    """serving/hf_datasets.py, imported when first needed (it needs the optional `datasets`)."""
+    from serving import hf_datasets as module
+
+    return module
 
 
 def check_size(dataset: Dataset, image_size: int) -> None:
@@ -185,31 +206,45 @@ def _imagefolder_files(root: Path) -> Iterator[tuple[Path, str]]:
                 yield file, directory.name
 
 
+def decode_gray(image_file: Path | io.BytesIO, origin: str) -> np.ndarray:
+    """The pixels of one 8-bit grayscale PNG or JPEG; DatasetError naming ``origin`` otherwise."""
+    try:
+        with Image.open(image_file) as image:
+            if image.mode != "L":
+                raise DatasetError(f"{origin}: mode {image.mode}, not 8-bit grayscale (L)")
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{origin}: not a readable image ({exc})") from None
+
+
+def stack_same_shape(images: list[np.ndarray], origins: list[str], where: Path) -> np.ndarray:
+    """The images as one (N, H, W) array; DatasetError naming the first of another shape."""
+    if not images:
+        raise DatasetError(f"{where}: no images")
+    for pixels, origin in zip(images, origins, strict=True):
+        if pixels.shape != images[0].shape:
+            raise DatasetError(
+                f"{origin}: {pixels.shape}, the others are {images[0].shape}: mixed shapes"
+            )
+    return np.stack(images)
+
+
 def _read_imagefolder(root: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     images: list[np.ndarray] = []
+    origins: list[str] = []
     labels: list[int] = []
-    shape: tuple[int, ...] | None = None
     for file, label in _imagefolder_files(root):
         if not label.isdigit() or int(label) >= num_classes:
             raise DatasetError(
                 f"{root}: unknown label folder {label!r} (folders are class indices "
                 f"0..{num_classes - 1})"
             )
-        try:
-            with Image.open(file) as image:
-                if image.mode != "L":
-                    raise DatasetError(f"{file}: mode {image.mode}, not 8-bit grayscale (L)")
-                pixels = np.asarray(image, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DatasetError(f"{file}: not a readable image ({exc})") from None
-        if shape is not None and pixels.shape != shape:
-            raise DatasetError(f"{file}: {pixels.shape}, the others are {shape}: mixed shapes")
-        shape = pixels.shape
-        images.append(pixels)
+        images.append(decode_gray(file, str(file)))
+        origins.append(str(file))
         labels.append(int(label))
     if not images:
         raise DatasetError(f"{root}: no class folders with PNG or JPEG images")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return stack_same_shape(images, origins, root), np.asarray(labels, dtype=np.int64)
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -273,7 +308,7 @@ def _card(source: Dataset, before: Sequence[int], after: Sequence[int], p: Prove
 def _prior_rows(source: Dataset) -> list[dict[str, Any]]:
     """The rows of the dataset's metadata.jsonl, kept: an ImageFolder's own (Hugging Face's
     ImageFolder convention) or ours; beside a .npz or IDX file only where we wrote it."""
-    directory = source.path if source.format is Format.IMAGEFOLDER else source.path.parent
+    directory = source.path if source.path.is_dir() else source.path.parent
     metadata = directory / METADATA_NAME
     if not metadata.is_file():
         return []
@@ -372,6 +407,12 @@ def write_balanced(
         if source.format is Format.IMAGEFOLDER:
             shutil.copytree(source.path, stage, dirs_exist_ok=True, symlinks=False)
             rows += _write_pngs(stage, images, labels, provenance, source.path, progress)
+        elif source.format in (Format.PARQUET, Format.HF_DISK):
+            names = hf_datasets().write(source.path, stage, images, labels, provenance)
+            rows += [
+                _metadata_row(name, int(label), i, provenance)
+                for i, (name, label) in enumerate(zip(names, labels, strict=True))
+            ]
         else:
             offset = len(source.images)
             all_images = np.concatenate([source.images, images])

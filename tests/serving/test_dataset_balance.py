@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 from PIL import Image
@@ -68,11 +69,34 @@ def write_idx(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     return root / "train-images-idx3-ubyte.gz"
 
 
+def _hf_dataset(images: np.ndarray, labels: np.ndarray) -> datasets.Dataset:
+    """What the Hub's MNIST holds: an Image column of PNG bytes and a ClassLabel."""
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(k) for k in range(10)])}
+    )
+    rows = {"image": [Image.fromarray(pixels, mode="L") for pixels in images], "label": labels}
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def write_parquet(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    root.mkdir(parents=True)
+    _hf_dataset(images, labels).to_parquet(str(root / "train-00000-of-00001.parquet"))
+    return root / "train-00000-of-00001.parquet"
+
+
+def write_saved(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    _hf_dataset(images, labels).save_to_disk(str(root))
+    return root
+
+
 WRITERS: dict[Format, Callable[[Path, np.ndarray, np.ndarray], Path]] = {
     Format.IMAGEFOLDER: write_imagefolder,
     Format.NPZ: write_npz,
     Format.IDX: write_idx,
+    Format.PARQUET: write_parquet,
+    Format.HF_DISK: write_saved,
 }
+DIRECTORY_FORMATS = {Format.IMAGEFOLDER, Format.HF_DISK}  # the output is --out itself
 
 
 def tree_digest(path: Path) -> str:
@@ -108,7 +132,7 @@ def test_each_format_is_balanced_from_the_registry_with_the_services_bytes(
     result = balance_dataset(path, out, registry_source, seed=SEED)
 
     assert result.before == COUNTS and result.added == [12 - n for n in COUNTS]
-    balanced = read_dataset(out if fmt is Format.IMAGEFOLDER else out / _name(path))
+    balanced = read_dataset(out if fmt in DIRECTORY_FORMATS else out / _name(path))
     assert balanced.format is fmt and balanced.counts(10) == [12] * 10
     # What the service answers for the same counts and seed, byte for byte.
     with DigitsClient(url) as client:
@@ -126,7 +150,7 @@ def test_each_format_is_balanced_from_the_registry_with_the_services_bytes(
 
     # Its own output lacks nothing: balancing it again writes nothing.
     again = balance_dataset(
-        out if fmt is Format.IMAGEFOLDER else out / _name(path), tmp_path / "again", registry_source
+        out if fmt in DIRECTORY_FORMATS else out / _name(path), tmp_path / "again", registry_source
     )
     assert again.out is None and not (tmp_path / "again").exists()
 
@@ -198,6 +222,15 @@ def _npz_label_out_of_range(root: Path) -> None:
     np.savez(root / "data.npz", images=np.zeros((3, 28, 28), np.uint8), labels=[1, 2, 10])
 
 
+def _parquet_without_labels(root: Path) -> None:
+    root.mkdir(parents=True)
+    table = {"image": [Image.new("L", (28, 28))]}
+    rows = datasets.Dataset.from_dict(
+        table, features=datasets.Features({"image": datasets.Image()})
+    )
+    rows.to_parquet(str(root / "data.parquet"))
+
+
 @pytest.mark.parametrize(
     ("make", "name", "message"),
     [
@@ -207,6 +240,7 @@ def _npz_label_out_of_range(root: Path) -> None:
         (_unknown_label, "", "unknown label folder 'cat'"),
         (_npz_without_labels, "data.npz", "needs arrays 'images' and 'labels'"),
         (_npz_label_out_of_range, "data.npz", "unknown label 10"),
+        (_parquet_without_labels, "data.parquet", "needs one image column and one label column"),
     ],
 )
 def test_a_bad_dataset_stops_with_one_line_and_changes_nothing(
