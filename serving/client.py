@@ -5,7 +5,14 @@
         batch = client.generate(64, digits=3, seed=7)      # batch.images: uint8 (64, 28, 28)
         extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
 
-Only httpx and numpy: nothing of the model or the server is imported.
+Only httpx and numpy: nothing of the model or the server is imported. A dataset on disk (an
+ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in its own format by
+``serving.dataset_balance`` (what `dcgan balance` runs)::
+
+    from pathlib import Path
+    from serving.dataset_balance import ServiceSource, balance_dataset
+    result = balance_dataset(Path("digits"), Path("digits-balanced"), ServiceSource(url), seed=7)
+    print(result.before, result.added)  # images per class before, and how many were generated
 """
 
 from __future__ import annotations
