@@ -29,11 +29,11 @@ from serving.lifecycle import (
 )
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.onnx_backend import inference_pool
-from serving.routes import admin, images, operations
+from serving.routes import admin, images, operations, v2
 from serving.settings import ServeSettings
 from serving.state import ServiceState
 
-ROUTERS = (images.router, operations.router, admin.router)
+ROUTERS = (images.router, operations.router, admin.router, v2.router)
 # Paths the metrics label by name (anything else is "other", so labels stay bounded).
 ROUTES = {route.path for router in ROUTERS for route in router.routes if hasattr(route, "path")}
 

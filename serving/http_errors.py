@@ -19,8 +19,14 @@ CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, ne
 log = logging.getLogger("serving.app")
 
 
-def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+V2_PREFIX = "/v2"  # KServe V2 (Open Inference Protocol) clients read {"error": ...} instead
+
+
+def error_response(
+    status: int, detail: str, headers: dict[str, str] | None = None, path: str = ""
+) -> JSONResponse:
+    key = "error" if path == V2_PREFIX or path.startswith(V2_PREFIX + "/") else "detail"
+    return JSONResponse({key: detail}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
@@ -28,12 +34,13 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     allowed = _methods_by_path([*app.router.routes, *(r for rt in routers for r in rt.routes)])
 
     @app.exception_handler(RequestError)
-    async def request_error(_: Request, exc: RequestError) -> JSONResponse:
-        return error_response(exc.status, str(exc), exc.headers)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return error_response(exc.status, str(exc), exc.headers, request.url.path)
 
     @app.exception_handler(NotReady)
-    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
-        return error_response(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+    async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        retry = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(503, str(exc), retry, request.url.path)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, _: ClientGone) -> Response:
@@ -45,13 +52,14 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # name every method of the path, not just the first route's
             headers["Allow"] = ", ".join(allowed.get(request.url.path, []))
-        return error_response(exc.status_code, str(exc.detail), headers)
+        return error_response(exc.status_code, str(exc.detail), headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return error_response(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
+        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+        return error_response(422, detail, path=request.url.path)
 
 
 def _methods_by_path(routes: Sequence[BaseRoute]) -> dict[str, list[str]]:

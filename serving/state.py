@@ -42,6 +42,16 @@ class ServiceState:
         self.metrics = metrics
         self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
 
+    async def pixels_for_latent(
+        self, model: LoadedModel, z: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """Pixels for latents the client gave (KServe V2's ``z``), through the same batcher."""
+        ticket = self.batcher.admit(len(labels))
+        try:
+            return await self.batcher.run(ticket, model.backend, z.astype(np.float32), labels)
+        finally:
+            ticket.release()
+
     async def pixels(
         self, model: LoadedModel, plan: Plan, min_confidence: float | None = None
     ) -> tuple[np.ndarray, FilterStats | None]:
@@ -116,8 +126,13 @@ async def _disconnected(request: Request) -> None:
 
 async def json_body(request: Request, model: type[M], state: ServiceState) -> M:
     """The request's body, read within the limits and validated as ``model``."""
-    body = await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
+    body = await read_body(request, state)
     return parse_body(model, body, request.headers.get("content-type"), state.limits)
+
+
+async def read_body(request: Request, state: ServiceState) -> bytes:
+    """The raw body, within the service's size and time limits."""
+    return await _read_body(request, state.limits.max_body_bytes, state.settings.body_timeout_s)
 
 
 async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
