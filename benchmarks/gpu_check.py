@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     def judge(generator: torch.nn.Module) -> dict[str, Any]:
         report = evaluate_generator(
             generator, gan_cfg, dataset, classifier, reference, device,
-            num_samples=args.samples, tstr_count=0,
+            num_samples=args.samples, tstr_count=0, independent=False,
         )  # fmt: skip
         return {"accuracy": report.accuracy, "fd": report.fd, "gate": not gate_failures(report)}
 

@@ -12,13 +12,14 @@ figure is compared with its own real-test accuracy, not with the CNN's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
 
 from pipeline.data.loading import ImageDataset
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 METHOD = "PCA(50) of pixels + 5-NN, distance-weighted (scikit-learn)"
 COMPONENTS, NEIGHBOURS = 50, 5
@@ -40,7 +41,12 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 
 
 def fit(dataset: ImageDataset) -> Pipeline:
-    """The classifier, fitted on all of ``dataset``'s real training images."""
+    """The classifier, fitted on all of ``dataset``'s real training images. (scikit-learn is
+    imported here: the metrics import this module where it is absent, e.g. the GPU check.)"""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
     model = make_pipeline(
         PCA(COMPONENTS, svd_solver="randomized", random_state=0),
         KNeighborsClassifier(NEIGHBOURS, weights="distance", algorithm="brute"),

@@ -247,13 +247,15 @@ def evaluate_generator(
     tstr_count: int = EVAL.tstr_count,
     tstr_epochs: int = EVAL.tstr_epochs,
     progress: bool = False,
+    independent: bool = True,
 ) -> GeneratorReport:
     """Measure ``generator`` against ``dataset``'s real test digits.
 
     ``classifier`` comes from ``get_classifier`` (loaded or trained with the default recipe when
     omitted); ``reference`` can be passed to reuse real statistics across
     checkpoints, and is otherwise read from (or computed into) the reference cache.
-    ``tstr_count=0`` skips train-on-synthetic, the slowest part.
+    ``tstr_count=0`` skips train-on-synthetic, the slowest part; ``independent=False`` the
+    second opinion (pipeline.evaluation.independent), for loops that need only the gate.
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -272,16 +274,16 @@ def evaluate_generator(
     hist = stats.class_histogram(preds, k)
     fd = stats.frechet_distance(*stats.gaussian_stats(feats), ref.mu, ref.sigma)
 
-    acc = per_class = ratios = independent = None
+    acc = per_class = ratios = second = None
     if cfg.conditional:
         hits = preds == labels
         acc = float(hits.mean())
         per_class = [float(hits[labels == c].mean()) for c in range(k)]
         ratios = stats.diversity_ratios(feats, labels, ref.test_features, ref.test_labels, k)
     seconds["metrics"] = time.perf_counter() - t
-    if cfg.conditional:
+    if cfg.conditional and independent:
         t = time.perf_counter()
-        independent = independent_score(images, labels, dataset, k)
+        second = independent_score(images, labels, dataset, k)
         seconds["independent"] = time.perf_counter() - t
 
     tstr = None
@@ -315,7 +317,7 @@ def evaluate_generator(
         tstr_count=tstr_count if tstr is not None else 0,
         seconds=seconds,
         precision=precision,
-        independent=independent,
+        independent=second,
     )
     log.info("generator evaluated: accuracy=%s fd=%.3f is=%.3f", acc, fd, report.inception_score)
     return report
