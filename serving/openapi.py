@@ -199,9 +199,17 @@ V2_TENSOR = {
     "required": ["name", "shape", "datatype"],
     "properties": {
         "name": {"enum": ["seed", "count", "labels", "z"]},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 2},
+        "shape": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": 1 << 24},
+            "maxItems": 2,
+        },
         "datatype": {"enum": ["INT32", "INT64", "UINT64", "FP32"]},
-        "data": {"type": "array", "description": "The values, flat, row-major"},
+        "data": {
+            "type": "array",
+            "items": {"type": "number"},
+            "description": "The values, flat, row-major",
+        },
         "parameters": {
             "type": "object",
             "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
