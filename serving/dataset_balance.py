@@ -32,7 +32,7 @@ from serving.errors import DatasetError
 from serving.generation import plan_balance, resolve_seed, run_plan
 from serving.lifecycle import LoadedModel, ModelManager, onnx_factory
 from serving.onnx_backend import usable_cores
-from serving.schemas import BalanceRequest
+from serving.schemas import BalanceRequest, Limits, validate
 
 CHUNK = 1024  # images per backend call when generating locally
 
@@ -125,7 +125,8 @@ class RegistrySource:
         if min_confidence is not None:
             raise DatasetError("--min-confidence needs a running service: give --url")
         model = self._loaded()
-        request = BalanceRequest(counts=counts, target=target, seed=seed)
+        fields = {"counts": counts, "target": target, "seed": seed}
+        request = validate(BalanceRequest, fields, Limits())  # the server's rules and messages
         plan = plan_balance(request, model.signature)
         pixels = run_plan(model.backend, plan, CHUNK)
         provenance = Provenance(

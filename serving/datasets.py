@@ -374,19 +374,18 @@ def _write_records(
     stage: Path,
     source: Dataset,
     rows: list[dict[str, Any]],
-    after: list[int],
+    labels: np.ndarray,
     provenance: Provenance,
     num_classes: int,
 ) -> None:
+    """metadata.jsonl and the card, for ``source`` plus generated images of ``labels``."""
     (stage / METADATA_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
-    card = _card(source, source.counts(num_classes), after, provenance)
+    before = source.counts(num_classes)
+    added = np.bincount(labels, minlength=num_classes)
+    after = [b + int(n) for b, n in zip(before, added, strict=True)]
+    card = _card(source, before, after, provenance)
     name = _card_name(source.path) if source.format is Format.IMAGEFOLDER else CARD_NAME
     (stage / name).write_text(card)
-
-
-def _after(source: Dataset, labels: np.ndarray, num_classes: int) -> list[int]:
-    added = np.bincount(labels, minlength=num_classes)
-    return [b + int(n) for b, n in zip(source.counts(num_classes), added, strict=True)]
 
 
 def write_balanced(
@@ -428,9 +427,7 @@ def write_balanced(
                 _metadata_row(f"{name}#{offset + i}", int(label), i, provenance)
                 for i, label in enumerate(labels)
             ]
-        _write_records(
-            stage, source, rows, _after(source, labels, num_classes), provenance, num_classes
-        )
+        _write_records(stage, source, rows, labels, provenance, num_classes)
 
 
 def require_in_place(dataset: Dataset) -> None:
@@ -464,9 +461,7 @@ def add_in_place(
         rows = _prior_rows(source) + _write_pngs(
             staging, images, labels, provenance, root, progress
         )
-        _write_records(
-            staging, source, rows, _after(source, labels, num_classes), provenance, num_classes
-        )
+        _write_records(staging, source, rows, labels, provenance, num_classes)
         os.rename(staging, root / PENDING_NAME)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

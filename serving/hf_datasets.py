@@ -73,6 +73,12 @@ def columns(dataset: Any, path: Path) -> tuple[str, str]:
         raise DatasetError(
             f"{path}: needs one image column and one label column (has {', '.join(features)})"
         )
+    extra = set(features) - {images[0], labels[0]}
+    if extra:  # found when reading, before any image is generated
+        raise DatasetError(
+            f"{path}: columns {', '.join(sorted(extra))} besides the image and label: "
+            "generated rows would have no value for them"
+        )
     return images[0], labels[0]
 
 
@@ -118,12 +124,6 @@ def write(
             label_column: [int(label) for label in labels],
         }
     )
-    extra = set(dataset.column_names) - {image_column, label_column}
-    if extra:
-        raise DatasetError(
-            f"{source}: columns {', '.join(sorted(extra))} besides the image and label: "
-            "generated rows would have no value for them"
-        )
     combined = hf.concatenate_datasets([dataset, added.cast(dataset.features)])
     if source.is_dir():
         combined.save_to_disk(str(stage / "dataset"))

@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from models.contract import GeneratorSignature
+from models.contract import GeneratorSignature, labels_for_request
 from serving import kserve
 from serving.errors import RequestError
 from serving.generation import plan_generate
@@ -129,14 +129,14 @@ async def _pixels(
     n = len(z)
     if n > state.limits.max_batch_size:
         raise RequestError(f"{n} images is above the limit of {state.limits.max_batch_size}", 422)
-    if labels is None:
-        labels = np.arange(n, dtype=np.int64) % sig.num_classes
-    labels = labels.astype(np.int64).ravel()
-    if len(labels) != n:
-        raise RequestError(f"'labels' has {len(labels)} values for {n} rows of 'z'", 400)
-    if len(labels) and (labels.min() < 0 or labels.max() >= sig.num_classes):
-        raise RequestError(f"labels must be in 0..{sig.num_classes - 1}", 400)
-    return await unless_disconnected(http, state.pixels_for_latent(model, z, labels))
+    if labels is not None and labels.size != n:
+        raise RequestError(f"'labels' has {labels.size} values for {n} rows of 'z'", 400)
+    try:  # the contract's labels: the 0..9 cycle when none are given, range-checked
+        digits = None if labels is None else [int(d) for d in labels.ravel()]
+        rows = labels_for_request(n, digits)
+    except ValueError as exc:
+        raise RequestError(str(exc), 400) from None
+    return await unless_disconnected(http, state.pixels_for_latent(model, z, rows))
 
 
 @router.post("/models/{name}/infer", summary="V2 inference: digits for a seed or latents")
