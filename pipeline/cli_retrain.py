@@ -10,6 +10,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
+from models.registry.names import check_model_name
 from pipeline.errors import RetrainError
 from pipeline.evaluation.options import EVAL
 from pipeline.train_config import TrainConfig
@@ -53,6 +54,13 @@ def retrain(
         str | None,
         typer.Option(help="Continue the checkpoints of an earlier (crashed) flow run, by its id."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry model to publish to (default DCGAN_REGISTRY_MODEL_NAME); one per "
+            "dataset, e.g. cdcgan-fashion-mnist."
+        ),
+    ] = None,
 ) -> None:
     """Retrain, evaluate, publish and promote (if good enough) with the train-dcgan flow."""
     options = _parse_params(set_ or [])
@@ -60,12 +68,15 @@ def retrain(
         {k: v for k, v in (("epochs", epochs), ("limit", limit), ("data", data)) if v is not None}
     )
     config = TrainConfig(**options)  # ValidationError -> one line, exit 2
+    if model is not None:
+        check_model_name(model)  # InvalidName -> one line, exit 2
     parameters: dict[str, Any] = {
         "config": config.model_dump(mode="json", exclude_unset=True),
         "force": force,
         "eval_samples": eval_samples,
         "tstr_count": tstr_count,
         "resume_run": resume_run,
+        "model_name": model,
     }
     if os.environ.get("PREFECT_API_URL"):
         _run_on_server(deployment, parameters, watch)
@@ -78,6 +89,7 @@ def retrain(
         eval_samples=eval_samples,
         tstr_count=tstr_count,
         resume_run=resume_run,
+        model_name=model,
         return_state=True,
     )
     typer.echo(f"{state.name}: {state.message}")

@@ -33,8 +33,8 @@ from prefect.tasks import exponential_backoff
 
 from models.contract import PRODUCTION, SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
-from models.registry.errors import AliasNotFound, VersionExists, VersionNotFound
-from models.registry.settings import open_registry
+from models.registry.errors import AliasNotFound, BucketMissing, VersionExists, VersionNotFound
+from models.registry.settings import RegistrySettings, open_registry
 from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
@@ -137,8 +137,22 @@ def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -
 def production_model(registry: ModelRegistry) -> Manifest | None:
     try:
         return registry.show(PRODUCTION)
-    except (AliasNotFound, VersionNotFound):
+    except (AliasNotFound, VersionNotFound, BucketMissing):  # nothing published there yet
         return None
+
+
+def check_same_dataset(production: Manifest | None, dataset: str, model: str) -> None:
+    """A model's versions are all trained on one dataset: a run on another would be judged
+    against, and could replace, a generator of other images. Checked before training."""
+    if production is None:
+        return
+    trained_on = production.training_config.get("dataset", "mnist")
+    if trained_on != dataset:
+        raise ValueError(
+            f"model {model}'s production version {production.version} was trained on "
+            f"{trained_on}, this run is on {dataset}: publish it under a model of its own "
+            f"(dcgan retrain --model cdcgan-{dataset})"
+        )
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF)
@@ -211,16 +225,19 @@ def train_dcgan(
     min_accuracy: float | None = EVAL.min_accuracy,
     work_dir: str | None = None,
     resume_run: str | None = None,
+    model_name: str | None = None,
 ) -> State[Any]:
     """Retrain, evaluate, publish, and promote if good enough. ``config`` holds every trainer
     option (validated); ``force`` promotes even without a pass. Checkpoints are kept in the
     store under this flow run's id (a retry of the run resumes from them) or, with
-    ``resume_run``, continue those of an earlier, crashed run."""
+    ``resume_run``, continue those of an earlier, crashed run. ``model_name``: the registry
+    model published to (default DCGAN_REGISTRY_MODEL_NAME); each dataset has a model of its own."""
     config = config or TrainConfig()
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     version = f"run-{run_id[:8]}-{run_id[-12:]}"
-    registry = open_registry()
+    registry = open_registry(RegistrySettings(model_name=model_name) if model_name else None)
+    check_same_dataset(production_model(registry), config.dataset, registry.model)
     lineage = resume_run or run_id
     sync = CheckpointSync(registry.store, registry.model, lineage)
     root = Path(

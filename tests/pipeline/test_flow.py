@@ -47,25 +47,12 @@ def run_retrain(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("store", ["local", "s3"])
-def test_flow_publishes_and_promotes_only_through_the_gate(
-    store: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_flow_publishes_and_promotes_only_through_the_gate(tmp_path: Path) -> None:
+    """A tiny run fails the gate and is published unpromoted; --force promotes the next; a run on
+    another dataset is refused before training (it would be judged against MNIST digits)."""
     env = prefect_env(tmp_path)
-    if store == "local":
-        env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
-        registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
-    else:  # as deployed: the trainer signs what it publishes, consumers trust its public key
-        server: S3TestServer = request.getfixturevalue("s3_server")
-        bucket: str = request.getfixturevalue("s3_bucket")
-        env.update(server.env())
-        env["DCGAN_REGISTRY_URI"] = f"s3://{bucket}"
-        private, public = generate_key_pair(tmp_path / "keys", "trainer")
-        env["DCGAN_REGISTRY_SIGNING_KEY"] = str(private)
-        verifier = ManifestVerifier.from_files([public])
-        registry = ModelRegistry(
-            S3Store(bucket, server.settings()), "cdcgan-mnist", verifier=verifier
-        )
+    env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
 
     code, out, err = run_retrain(env, *TINY)
     assert code == 0, err[-3000:]
@@ -85,6 +72,39 @@ def test_flow_publishes_and_promotes_only_through_the_gate(
     promoted = registry.get_alias("production").version
     assert promoted != first.version
     assert registry.show(promoted).extra["promotion"]["reason"] == "forced"
+
+    code, out, err = run_retrain(env, *TINY, "--set", "dataset=fashion-mnist", "--force")
+    assert code == 1 and "was trained on mnist, this run is on fashion-mnist" in out + err, out
+    assert "--model cdcgan-fashion-mnist" in out + err
+    assert (
+        len(registry.list_versions()) == 2 and registry.get_alias("production").version == promoted
+    )
+
+
+def test_with_model_the_flow_publishes_signed_under_that_name_on_s3(
+    tmp_path: Path, s3_server: S3TestServer, s3_bucket: str
+) -> None:
+    """As deployed: the trainer signs what it publishes, consumers trust its public key; with
+    --model the run is published and promoted under that model (one per dataset), beside the
+    default model in the same bucket, which it leaves alone."""
+    env = prefect_env(tmp_path)
+    env.update(s3_server.env())
+    env["DCGAN_REGISTRY_URI"] = f"s3://{s3_bucket}"
+    private, public = generate_key_pair(tmp_path / "keys", "trainer")
+    env["DCGAN_REGISTRY_SIGNING_KEY"] = str(private)
+    verifier = ManifestVerifier.from_files([public])
+    store = S3Store(s3_bucket, s3_server.settings())
+    other = ModelRegistry(store, "cdcgan-mnist-tiny", verifier=verifier)
+
+    code, out, err = run_retrain(env, *TINY, "--model", "cdcgan-mnist-tiny", "--force")
+    assert code == 0, err[-3000:]
+    assert "Completed: published and promoted run-" in out and "forced" in out, out
+    promoted = other.show("production")  # its signature checked against the trusted key
+    assert promoted.model_name == "cdcgan-mnist-tiny"
+    assert promoted.extra["promotion"]["reason"] == "forced"
+    assert ModelRegistry(store, "cdcgan-mnist").list_versions() == []
+    code, out, err = run_retrain(env, *TINY, "--model", "../escape")
+    assert code == 2 and "invalid model name" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_killed_run_resumes_from_the_checkpoint_in_the_store(tmp_path: Path) -> None:
