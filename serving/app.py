@@ -28,6 +28,7 @@ from serving.lifecycle import (
     onnx_factory,
 )
 from serving.metrics import MetricsMiddleware, ServiceMetrics
+from serving.model_set import ModelSet
 from serving.onnx_backend import inference_pool
 from serving.routes import admin, images, operations, v2
 from serving.settings import ServeSettings
@@ -53,15 +54,21 @@ def create_app(
         cache_dir = cache_dir or registry_settings.cache_dir.expanduser()
     metrics = ServiceMetrics()
     workers, threads = inference_pool(settings.device, settings.workers, settings.threads)
-    manager = ModelManager(
-        registry,
-        cache_dir,
-        factory or onnx_factory(settings.device, threads),
-        alias=settings.alias,
-        warmup_sizes=tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)})),
-        keep_versions=settings.cache_versions,
-        classifier_factory=onnx_classifier_factory(settings.device, threads),
-    )
+    managers = [
+        ModelManager(
+            registry if served.name == registry.model else registry.for_model(served.name),
+            cache_dir,
+            factory or onnx_factory(settings.device, threads),
+            alias=served.alias,
+            warmup_sizes=tuple(
+                sorted({1, min(settings.batch_max_images, settings.max_batch_size)})
+            ),
+            keep_versions=settings.cache_versions,
+            classifier_factory=onnx_classifier_factory(settings.device, threads),
+        )
+        for served in settings.served_models(registry.model)
+    ]
+    models = ModelSet(managers)
     batcher = Batcher(
         workers=workers,
         max_images=settings.batch_max_images,
@@ -70,23 +77,24 @@ def create_app(
         enabled=settings.batching,
         on_batch=metrics.observe_batch,
     )
-    state = ServiceState(settings, manager, batcher, metrics)
+    state = ServiceState(settings, models, batcher, metrics)
     metrics.backlog.set_function(lambda: batcher.backlog)
-    manager.on_change.append(lambda model: _record_model(metrics, model))
-    manager.on_failure.append(lambda _: _record_failure(metrics, manager))
-    metrics.from_cache.set_function(
-        lambda: float(manager.current is not None and manager.current.source == "cache")
-    )
+    for manager in models:
+        _report_on(metrics, manager)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        follower = asyncio.create_task(_follow_alias(manager, settings.poll_interval_s))
+        followers = [
+            asyncio.create_task(_follow_alias(manager, settings.poll_interval_s))
+            for manager in models
+        ]
         try:
             yield
         finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
             await batcher.stop()
 
     app = FastAPI(
@@ -104,16 +112,25 @@ def create_app(
     return app
 
 
-def _record_model(metrics: ServiceMetrics, model: LoadedModel) -> None:
-    metrics.model.info({"model": model.name, "version": model.version})
-    metrics.model_loaded.set(model.loaded_at.timestamp())
-    metrics.reloads.labels("swapped").inc()
+def _report_on(metrics: ServiceMetrics, manager: ModelManager) -> None:
+    """The model's own series: its version, swaps, failures by kind, and whether it is cached."""
+    name = manager.registry.model
 
+    def swapped(model: LoadedModel) -> None:
+        metrics.model.labels(name).info({"version": model.version})
+        metrics.model_loaded.labels(name).set(model.loaded_at.timestamp())
+        metrics.reloads.labels(name, "swapped").inc()
 
-def _record_failure(metrics: ServiceMetrics, manager: ModelManager) -> None:
-    metrics.reloads.labels("failed").inc()
-    kind = manager.last_error_kind
-    metrics.load_failures.labels(kind.name.lower() if kind else "unknown").inc()
+    def failed(_: str) -> None:
+        metrics.reloads.labels(name, "failed").inc()
+        kind = manager.last_error_kind
+        metrics.load_failures.labels(name, kind.name.lower() if kind else "unknown").inc()
+
+    manager.on_change.append(swapped)
+    manager.on_failure.append(failed)
+    metrics.from_cache.labels(name).set_function(
+        lambda: float(manager.current is not None and manager.current.source == "cache")
+    )
 
 
 async def _follow_alias(manager: ModelManager, interval_s: float) -> None:

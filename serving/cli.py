@@ -58,6 +58,9 @@ def generate(
     url: Annotated[str, typer.Option(envvar="DCGAN_URL", help="The service's base URL.")] = (
         DEFAULT_URL
     ),
+    model: Annotated[
+        str | None, typer.Option(help="Which served model (default: the server's first).")
+    ] = None,
 ) -> None:
     """Fetch generated digits from a running service and save them."""
     if out.suffix not in SUFFIXES:
@@ -65,7 +68,9 @@ def generate(
     from serving import encoding
 
     with DigitsClient(url) as client:
-        got = client.generate(n, digits=digit, seed=seed, min_confidence=min_confidence)
+        got = client.generate(
+            n, digits=digit, seed=seed, min_confidence=min_confidence, model=model
+        )
     if out.suffix == ".npz":
         data = encoding.npz_bytes(images=got.images, labels=got.labels)
     elif out.suffix == ".npy":
@@ -103,6 +108,13 @@ def balance(
     alias: Annotated[
         str, typer.Option(help="The registry alias to use without a service.")
     ] = "production",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model: served (with --url; default its first) or in the registry "
+            "(default DCGAN_REGISTRY_MODEL_NAME)."
+        ),
+    ] = None,
     in_place: Annotated[
         bool,
         typer.Option("--in-place", help="Add to the ImageFolder itself instead of writing a copy."),
@@ -115,7 +127,11 @@ def balance(
         raise typer.BadParameter("give --out or --in-place, not both", param_hint="--in-place")
     out = out or path.with_name(f"{path.name.removesuffix('.npz')}-balanced")
     with contextlib.ExitStack() as stack:
-        source = ServiceSource(url) if url else stack.enter_context(RegistrySource(alias))
+        source = (
+            ServiceSource(url, model)
+            if url
+            else stack.enter_context(RegistrySource(alias, model=model))
+        )
         result = balance_dataset(
             path,
             out,

@@ -4,6 +4,7 @@
     with DigitsClient("http://127.0.0.1:8000") as client:
         batch = client.generate(64, digits=3, seed=7)      # batch.images: uint8 (64, 28, 28)
         extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
+        shirts = client.generate(8, digits=6, model="cdcgan-fashion-mnist")  # another model
 
 Only httpx and numpy: nothing of the model or the server is imported. A dataset on disk (an
 ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in its own format by
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -77,13 +79,15 @@ class DigitsClient:
         digits: int | Sequence[int] | None = None,
         seed: int | None = None,
         min_confidence: float | None = None,
+        model: str | None = None,
     ) -> Digits:
         """``n`` digits (one digit for all, one per image, or the 0..9 cycle) as uint8 arrays;
-        with ``min_confidence``, only digits the version's classifier reads as asked."""
+        with ``min_confidence``, only digits the version's classifier reads as asked; ``model``:
+        which served model answers (default: the server's first)."""
         body: dict[str, Any] = {"batch_size": n, "format": "npy"}
         if digits is not None:
             body["digits"] = digits if isinstance(digits, int) else list(digits)
-        _optional(body, seed=seed, min_confidence=min_confidence)
+        _optional(body, seed=seed, min_confidence=min_confidence, model=model)
         response = self._request("POST", "/generate", body)
         images = np.load(io.BytesIO(response.content), allow_pickle=False)
         return _digits(response, images, labels_for_request(n, digits))
@@ -94,18 +98,32 @@ class DigitsClient:
         target: int | Sequence[int] | Mapping[int, int] | None = None,
         seed: int | None = None,
         min_confidence: float | None = None,
+        model: str | None = None,
     ) -> Digits:
         """The generated digits that bring every class up to ``target`` (default: the largest)."""
         body: dict[str, Any] = {"counts": _jsonable(counts)}
         if target is not None:
             body["target"] = target if isinstance(target, int) else _jsonable(target)
-        _optional(body, seed=seed, min_confidence=min_confidence)
+        _optional(body, seed=seed, min_confidence=min_confidence, model=model)
         response = self._request("POST", "/balance", body)
         with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
             return _digits(response, npz["images"], npz["labels"])
 
-    def model(self) -> dict[str, Any]:
-        info: dict[str, Any] = self._request("GET", "/models").json()
+    def models(self) -> list[dict[str, Any]]:
+        """Every served model (name, alias, ready, version, signature, metrics), the default
+        first."""
+        served: list[dict[str, Any]] = self._request("GET", "/models").json()["models"]
+        return served
+
+    def model(self, name: str | None = None) -> dict[str, Any]:
+        """One served model's loaded version (default: the server's first); ServiceError (503)
+        while it has none loaded."""
+        path = "/models" if name is None else f"/models/{quote(name, safe='')}"
+        info: dict[str, Any] = self._request("GET", path).json()
+        if name is None:
+            info = info["models"][0]
+        if not info["ready"]:
+            raise ServiceError(f"model {info['model']!r} has no version loaded yet", 503)
         return info
 
     def ready(self) -> bool:

@@ -55,16 +55,18 @@ class ImageSource(Protocol):
 
 
 class ServiceSource:
-    """A running service, over HTTP (serving.client)."""
+    """A running service, over HTTP (serving.client); ``model``: which of its models (default:
+    the server's first)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, model: str | None = None) -> None:
         self.url = url
+        self.model = model
         self._info: dict[str, Any] | None = None
 
     def _model(self) -> dict[str, Any]:
         if self._info is None:
             with DigitsClient(self.url) as client:
-                self._info = client.model()
+                self._info = client.model(self.model)
         return self._info
 
     def signature(self) -> GeneratorSignature:
@@ -74,7 +76,9 @@ class ServiceSource:
         self, counts: list[int], target: int | None, seed: int, min_confidence: float | None
     ) -> Generated:
         with DigitsClient(self.url) as client:
-            got = client.balance(counts, target=target, seed=seed, min_confidence=min_confidence)
+            got = client.balance(
+                counts, target=target, seed=seed, min_confidence=min_confidence, model=self.model
+            )
         metrics = self._model().get("metrics")
         provenance = Provenance(
             got.model,
@@ -88,10 +92,15 @@ class ServiceSource:
 
 
 class RegistrySource:
-    """A registry model (DCGAN_REGISTRY_*), pulled, verified and run in-process on ONNX Runtime."""
+    """A registry model (DCGAN_REGISTRY_*; ``model``: another model name in that registry),
+    pulled, verified and run in-process on ONNX Runtime."""
 
-    def __init__(self, alias: str, settings: RegistrySettings | None = None) -> None:
+    def __init__(
+        self, alias: str, settings: RegistrySettings | None = None, model: str | None = None
+    ) -> None:
         self.settings = settings or RegistrySettings()
+        if model is not None:
+            self.settings = self.settings.model_copy(update={"model_name": model})
         self._cache = tempfile.TemporaryDirectory(prefix="dcgan-balance-")
         self.manager = ModelManager(
             open_registry(self.settings),

@@ -228,8 +228,8 @@ class ModelManager:
         if model is None:
             # Public answers name no internal endpoint: why is on /readyz and in the logs.
             raise NotReady(
-                f"no model loaded yet: retry once a version of alias {self.alias!r} is loaded "
-                "(operators: /readyz says why)"
+                f"no model loaded yet for {self.registry.model!r}: retry once a version of "
+                f"its alias {self.alias!r} is loaded (operators: /readyz says why)"
             )
         return model
 
@@ -359,7 +359,8 @@ class ModelManager:
         self.last_error, self.last_error_kind = error, kind
         log.log(
             level,
-            "serving.refresh_failed alias=%s serving=%s kind=%s error=%s",
+            "serving.refresh_failed model=%s alias=%s serving=%s kind=%s error=%s",
+            self.registry.model,
             self.alias,
             serving,
             kind.name.lower(),

@@ -27,18 +27,22 @@ class ServiceMetrics:
             registry=r,
         )
         self.images = Counter(
-            "dcgan_images_generated", "Images generated, by route", ["route"], registry=r
+            "dcgan_images_generated",
+            "Images generated, by route and model",
+            ["route", "model"],
+            registry=r,
         )
         self.filter_candidates = Counter(
             "dcgan_filter_candidates",
-            "Candidates generated and judged for filtered answers (min_confidence), by route",
-            ["route"],
+            "Candidates generated and judged for filtered answers (min_confidence), by route and "
+            "model",
+            ["route", "model"],
             registry=r,
         )
         self.filter_accepted = Counter(
             "dcgan_filter_accepted",
             "Images answered by filtered requests; accepted / candidates is the acceptance rate",
-            ["route"],
+            ["route", "model"],
             registry=r,
         )
         self.batch_images = Histogram(
@@ -53,9 +57,14 @@ class ServiceMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
-        self.model = Info("dcgan_model", "The model version being served", registry=r)
+        self.model = Info(
+            "dcgan_model", "The version being served, per served model", ["model"], registry=r
+        )
         self.model_loaded = Gauge(
-            "dcgan_model_loaded_timestamp_seconds", "When the served version loaded", registry=r
+            "dcgan_model_loaded_timestamp_seconds",
+            "When the served version loaded, per model",
+            ["model"],
+            registry=r,
         )
         self.backlog = Gauge(
             "dcgan_backlog_images",
@@ -63,25 +72,32 @@ class ServiceMetrics:
             registry=r,
         )
         self.reloads = Counter(
-            "dcgan_model_reloads", "Model refreshes that swapped or failed", ["outcome"], registry=r
+            "dcgan_model_reloads",
+            "Model refreshes that swapped or failed, per model",
+            ["model", "outcome"],
+            registry=r,
         )
         self.load_failures = Counter(
             "dcgan_model_load_failures",
-            "Failed refreshes by what failed (registry_unreachable, disk_full, refused, ...)",
-            ["kind"],
+            "Failed refreshes per model by what failed (registry_unreachable, disk_full, ...)",
+            ["model", "kind"],
             registry=r,
         )
         self.from_cache = Gauge(
             "dcgan_model_served_from_cache",
-            "1 while the served version came from the local cache (registry unreachable at start)",
+            "1 while the model's served version came from the local cache (registry unreachable "
+            "at start)",
+            ["model"],
             registry=r,
         )
 
-    def observe_images(self, route: str, images: int, filtered: FilterStats | None) -> None:
-        self.images.labels(route).inc(images)
+    def observe_images(
+        self, route: str, model: str, images: int, filtered: FilterStats | None
+    ) -> None:
+        self.images.labels(route, model).inc(images)
         if filtered is not None:
-            self.filter_candidates.labels(route).inc(filtered.candidates)
-            self.filter_accepted.labels(route).inc(filtered.accepted)
+            self.filter_candidates.labels(route, model).inc(filtered.candidates)
+            self.filter_accepted.labels(route, model).inc(filtered.accepted)
 
     def observe_batch(self, images: int, requests: int) -> None:
         self.batch_images.observe(images)
@@ -100,8 +116,6 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        route = path if path in self.routes else "other"
         status = 500
         started = time.perf_counter()
 
@@ -114,5 +128,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            # The matched route's template (/v2/models/{name}/infer), set by the router on this
+            # scope: never the raw path, so labels stay bounded; unmatched paths are "other".
+            template = getattr(scope.get("route"), "path", None)
+            route = template if template in self.routes else "other"
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
             self.metrics.requests.labels(route, str(status)).inc()

@@ -17,8 +17,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from models.contract import MAX_SEED, NUM_CLASSES
+from models.registry.names import ID
 from serving.lifecycle import FailureKind
 from serving.schemas import (
+    MODEL_HELP,
     QUERY_FRACTION,
     BalanceRequest,
     GenerateRequest,
@@ -35,6 +37,7 @@ ERROR = {
 ERRORS = {
     400: "The body is not JSON, is not UTF-8, holds NaN/Infinity or nests too deep",
     401: "The admin token is missing or wrong",
+    404: "No served model has that name (GET /models lists them)",
     403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
     408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
     409: "Admin reload: the version was refused (checksum, manifest, load or warm-up), or the "
@@ -102,9 +105,9 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     paths = spec["paths"]
     post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
-    post_generate["responses"] = _generated(400, 408, 409, 413, 415, 422, 503)
+    post_generate["responses"] = _generated(400, 404, 408, 409, 413, 415, 422, 503)
     get_generate["parameters"] = query_parameters(limits)
-    get_generate["responses"] = _generated(409, 422, 503)
+    get_generate["responses"] = _generated(404, 409, 422, 503)
 
     balance = paths["/balance"]["post"]
     balance["requestBody"] = _body(balance_body(limits), required=True)
@@ -113,51 +116,79 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
             **_ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
             "headers": ANSWER_HEADERS,
         },
-        **_errors(400, 408, 409, 413, 415, 422, 503),
+        **_errors(400, 404, 408, 409, 413, 415, 422, 503),
     }
     public_model = {
         "type": "object",
-        "required": ["model", "version", "alias", "signature", "metrics"],
+        "required": ["model", "alias", "ready", "version", "signature", "metrics"],
         "properties": {
             "model": {"type": "string"},
-            "version": {"type": "string"},
             "alias": {"type": "string"},
-            "signature": {"type": "object", "description": "The generator's input contract"},
-            "metrics": {"type": "object", "description": "The version's evaluation"},
+            "ready": {"type": "boolean", "description": "A verified version is loaded"},
+            "version": {"type": ["string", "null"]},
+            "signature": {
+                "type": ["object", "null"],
+                "description": "The generator's input contract",
+            },
+            "metrics": {"type": ["object", "null"], "description": "The version's evaluation"},
+        },
+    }
+    served_models = {
+        "type": "object",
+        "required": ["default", "models"],
+        "properties": {
+            "default": {"type": "string", "description": "Answers requests that name no model"},
+            "models": {"type": "array", "items": public_model, "minItems": 1},
         },
     }
     paths["/models"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": public_model}}, "The served version, its contract, metrics"),
-        **_errors(503),
+        "200": _ok({JSON: {"schema": served_models}}, "Each served model, the default first"),
+    }
+    paths["/models/{name}"]["get"]["responses"] = {
+        "200": _ok({JSON: {"schema": public_model}}, "The model, its version, contract, metrics"),
+        **_errors(404),
     }
     paths["/admin/model"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "Manifest, backend, limits, source"),
-        **_errors(401, 403, 503),
+        **_errors(401, 403, 404, 503),
     }
     paths["/healthz"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "The process answers")
     }
+    ready_properties: dict[str, Any] = {
+        "ready": {"type": "boolean"},
+        "version": {"type": ["string", "null"]},
+        "source": {
+            "enum": ["registry", "cache", None],
+            "description": "cache: the registry was unreachable at start; the alias's last "
+            "version is served from the local cache (checksums verified) until it answers",
+        },
+        "last_error": {"type": ["string", "null"]},
+        "error_kind": {
+            "enum": [kind.name.lower() for kind in FailureKind] + [None],
+            "description": "What the last failure was; only 'refused' is not retried",
+        },
+    }
     ready = {
         "type": "object",
-        "required": ["ready", "version", "source", "last_error", "error_kind"],
+        "required": list(ready_properties),
+        "properties": ready_properties,
+    }
+    ready_all = {
+        "type": "object",
+        "required": [*ready_properties, "models"],
         "properties": {
-            "ready": {"type": "boolean"},
-            "version": {"type": ["string", "null"]},
-            "source": {
-                "enum": ["registry", "cache", None],
-                "description": "cache: the registry was unreachable at start; the alias's last "
-                "version is served from the local cache (checksums verified) until it answers",
-            },
-            "last_error": {"type": ["string", "null"]},
-            "error_kind": {
-                "enum": [kind.name.lower() for kind in FailureKind] + [None],
-                "description": "What the last failure was; only 'refused' is not retried",
+            **ready_properties,
+            "models": {
+                "type": "object",
+                "additionalProperties": ready,
+                "description": "Each served model's own state, by name",
             },
         },
     }
     paths["/readyz"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": ready}}, "A verified, warmed-up model is loaded"),
-        "503": _ok({JSON: {"schema": ready}}, "No model is loaded yet, or shutting down"),
+        "200": _ok({JSON: {"schema": ready_all}}, "The default model is verified and loaded"),
+        "503": _ok({JSON: {"schema": ready_all}}, "No default model loaded yet, or shutting down"),
     }
     paths["/metrics"]["get"]["responses"] = {
         "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")
@@ -170,17 +201,21 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
                 JSON: {
                     "schema": {
                         "type": "object",
-                        "required": ["version", "changed"],
+                        "required": ["version", "changed", "models"],
                         "properties": {
                             "version": {"type": "string"},
                             "changed": {"type": "boolean"},
+                            "models": {
+                                "type": "object",
+                                "description": "Each reloaded model's version and change",
+                            },
                         },
                     }
                 }
             },
-            "The alias was re-read; changed says whether the served version moved",
+            "The aliases were re-read; version and changed are the first model's",
         ),
-        **_errors(401, 403, 409),
+        **_errors(401, 403, 404, 409),
         "503": _error_response(
             "Loading failed for a reason polling retries (registry unreachable, disk full, "
             "permission denied, out of memory, timeout); the detail names it and the old "
@@ -269,8 +304,8 @@ def complete_v2(paths: dict[str, Any]) -> None:
     }
     paths["/v2/health/live"]["get"]["responses"] = {"200": empty("The process answers")}
     paths["/v2/health/ready"]["get"]["responses"] = {
-        "200": empty("A model is loaded"),
-        "503": empty("No model is loaded yet, or shutting down"),
+        "200": empty("Every served model is loaded"),
+        "503": empty("A served model is not loaded yet, or shutting down"),
     }
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         paths[path]["get"]["responses"] = {
@@ -358,6 +393,7 @@ def query_parameters(limits: Limits) -> list[dict[str, Any]]:
             "Decimal 0..1, e.g. 0.95: keep only images the classifier reads as their digit with "
             "at least this probability (ONNX Runtime API only)",
         ),
+        parameter("model", {"type": "string", "pattern": f"^{ID.pattern}$"}, MODEL_HELP),
     ]
 
 

@@ -27,12 +27,15 @@ from pydantic import (
 )
 
 from models.contract import MAX_SEED, NUM_CLASSES
+from models.registry.names import ID
 from serving.errors import RequestError
 
 M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+ModelName = Annotated[str, Field(pattern=f"^{ID.pattern}$", max_length=100)]
+MODEL_HELP = "The served model to answer with (GET /models lists them). Omitted: the first served."
 # min_confidence in a query: a decimal from 0 to 1 ("0.95", ".5", "1"), in the OpenAPI document too
 QUERY_FRACTION = r"0{1,20}(\.[0-9]{0,20})?|0{0,19}1(\.0{0,20})?|\.[0-9]{1,20}"
 CONFIDENCE_HELP = (
@@ -92,6 +95,7 @@ class GenerateRequest(BaseModel):
     )
     format: OutputFormat = Field(default=OutputFormat.JSON, description="json, npy or png.")
     min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
+    model: ModelName | None = Field(default=None, description=MODEL_HELP)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +156,7 @@ class BalanceRequest(BaseModel):
     )
     seed: Seed | None = Field(default=None, description="Omitted: drawn by the server.")
     min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
+    model: ModelName | None = Field(default=None, description=MODEL_HELP)
 
     @field_validator("min_confidence", mode="before")
     @classmethod
@@ -369,7 +374,7 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
         if len(values) != 1 and key != "digits":
             raise RequestError(f"query parameter {key!r} given {len(values)} times")
         joined = ",".join(values)
-        if key == "format":
+        if key in ("format", "model"):
             data[key] = joined
         elif key == "min_confidence":
             data[key] = _query_fraction(key, joined)

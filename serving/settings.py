@@ -6,15 +6,46 @@ shared with the pipeline so one .env describes the whole stack.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.contract import PRODUCTION
+from models.registry.errors import InvalidName
+from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
 from serving.onnx_backend import Device
 from serving.schemas import Limits
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model the server answers with: its registry name and the alias it follows."""
+
+    name: str
+    alias: str
+
+
+def parse_models(text: str, default_alias: str) -> tuple[ServedModel, ...]:
+    """``cdcgan-mnist,cdcgan-fashion@staging`` -> the models in order (no alias: the default);
+    a bad name or alias, or a model named twice, is a ValueError naming it."""
+    served: list[ServedModel] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, _, alias = entry.partition("@")
+        try:
+            model = ServedModel(
+                check_model_name(name.strip()), check_alias(alias.strip() or default_alias)
+            )
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        if any(m.name == model.name for m in served):
+            raise ValueError(f"model {model.name!r} is named twice")
+        served.append(model)
+    return tuple(served)
 
 
 class ServeSettings(BaseSettings):
@@ -22,7 +53,11 @@ class ServeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    alias: str = PRODUCTION  # the registry alias this server follows
+    alias: str = PRODUCTION  # the registry alias followed (by each model that names none)
+    # The models served, comma-separated, each a registry model name with an optional @alias:
+    # "cdcgan-mnist,cdcgan-fashion-mnist@staging". The first answers requests that name no model.
+    # Empty: the registry's model (DCGAN_REGISTRY_MODEL_NAME) alone.
+    models: str = ""
     poll_interval_s: float = Field(default=10.0, ge=0)  # 0: never poll; reload on request only
     # Required by /admin/*; unset or empty: the admin endpoints are disabled (they refuse).
     admin_token: SecretStr | None = None
@@ -72,6 +107,23 @@ class ServeSettings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None  # empty means disabled, never "a token that is the empty string"
         return check_secret(value, "DCGAN_SERVE_ADMIN_TOKEN", min_length=16)
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str) -> str:
+        try:
+            return check_alias(value)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _valid_models(self) -> Self:
+        parse_models(self.models, self.alias)
+        return self
+
+    def served_models(self, default_model: str) -> tuple[ServedModel, ...]:
+        """What this server serves, in order; ``default_model`` when ``models`` is empty."""
+        return parse_models(self.models, self.alias) or (ServedModel(default_model, self.alias),)
 
     @model_validator(mode="after")
     def _every_allowed_request_fits(self) -> Self:

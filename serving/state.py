@@ -18,6 +18,7 @@ from serving.filtering import FilterStats, filtered_pixels
 from serving.generation import INLINE_MAX, Plan
 from serving.lifecycle import LoadedModel, ModelManager
 from serving.metrics import ServiceMetrics
+from serving.model_set import ModelSet
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body
 from serving.settings import ServeSettings
 
@@ -31,16 +32,21 @@ class ServiceState:
     def __init__(
         self,
         settings: ServeSettings,
-        manager: ModelManager,
+        models: ModelSet,
         batcher: Batcher,
         metrics: ServiceMetrics,
     ) -> None:
         self.settings = settings
         self.limits: Limits = settings.limits()
-        self.manager = manager
+        self.models = models
         self.batcher = batcher
         self.metrics = metrics
         self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
+
+    @property
+    def manager(self) -> ModelManager:
+        """The default model's manager (the first served)."""
+        return self.models.default
 
     async def pixels_for_latent(
         self, model: LoadedModel, z: np.ndarray, labels: np.ndarray

@@ -104,12 +104,26 @@ class ModelRegistry:
         self.store = store
         self.signer = signer
         self.verifier = verifier
+        self._cas_attempts = cas_attempts
         self._warned_unverified = False
         self.model = check_model_name(model_name)
         self.grace_period_s = grace_period_s
         self.layout = Layout(self.model)
         self._claims = Claims(store, self.layout, claim_lease_s)
         self._aliases = Aliases(store, self.layout, cas_attempts)
+
+    def for_model(self, model_name: str) -> ModelRegistry:
+        """Another model's registry in the same store, with the same keys and timings (a server
+        that serves several models opens one store)."""
+        return ModelRegistry(
+            self.store,
+            model_name,
+            grace_period_s=self.grace_period_s,
+            claim_lease_s=self._claims.lease_s,
+            cas_attempts=self._cas_attempts,
+            signer=self.signer,
+            verifier=self.verifier,
+        )
 
     def _where(self, version: str | None = None) -> str:
         return self.layout.where(self.store.location, version)

@@ -50,20 +50,33 @@ Admin = Annotated[ServiceState, Depends(require_admin)]
 router = APIRouter()
 
 
-@router.get("/admin/model", summary="The loaded model in full: manifest, backend, limits (token)")
-async def model(state: Admin) -> dict[str, Any]:
-    return model_details(state)
+@router.get("/admin/model", summary="A loaded model in full: manifest, backend, limits (token)")
+async def model(state: Admin, model: str | None = None) -> dict[str, Any]:
+    """``model``: a served model's name; omitted: the default (first) one."""
+    return model_details(state, model)
 
 
-@router.post("/admin/reload", summary="Re-read the alias now and swap if it moved (token)")
-async def reload(state: Admin) -> JSONResponse:
-    manager = state.manager
-    serving = manager.current.version if manager.current else None
-    try:
-        result = await asyncio.to_thread(manager.refresh, retry_refused=True)
-    except Exception as exc:  # the manager logged it and shows it on /readyz
-        kind = classify(exc)
-        return error_response(
-            RELOAD_STATUS.get(kind, 503), f"{kind}: {exc}; still serving {serving}"
-        )
-    return JSONResponse({"version": result.version, "changed": result.changed})
+@router.post("/admin/reload", summary="Re-read the aliases now and swap what moved (token)")
+async def reload(state: Admin, model: str | None = None) -> JSONResponse:
+    """``model``: reload that served model only; omitted: every one. Each model loaded or not
+    on its own; if any failed, the answer is that failure's status and names each."""
+    managers = [state.models.manager(model)] if model is not None else list(state.models)
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[int, str]] = []
+    for manager in managers:
+        name = manager.registry.model
+        serving = manager.current.version if manager.current else None
+        try:
+            result = await asyncio.to_thread(manager.refresh, retry_refused=True)
+        except Exception as exc:  # the manager logged it and shows it on /readyz
+            kind = classify(exc)
+            failures.append(
+                (RELOAD_STATUS.get(kind, 503), f"{name}: {kind}: {exc}; still serving {serving}")
+            )
+            continue
+        results[name] = {"version": result.version, "changed": result.changed}
+    if failures:
+        status = max(code for code, _ in failures)  # 503 (retried) outranks 409
+        return error_response(status, "; ".join(text for _, text in failures))
+    first = results[managers[0].registry.model]
+    return JSONResponse({**first, "models": results})

@@ -26,7 +26,7 @@ def _headers(meta: dict[str, Any], filtered: FilterStats | None) -> dict[str, st
 
 
 async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
-    model = state.manager.require()
+    model = state.models.require(request.model)
     plan = plan_generate(request, model.signature)
     pixels, filtered = await unless_disconnected(
         http, state.pixels(model, plan, request.min_confidence)
@@ -38,7 +38,7 @@ async def _generate(http: Request, request: GenerateRequest, state: ServiceState
         body, media_type = await run_in_threadpool(
             encoding.encode_images, pixels, plan.labels, request.format, meta
         )
-    state.metrics.observe_images("/generate", plan.size, filtered)
+    state.metrics.observe_images("/generate", model.name, plan.size, filtered)
     return Response(body, media_type=media_type, headers=_headers(meta, filtered))
 
 
@@ -70,13 +70,13 @@ async def generate_get(request: Request, state: State) -> Response:
 )
 async def balance(request: Request, state: State) -> Response:
     parsed = await json_body(request, BalanceRequest, state)
-    model = state.manager.require()
+    model = state.models.require(parsed.model)
     plan = plan_balance(parsed, model.signature)
     pixels, filtered = await unless_disconnected(
         request, state.pixels(model, plan, parsed.min_confidence)
     )
     payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
-    state.metrics.observe_images("/balance", plan.size, filtered)
+    state.metrics.observe_images("/balance", model.name, plan.size, filtered)
     meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
     headers = _headers(meta, filtered)
     headers["Content-Disposition"] = 'attachment; filename="balance.npz"'

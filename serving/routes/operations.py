@@ -11,33 +11,49 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.batching import Batcher
 from serving.gallery import gallery_html
-from serving.lifecycle import LoadedModel
+from serving.lifecycle import LoadedModel, ModelManager
 from serving.state import ServiceState, State
 
 router = APIRouter()
 
 
-@router.get("/models", summary="The served model: name, version, signature and metrics")
-async def models(state: State) -> dict[str, Any]:
-    """Public (the Ingress exposes it): what a client needs to reproduce and judge an answer,
-    nothing about the deployment (the full manifest and backend are on /admin/model)."""
-    model = state.manager.require()
+def _public(manager: ModelManager) -> dict[str, Any]:
+    """What a client needs to reproduce and judge an answer, nothing about the deployment (the
+    full manifest and backend are on /admin/model)."""
+    model = manager.current
     return {
-        "model": model.name,
-        "version": model.version,
-        "alias": state.manager.alias,
-        "signature": model.manifest.signature,
-        "metrics": model.manifest.metrics,
+        "model": manager.registry.model,
+        "alias": manager.alias,
+        "ready": model is not None,
+        "version": model.version if model else None,
+        "signature": model.manifest.signature if model else None,
+        "metrics": model.manifest.metrics if model else None,
     }
 
 
-def model_details(state: ServiceState) -> dict[str, Any]:
-    """Everything about the loaded model, for operators (GET /admin/model)."""
-    model = state.manager.require()
+@router.get("/models", summary="The served models: name, alias, version, signature and metrics")
+async def models(state: State) -> dict[str, Any]:
+    """Public (the Ingress exposes it): every model served, in order; ``default`` answers
+    requests that name no model."""
+    return {
+        "default": state.models.default.registry.model,
+        "models": [_public(manager) for manager in state.models],
+    }
+
+
+@router.get("/models/{name}", summary="One served model: alias, version, signature and metrics")
+async def one_model(state: State, name: str) -> dict[str, Any]:
+    return _public(state.models.manager(name))
+
+
+def model_details(state: ServiceState, name: str | None) -> dict[str, Any]:
+    """Everything about a loaded model, for operators (GET /admin/model)."""
+    manager = state.models.manager(name)
+    model = manager.require()
     return {
         "model": model.name,
         "version": model.version,
-        "alias": state.manager.alias,
+        "alias": manager.alias,
         "source": model.source,
         "loaded_at": model.loaded_at.isoformat(),
         "backend": _describe_backend(model, state.batcher),
@@ -51,20 +67,27 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: a verified, warmed-up model is loaded")
-async def readyz(state: State) -> JSONResponse:
-    manager = state.manager
+def _readiness(manager: ModelManager, draining: bool) -> dict[str, Any]:
     model = manager.current
-    ready = model is not None and not state.draining
     kind = manager.last_error_kind
-    body: dict[str, Any] = {
-        "ready": ready,
+    return {
+        "ready": model is not None and not draining,
         "version": model.version if model else None,
         "source": model.source if model else None,
-        "last_error": "shutting down" if state.draining else manager.last_error,
-        "error_kind": kind.name.lower() if kind and not state.draining else None,
+        "last_error": "shutting down" if draining else manager.last_error,
+        "error_kind": kind.name.lower() if kind and not draining else None,
     }
-    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/readyz", summary="Readiness: the default model is verified, warmed up and loaded")
+async def readyz(state: State) -> JSONResponse:
+    """Ready while the default (first) model is loaded, so one model not yet published does not
+    take the others out of service; ``models`` tells each model's own state."""
+    body = _readiness(state.models.default, state.draining)
+    body["models"] = {
+        manager.registry.model: _readiness(manager, state.draining) for manager in state.models
+    }
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -74,10 +97,10 @@ async def prometheus(state: State) -> Response:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def gallery(state: State, seed: int = 0) -> HTMLResponse:
-    model = state.manager.current
     seed = min(max(seed, 0), 2**62)
+    shown = [(manager.registry.model, manager.current) for manager in state.models]
     return HTMLResponse(
-        gallery_html(model.name if model else None, model.version if model else None, seed)
+        gallery_html([(name, model.version if model else None) for name, model in shown], seed)
     )
 
 

@@ -24,10 +24,8 @@ SERVER_NAME, SERVER_VERSION = "dcgan-mnist-service", "0.1.0"
 
 
 def _model(state: ServiceState, name: str, version: str | None) -> LoadedModel:
-    """The loaded model if it is the one named (and that version); 404 otherwise."""
-    model = state.manager.require()
-    if name != model.name:
-        raise RequestError(f"unknown model {name!r}: this server serves {model.name!r}", 404)
+    """The named model's loaded version (and that version); 404 for another."""
+    model = state.models.require(name)
     if version is not None and version != model.version:
         raise RequestError(
             f"version {version!r} of {name!r} is not loaded here (loaded: {model.version!r})", 404
@@ -69,9 +67,10 @@ async def live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready", summary="V2 readiness: a model is loaded")
+@router.get("/health/ready", summary="V2 readiness: every served model is loaded")
 async def ready(state: State) -> Response:
-    loaded = state.manager.current is not None and not state.draining
+    """The protocol's server readiness: every served model is loaded."""
+    loaded = all(m.current is not None for m in state.models) and not state.draining
     return Response(status_code=200 if loaded else 503)
 
 
@@ -146,6 +145,6 @@ async def infer(http: Request, state: State, name: str, version: str | None = No
     body = await read_body(http, state)
     request = kserve.parse_infer(body, http.headers.get(kserve.HEADER_LENGTH))
     pixels = await _pixels(http, state, model, request.tensors)
-    state.metrics.observe_images("/v2/infer", len(pixels), None)
+    state.metrics.observe_images("/v2/infer", model.name, len(pixels), None)
     payload, headers, media_type = kserve.encode_infer(pixels, model.name, model.version, request)
     return Response(payload, media_type=media_type, headers=headers)

@@ -154,6 +154,12 @@ class GeneratorService:
                 "(dcgan serve) only: omit it here",
                 422,
             )
+        if request.model is not None and request.model != self.model_name:
+            raise RequestError(
+                f"unknown model {request.model!r}: this TorchServe model serves "
+                f"{self.model_name!r} (TorchServe serves each model under its own URL)",
+                404,
+            )
         plan = plan_generate(request, self.backend.signature)
         pixels = run_plan(self.backend, plan, CHUNK)
         meta = response_meta(self.model_name, self.version, plan.seed, plan.size)

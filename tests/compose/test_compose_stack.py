@@ -191,6 +191,14 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
     ready = _wait_ready(api, version, timeout_s=120)
     assert ready["version"] == version
+    # It serves both datasets' models: Fashion-MNIST's, not published here, waits on its own.
+    served = httpx.get(f"{api}/models", timeout=10).json()
+    assert [(m["model"], m["ready"]) for m in served["models"]] == [
+        ("cdcgan-mnist", True),
+        ("cdcgan-fashion-mnist", False),
+    ]
+    fashion = httpx.post(f"{api}/generate", json={"model": "cdcgan-fashion-mnist"}, timeout=30)
+    assert fashion.status_code == 503 and "cdcgan-fashion-mnist" in fashion.json()["detail"]
     answer = httpx.post(f"{api}/generate", json=REQUEST, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-model-version"] == version

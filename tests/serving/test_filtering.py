@@ -87,7 +87,8 @@ def counters(url: str) -> dict[str, float]:
     text = httpx.get(f"{url}/metrics", timeout=30).text
     found = {"candidates": 0.0, "accepted": 0.0}
     for kind in found:
-        match = re.search(rf'^dcgan_filter_{kind}_total{{route="/generate"}} (\S+)$', text, re.M)
+        series = f'dcgan_filter_{kind}_total{{model="cdcgan-mnist",route="/generate"}}'
+        match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
         found[kind] = float(match.group(1)) if match else 0.0
     return found
 

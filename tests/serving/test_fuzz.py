@@ -52,7 +52,7 @@ def test_schemathesis_finds_nothing_in_a_thousand_requests(server: ServerProcess
         "--checks",
         "all",
         "--max-examples",
-        "200",  # per operation: 18 operations since the KServe V2 routes (about 3,000 cases)
+        "200",  # per operation: 19 operations with the KServe V2 routes (about 3,000 cases)
         "--seed",
         seed,
         "--workers",

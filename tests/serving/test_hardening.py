@@ -166,10 +166,10 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     assert "$defs" not in str(spec)  # every reference resolvable
     paths = spec["paths"]
     query = {p["name"]: p["schema"] for p in paths["/generate"]["get"]["parameters"]}
-    assert set(query) == {"seed", "batch_size", "digits", "format", "min_confidence"}
+    assert set(query) == {"seed", "batch_size", "digits", "format", "min_confidence", "model"}
     assert query["batch_size"]["maximum"] == 1024
     post_generate = paths["/generate"]["post"]
-    statuses = {"200", "400", "408", "409", "413", "415", "422", "503"}  # 409: no classifier
+    statuses = {"200", "400", "404", "408", "409", "413", "415", "422", "503"}  # 404: no model
     assert set(post_generate["responses"]) == statuses
     assert "X-Filter-Acceptance-Rate" in post_generate["responses"]["200"]["headers"]
     assert "Retry-After" in post_generate["responses"]["503"]["headers"]
@@ -181,8 +181,8 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     reload = paths["/admin/reload"]["post"]
     assert reload["security"] == [{"adminToken": []}]
     assert paths["/admin/model"]["get"]["security"] == [{"adminToken": []}]
-    assert set(paths["/admin/model"]["get"]["responses"]) == {"200", "401", "403", "503"}
-    assert set(reload["responses"]) == {"200", "401", "403", "409", "503"}
+    assert set(paths["/admin/model"]["get"]["responses"]) == {"200", "401", "403", "404", "503"}
+    assert set(reload["responses"]) == {"200", "401", "403", "404", "409", "503"}
     assert spec["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
 
 

@@ -117,8 +117,11 @@ def test_a_server_started_during_an_outage_serves_its_last_verified_version_from
         assert body["error_kind"] == "registry_unreachable"
         assert "serving version v1 from the local cache" in body["last_error"]
         metrics = httpx.get(f"{base}/metrics").text
-        assert "dcgan_model_served_from_cache 1.0" in metrics
-        assert 'dcgan_model_load_failures_total{kind="registry_unreachable"}' in metrics
+        assert 'dcgan_model_served_from_cache{model="cdcgan-mnist"} 1.0' in metrics
+        failures = (
+            'dcgan_model_load_failures_total{kind="registry_unreachable",model="cdcgan-mnist"}'
+        )
+        assert failures in metrics
         again = post(base, BODY)
         assert again.status_code == 200 and again.content == before.content
 
@@ -127,7 +130,8 @@ def test_a_server_started_during_an_outage_serves_its_last_verified_version_from
         wait_ready(base, version="v2")
         body = readyz(base).json()
         assert body["source"] == "registry" and body["last_error"] is None
-        assert "dcgan_model_served_from_cache 0.0" in httpx.get(f"{base}/metrics").text
+        cached = 'dcgan_model_served_from_cache{model="cdcgan-mnist"} 0.0'
+        assert cached in httpx.get(f"{base}/metrics").text
         assert post(base, BODY).headers["x-model-version"] == "v2"
 
 
@@ -205,9 +209,9 @@ def test_a_version_that_runs_out_of_memory_is_retried_not_refused(
         registry.promote("v9")
         reload = httpx.post(f"{base}/admin/reload", headers=AUTH, timeout=60)
         detail = reload.json()["detail"]
-        assert reload.status_code == 503 and detail.startswith("out of memory"), detail
+        assert reload.status_code == 503 and detail.startswith(f"{MODEL}: out of memory"), detail
         assert "still serving v1" in detail
-        failed = 'dcgan_model_reloads_total{outcome="failed"}'
+        failed = 'dcgan_model_reloads_total{model="cdcgan-mnist",outcome="failed"}'
 
         def failures() -> float:
             for line in httpx.get(f"{base}/metrics").text.splitlines():

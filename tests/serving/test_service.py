@@ -134,10 +134,13 @@ def test_balance_fills_every_class_up_to_the_target(url: str, reference: Referen
 
 
 def test_models_health_gallery_docs_and_metrics(url: str) -> None:
-    info = httpx.get(f"{url}/models").json()
+    served = httpx.get(f"{url}/models").json()
+    assert served["default"] == MODEL and len(served["models"]) == 1
+    (info,) = served["models"]
+    assert info == httpx.get(f"{url}/models/{MODEL}").json()
     # Public: what a client needs, nothing about the deployment (files, config, backend).
-    assert set(info) == {"model", "version", "alias", "signature", "metrics"}
-    assert info["version"] == "v1" and info["alias"] == "production"
+    assert set(info) == {"model", "alias", "ready", "version", "signature", "metrics"}
+    assert info["version"] == "v1" and info["alias"] == "production" and info["ready"]
     assert info["signature"]["latent_dim"] == 100 and isinstance(info["metrics"], dict)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(f"{url}/admin/model").status_code == 401
@@ -155,7 +158,7 @@ def test_models_health_gallery_docs_and_metrics(url: str) -> None:
     text = httpx.get(f"{url}/metrics").text
     assert 'dcgan_requests_total{route="/generate",status="200"} 1.0' in text
     assert 'dcgan_requests_total{route="/generate",status="422"} 1.0' in text
-    assert 'dcgan_images_generated_total{route="/generate"} 3.0' in text
+    assert 'dcgan_images_generated_total{model="cdcgan-mnist",route="/generate"} 3.0' in text
     assert 'dcgan_model_info{model="cdcgan-mnist",version="v1"} 1.0' in text
     assert "dcgan_request_seconds_bucket" in text
 
@@ -297,10 +300,12 @@ def test_admin_reload_needs_the_token_and_swaps_to_the_promoted_version(
     assert wrong.status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
     unchanged = httpx.post(f"{url}/admin/reload", headers=auth)
-    assert unchanged.json() == {"version": "v1", "changed": False}
+    v1 = {"version": "v1", "changed": False}
+    assert unchanged.json() == {**v1, "models": {MODEL: v1}}
     registry.promote("v2")
     swapped = httpx.post(f"{url}/admin/reload", headers=auth, timeout=60)
-    assert swapped.json() == {"version": "v2", "changed": True}
+    v2 = {"version": "v2", "changed": True}
+    assert swapped.json() == {**v2, "models": {MODEL: v2}}
     response = post(url, "/generate", {"seed": 7, "batch_size": 8, "format": "npy"})
     assert response.headers["x-model-version"] == "v2"
     np.testing.assert_array_equal(npy(response), reference("v2", 7, 8))
@@ -383,7 +388,8 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(
     assert response.status_code == 200 and response.headers["x-model-version"] == "v1"
     ready = httpx.get(f"{url}/readyz").json()
     assert ready["ready"] and ready["version"] == "v1" and "sha256" in ready["last_error"].lower()
-    assert 'dcgan_model_reloads_total{outcome="failed"}' in httpx.get(f"{url}/metrics").text
+    failed = 'dcgan_model_reloads_total{model="cdcgan-mnist",outcome="failed"}'
+    assert failed in httpx.get(f"{url}/metrics").text
 
 
 def test_a_version_that_does_not_load_is_refused(
