@@ -200,6 +200,7 @@ def test_json_and_png_formats(served: Served) -> None:
         (b'{"seed": true}', "application/json", 422, "seed"),
         (b'{"seed": "7"}', "application/json", 422, "seed"),
         (b'{"colour": "red"}', "application/json", 422, "colour"),
+        (b'{"model": "cdcgan-fashion-mnist"}', "application/json", 404, "serves each model"),
         (b'{"digits": [], "batch_size": 3}', "application/json", 422, "digits lists 0 digits"),
         (b"{not json", "application/json", 400, "not valid JSON"),
         (b"{not json", "application/octet-stream", 415, "Content-Type: application/json"),
