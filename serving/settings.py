@@ -13,7 +13,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.contract import PRODUCTION
-from models.registry.errors import InvalidName
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
 from serving.onnx_backend import Device
@@ -35,13 +34,10 @@ def parse_models(text: str, default_alias: str) -> tuple[ServedModel, ...]:
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
             continue
-        name, _, alias = entry.partition("@")
-        try:
-            model = ServedModel(
-                check_model_name(name.strip()), check_alias(alias.strip() or default_alias)
-            )
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
+        name, _, alias = entry.partition("@")  # InvalidName is a ValueError
+        model = ServedModel(
+            check_model_name(name.strip()), check_alias(alias.strip() or default_alias)
+        )
         if any(m.name == model.name for m in served):
             raise ValueError(f"model {model.name!r} is named twice")
         served.append(model)
@@ -111,10 +107,7 @@ class ServeSettings(BaseSettings):
     @field_validator("alias")
     @classmethod
     def _valid_alias(cls, value: str) -> str:
-        try:
-            return check_alias(value)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
+        return check_alias(value)  # InvalidName is a ValueError: a one-line ValidationError
 
     @model_validator(mode="after")
     def _valid_models(self) -> Self:

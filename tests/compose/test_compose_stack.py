@@ -43,6 +43,8 @@ REQUEST = {"seed": 7, "batch_size": 20, "digits": 3, "format": "npy"}
 RETRAIN = ["dcgan", "retrain", "--watch", "--force", "--limit", "1024", "--epochs", "1"]
 RETRAIN += ["--set", "batch_size=64", "--set", "g_width=8", "--set", "d_width=8"]
 RETRAIN += ["--eval-samples", "200", "--tstr-count", "0"]
+FASHION = "cdcgan-fashion-mnist"
+FASHION_RUN = "/app/.cache/fashion-run"  # in the trainer-cache volume, the worker's to write
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,9 @@ except S3Error as exc:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
-def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: Path) -> None:
+def test_compose_up_retrain_generate(
+    stack: Stack, evaluation_classifier_file: Path, tmp_path: Path
+) -> None:
     # 1. Everything up: long-running services healthy, the one-shot jobs done.
     stack.wait({**LONG_RUNNING, **ONE_SHOTS}, timeout_s=420)
     api = stack.url("api", 8000)
@@ -191,18 +195,30 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     # 5. The API follows the alias (2 s polling here) and answers /generate with that version.
     ready = _wait_ready(api, version, timeout_s=120)
     assert ready["version"] == version
-    # It serves both datasets' models: Fashion-MNIST's, not published here, waits on its own.
-    served = httpx.get(f"{api}/models", timeout=10).json()
-    assert [(m["model"], m["ready"]) for m in served["models"]] == [
-        ("cdcgan-mnist", True),
-        ("cdcgan-fashion-mnist", False),
-    ]
-    fashion = httpx.post(f"{api}/generate", json={"model": "cdcgan-fashion-mnist"}, timeout=30)
-    assert fashion.status_code == 503 and "cdcgan-fashion-mnist" in fashion.json()["detail"]
     answer = httpx.post(f"{api}/generate", json=REQUEST, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-model-version"] == version
     images = np.load(io.BytesIO(answer.content))
+    served = httpx.get(f"{api}/models", timeout=10).json()
+    # It serves both datasets' models: Fashion-MNIST's, not published yet, waits on its own.
+    assert [(m["model"], m["ready"]) for m in served["models"]] == [
+        ("cdcgan-mnist", True),
+        ("cdcgan-fashion-mnist", False),
+    ]
+    fashion = httpx.post(f"{api}/generate", json={**REQUEST, "model": FASHION}, timeout=30)
+    assert fashion.status_code == 503 and FASHION in fashion.json()["detail"]
+    # Once it exists (a tiny run trained on the host, published by the worker with its key and
+    # credential), the API serves it too, by name, beside MNIST's.
+    stack.run("cp", str(_tiny_fashion_run(tmp_path)), f"prefect-worker:{WORKER_CACHE}/upload")
+    copied = stack.exec("prefect-worker", "cp", "-r", f"{WORKER_CACHE}/upload", FASHION_RUN)
+    assert copied.returncode == 0, copied.stderr
+    published = stack.call(
+        "exec", "-T", "-e", f"DCGAN_REGISTRY_MODEL_NAME={FASHION}", "prefect-worker",
+        "dcgan", "publish", FASHION_RUN, "--promote", "--force", timeout=300,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stdout + published.stderr
+    shirts = _wait_served(api, FASHION, timeout_s=60)
+    assert shirts.headers["x-model-name"] == FASHION and shirts.content != answer.content
     assert images.shape == (20, 28, 28) and images.dtype == np.uint8
     bad = httpx.post(f"{api}/generate", json={**REQUEST, "batch_size": 0}, timeout=30)
     assert bad.status_code == 422 and "batch_size" in bad.json()["detail"]
@@ -234,6 +250,30 @@ def test_compose_up_retrain_generate(stack: Stack, evaluation_classifier_file: P
     )
     assert flow_run.status_code == 200, flow_run.text
     assert flow_run.json()["state"]["type"] == "COMPLETED"
+
+
+def _tiny_fashion_run(tmp_path: Path) -> Path:
+    """A Fashion-MNIST generator trained for seconds on the real data: something to serve."""
+    from pipeline.data.loading import load_dataset
+    from pipeline.train import train
+    from pipeline.train_config import TrainConfig
+
+    cfg = TrainConfig(
+        dataset="fashion-mnist", limit=512, epochs=1, batch_size=64, g_width=8, d_width=8
+    )
+    train(cfg, load_dataset("fashion-mnist"), tmp_path / "fashion-run", progress=False)
+    return tmp_path / "fashion-run"
+
+
+def _wait_served(api: str, model: str, timeout_s: float) -> httpx.Response:
+    """/generate from ``model`` once the API's polling has loaded it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = httpx.post(f"{api}/generate", json={**REQUEST, "model": model}, timeout=60)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            assert answer.status_code == 200, answer.text
+            return answer
+        time.sleep(1)
 
 
 def _wait_ready(api: str, version: str, timeout_s: float) -> dict[str, object]:
