@@ -477,6 +477,8 @@ def test_api_deployment(overlay: str) -> None:
     assert {"configMapRef": {"name": config_map["metadata"]["name"]}} in api["envFrom"]
     config = config_map["data"]
     assert config["DCGAN_SERVE_HOST"] == "0.0.0.0"
+    # It serves both datasets' models, each once published; the first answers by default.
+    assert config["DCGAN_SERVE_MODELS"] == "cdcgan-mnist,cdcgan-fashion-mnist"
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in api["volumeMounts"]}
     cache = Path(config["DCGAN_REGISTRY_CACHE_DIR"])
