@@ -54,17 +54,18 @@ def create_app(
         cache_dir = cache_dir or registry_settings.cache_dir.expanduser()
     metrics = ServiceMetrics()
     workers, threads = inference_pool(settings.device, settings.workers, settings.threads)
+    backend_factory = factory or onnx_factory(settings.device, threads)
+    classifier_factory = onnx_classifier_factory(settings.device, threads)
+    warmup_sizes = tuple(sorted({1, min(settings.batch_max_images, settings.max_batch_size)}))
     managers = [
         ModelManager(
             registry if served.name == registry.model else registry.for_model(served.name),
             cache_dir,
-            factory or onnx_factory(settings.device, threads),
+            backend_factory,
             alias=served.alias,
-            warmup_sizes=tuple(
-                sorted({1, min(settings.batch_max_images, settings.max_batch_size)})
-            ),
+            warmup_sizes=warmup_sizes,
             keep_versions=settings.cache_versions,
-            classifier_factory=onnx_classifier_factory(settings.device, threads),
+            classifier_factory=classifier_factory,
         )
         for served in settings.served_models(registry.model)
     ]

@@ -26,13 +26,6 @@ class ModelSet:
     def __iter__(self) -> Iterator[ModelManager]:
         return iter(self._by_name.values())
 
-    def __len__(self) -> int:
-        return len(self._by_name)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._by_name)
-
     def manager(self, name: str | None) -> ModelManager:
         """The named model's manager (None: the default); 404 for a model not served here."""
         if name is None:

@@ -16,7 +16,7 @@ from serving.batching import Batcher
 from serving.errors import ClientGone, RequestError
 from serving.filtering import FilterStats, filtered_pixels
 from serving.generation import INLINE_MAX, Plan
-from serving.lifecycle import LoadedModel, ModelManager
+from serving.lifecycle import LoadedModel
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelSet
 from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body
@@ -42,11 +42,6 @@ class ServiceState:
         self.batcher = batcher
         self.metrics = metrics
         self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
-
-    @property
-    def manager(self) -> ModelManager:
-        """The default model's manager (the first served)."""
-        return self.models.default
 
     async def pixels_for_latent(
         self, model: LoadedModel, z: np.ndarray, labels: np.ndarray
