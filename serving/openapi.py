@@ -29,7 +29,7 @@ from serving.schemas import (
 )
 
 JSON = "application/json"
-ERROR = {
+ERROR: dict[str, Any] = {
     "type": "object",
     "required": ["detail"],
     "properties": {"detail": {"type": "string"}},
@@ -195,6 +195,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     }
     complete_v2(paths)
     reload = paths["/admin/reload"]["post"]  # its bearer security is FastAPI's (routes/admin.py)
+    reloaded = {"type": "object", "description": "Each reloaded model's version and change"}
     reload["responses"] = {
         "200": _ok(
             {
@@ -205,10 +206,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
                         "properties": {
                             "version": {"type": "string"},
                             "changed": {"type": "boolean"},
-                            "models": {
-                                "type": "object",
-                                "description": "Each reloaded model's version and change",
-                            },
+                            "models": reloaded,
                         },
                     }
                 }
@@ -222,6 +220,9 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
             "version keeps serving"
         ),
     }
+    for status in ("409", "503"):  # a failure's answer still shows what the other models did
+        failed = {**ERROR, "properties": {**ERROR["properties"], "models": reloaded}}
+        reload["responses"][status]["content"][JSON]["schema"] = failed
 
 
 V2_ERROR = {

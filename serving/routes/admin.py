@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.errors import RequestError
-from serving.http_errors import error_response
 from serving.lifecycle import FailureKind, classify
 from serving.routes.operations import model_details
 from serving.state import ServiceState, State
@@ -59,7 +58,8 @@ async def model(state: Admin, model: str | None = None) -> dict[str, Any]:
 @router.post("/admin/reload", summary="Re-read the aliases now and swap what moved (token)")
 async def reload(state: Admin, model: str | None = None) -> JSONResponse:
     """``model``: reload that served model only; omitted: every one. Each model loaded or not
-    on its own; if any failed, the answer is that failure's status and names each."""
+    on its own; if any failed, the answer is that failure's status and names each, and its
+    ``models`` still holds what the others did (a swap that happened is never hidden)."""
     managers = [state.models.manager(model)] if model is not None else list(state.models)
     results: dict[str, dict[str, Any]] = {}
     failures: list[tuple[int, str]] = []
@@ -77,6 +77,7 @@ async def reload(state: Admin, model: str | None = None) -> JSONResponse:
         results[name] = {"version": result.version, "changed": result.changed}
     if failures:
         status = max(code for code, _ in failures)  # 503 (retried) outranks 409
-        return error_response(status, "; ".join(text for _, text in failures))
+        detail = "; ".join(text for _, text in failures)
+        return JSONResponse({"detail": detail, "models": results}, status_code=status)
     first = results[managers[0].registry.model]
     return JSONResponse({**first, "models": results})

@@ -204,6 +204,7 @@ def test_each_model_follows_its_own_alias_and_fails_on_its_own(
         failed = httpx.post(f"{url}/admin/reload", headers=AUTH)  # every model: fashion fails
         assert failed.status_code == 409, failed.text
         assert failed.json()["detail"].startswith(f"{FASHION}: not published")
+        assert failed.json()["models"] == {MODEL: {"version": "v1", "changed": False}}
         fashion.set_alias("staging", "f1")
         mnist.promote("v2")
         one = httpx.post(f"{url}/admin/reload", params={"model": FASHION}, headers=AUTH)
