@@ -56,10 +56,15 @@ def fit(dataset: ImageDataset) -> Pipeline:
 
 
 def independent_score(
-    images: np.ndarray, labels: np.ndarray, dataset: ImageDataset, num_classes: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    dataset: ImageDataset,
+    num_classes: int,
+    model: Pipeline | None = None,
 ) -> IndependentScore:
-    """Score uint8 generated ``images`` asked for as ``labels`` (and the real test set)."""
-    model = fit(dataset)
+    """Score uint8 generated ``images`` asked for as ``labels`` (and the real test set);
+    ``model``: one already fitted on ``dataset`` (default: fitted here), to judge many batches."""
+    model = model or fit(dataset)
     test_hits = model.predict(_pixels(dataset.test_images)) == dataset.test_labels
     hits = model.predict(_pixels(images)) == labels
     per_class = [float(hits[labels == c].mean()) for c in range(num_classes)]

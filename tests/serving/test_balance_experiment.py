@@ -3,6 +3,7 @@ published with its classifier, so the filtered methods run too), and its prior-a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -151,3 +152,38 @@ def test_experiment_command_without_a_service_is_one_line(tmp_path: Path) -> Non
     unknown = dcgan("experiment", "balance", "--methods", "skewed,smote")
     assert unknown.returncode == 2 and "unknown methods ['smote']" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr
+
+
+def test_filtered_quality_benchmark_judges_each_threshold_by_two_classifiers(
+    url: str, tmp_path: Path
+) -> None:
+    from benchmarks import filtered_quality
+
+    args = ["--url", url, "--thresholds", "0,0.5", "--per-class", "20", "--tstr-count", "100"]
+    path = filtered_quality.main([*args, "--out", str(tmp_path), "--tag", "smoke"])
+
+    results = json.loads(path.read_text())
+    assert path.name.startswith("filtered_quality-mnist-smoke-") and results["machine"]["cpu"]
+    unfiltered, filtered = results["rows"]
+    assert unfiltered["acceptance_rate"] is None and 0 < filtered["acceptance_rate"] <= 1
+    assert unfiltered["version"] == filtered["version"] == "v3"
+    for row in results["rows"]:
+        assert 0 <= row["worst_class"] <= row["accuracy"] <= 1 and row["fd"] > 0
+        assert 0 <= row["independent_worst_class"] <= row["independent_accuracy"] <= 1
+        assert row["tstr_count"] == 100 and 0 < row["tstr_accuracy"] <= 1
+    # The service filters with the evaluation classifier's weights: above 0.5 it agrees.
+    assert filtered["accuracy"] >= 0.99 and filtered["accuracy"] >= unfiltered["accuracy"]
+    assert 0.9 < results["independent_test_accuracy"] < 1
+    assert results["table"].count("\n| ") == 3  # two thresholds and the real images
+
+
+def test_filtered_quality_benchmark_bad_thresholds_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import filtered_quality
+
+    with pytest.raises(SystemExit) as stop:
+        filtered_quality.main(["--thresholds", "0.5,2"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--thresholds '0.5,2'" in err and len(err.strip().splitlines()) == 1
