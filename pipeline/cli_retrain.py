@@ -29,6 +29,19 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def merged_config(deployed: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The flow's ``config`` for a server run: the deployment's (prefect.yaml), with the options
+    given on the command line on top. Prefect replaces a top-level parameter whole, so without
+    this ``--set`` would drop the deployment's ``data``. A ``data`` source belongs to one dataset:
+    asking for another dataset without ``--data`` leaves the deployment's out (the worker then
+    fetches that dataset itself) rather than training it on the wrong files."""
+    deployed_dataset = deployed.get("dataset", TrainConfig.model_fields["dataset"].default)
+    base = dict(deployed)
+    if "data" not in given and given.get("dataset", deployed_dataset) != deployed_dataset:
+        base.pop("data", None)
+    return {**base, **given}
+
+
 def retrain(
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N images only.")] = None,
@@ -104,6 +117,10 @@ def _run_on_server(deployment: str, parameters: dict[str, Any], watch: bool) -> 
     from prefect.settings import PREFECT_UI_URL
 
     try:
+        deployed = asyncio.run(_deployed_config(deployment))
+        config = merged_config(deployed, parameters["config"])
+        TrainConfig(**config)  # the merge must still be a valid config: one line, exit 2
+        parameters = {**parameters, "config": config}
         run = cast(FlowRun, run_deployment(name=deployment, parameters=parameters, timeout=0))
     except ObjectNotFound:
         raise RetrainError(
@@ -121,6 +138,16 @@ def _run_on_server(deployment: str, parameters: dict[str, Any], watch: bool) -> 
         typer.echo(f"{state.name}: {state.message}")
         if state.type.value != "COMPLETED":
             raise typer.Exit(1)
+
+
+async def _deployed_config(name: str) -> dict[str, Any]:
+    """The ``config`` parameter the deployment was registered with ({} when it has none)."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(name)
+    config = (deployment.parameters or {}).get("config") or {}
+    return dict(config) if isinstance(config, dict) else {}
 
 
 async def _watch(flow_run_id: Any, poll_s: float = 2.0) -> Any:

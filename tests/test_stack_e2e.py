@@ -162,7 +162,7 @@ def test_retrain_through_prefect_server_worker_and_serve(
 
                 retrain = [_exe("dcgan"), "retrain", "--watch", "--force", "--limit", "512"]
                 retrain += ["--epochs", "1", "--set", "batch_size=64", "--set", "g_width=8"]
-                retrain += ["--set", "d_width=8", "--data", "s3://datasets/mnist"]
+                retrain += ["--set", "d_width=8"]  # data: the deployment's (prefect.yaml)
                 retrain += ["--eval-samples", "200", "--tstr-count", "0"]
                 try:
                     done = run(retrain, env, timeout=600)
@@ -178,6 +178,7 @@ def test_retrain_through_prefect_server_worker_and_serve(
                 )
                 version = registry.get_alias("production").version
                 manifest = registry.show(version)
+                # --set options are merged into the deployment's config, not replacing it.
                 assert manifest.training_config["data"] == "s3://datasets/mnist"
                 assert manifest.extra["promotion"]["reason"] == "forced"
 

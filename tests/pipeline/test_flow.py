@@ -155,3 +155,30 @@ def test_retrain_rejects_bad_options_in_one_line(
     result = dcgan("retrain", *args, env=prefect_env(tmp_path))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+DEPLOYED = {"data": "s3://datasets/mnist", "epochs": 10}
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ({}, DEPLOYED),
+        ({"epochs": 1, "g_width": 8}, {**DEPLOYED, "epochs": 1, "g_width": 8}),
+        ({"dataset": "mnist"}, {**DEPLOYED, "dataset": "mnist"}),
+        ({"data": "/data/mnist"}, {**DEPLOYED, "data": "/data/mnist"}),
+        # Another dataset: the deployment's MNIST source must not feed it.
+        ({"dataset": "fashion-mnist"}, {"epochs": 10, "dataset": "fashion-mnist"}),
+        (
+            {"dataset": "fashion-mnist", "data": "s3://datasets/fashion-mnist"},
+            {"epochs": 10, "dataset": "fashion-mnist", "data": "s3://datasets/fashion-mnist"},
+        ),
+    ],
+)
+def test_a_server_run_merges_the_options_into_the_deployments_config(
+    given: dict[str, object], expected: dict[str, object]
+) -> None:
+    from pipeline.cli_retrain import merged_config
+
+    assert merged_config(DEPLOYED, given) == expected
+    assert merged_config({}, given) == given
