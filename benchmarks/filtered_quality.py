@@ -32,15 +32,14 @@ from benchmarks.machine import describe
 from models.fileio import write_atomic
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation import independent, stats
-from pipeline.evaluation.classifier import (
-    ClassifierRecipe,
-    EvaluationClassifier,
-    accuracy,
-    get_classifier,
-    predict,
-    train_classifier,
+from pipeline.evaluation.classifier import EvaluationClassifier, get_classifier, predict
+from pipeline.evaluation.metrics import (
+    EVAL_SEED,
+    RealReference,
+    accuracy_trained_on,
+    cached_real_reference,
+    conditional_scores,
 )
-from pipeline.evaluation.metrics import EVAL_SEED, RealReference, cached_real_reference
 from pipeline.evaluation.options import EVAL
 from pipeline.train import resolve_device
 from serving.client import DigitsClient
@@ -92,14 +91,10 @@ def judge(
     """The evaluation classifier's and the independent classifier's reading of one batch."""
     logits, feats = predict(classifier.model, images)
     k = classifier.model.cfg.num_classes
-    hits = logits.argmax(axis=1) == labels
-    per_class = [float(hits[labels == c].mean()) for c in range(k)]
-    ratios = stats.diversity_ratios(
-        feats, labels, reference.test_features, reference.test_labels, k
-    )
+    acc, per_class, ratios = conditional_scores(logits.argmax(axis=1), feats, labels, reference, k)
     second = independent.independent_score(images, labels, dataset, k, second_opinion)
     return {
-        "accuracy": float(hits.mean()),
+        "accuracy": acc,
         "worst_class": min(per_class),
         "per_class_accuracy": per_class,
         "fd": stats.frechet_distance(*stats.gaussian_stats(feats), reference.mu, reference.sigma),
@@ -109,12 +104,6 @@ def judge(
         "independent_per_class_accuracy": second.per_class_accuracy,
         "independent_test_accuracy": second.test_accuracy,
     }
-
-
-def train_on_synthetic(images: np.ndarray, labels: np.ndarray, dataset: ImageDataset) -> float:
-    """A fresh classifier (the TSTR recipe of ``dcgan evaluate``) on ``images``, real test score."""
-    model = train_classifier(images, labels, ClassifierRecipe(epochs=EVAL.tstr_epochs))
-    return accuracy(model, dataset.test_images, dataset.test_labels)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -196,7 +185,7 @@ def main(argv: list[str] | None = None) -> Path:
             tstr_images, tstr_labels, _, _ = ask(
                 args.url, args.model, per_class, args.seed + 1, threshold
             )
-            row["tstr_accuracy"] = train_on_synthetic(tstr_images, tstr_labels, dataset)
+            row["tstr_accuracy"] = accuracy_trained_on(tstr_images, tstr_labels, dataset)
             row["tstr_count"] = len(tstr_labels)
         row["seconds"] = time.perf_counter() - started
         print(f"min_confidence {threshold:g}: {json.dumps(row)}", flush=True)

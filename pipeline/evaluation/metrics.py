@@ -230,9 +230,32 @@ def train_on_synthetic(
     if not cfg.conditional:
         raise ValueError("train-on-synthetic needs a conditional generator (labels to learn)")
     images, labels = served_images(generator, cfg, count, TSTR_SEED, device)
+    return accuracy_trained_on(images, labels, dataset, epochs, device, progress)
+
+
+def accuracy_trained_on(
+    images: np.ndarray,
+    labels: np.ndarray,
+    dataset: ImageDataset,
+    epochs: int = EVAL.tstr_epochs,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> float:
+    """The real test accuracy of a fresh classifier trained on uint8 ``images`` only."""
     recipe = ClassifierRecipe(epochs=epochs, train_limit=None)
     model = train_classifier(images, labels, recipe, device, progress)
     return accuracy(model, dataset.test_images, dataset.test_labels, device)
+
+
+def conditional_scores(
+    preds: np.ndarray, feats: np.ndarray, labels: np.ndarray, ref: RealReference, k: int
+) -> tuple[float, list[float], np.ndarray]:
+    """Images asked for as ``labels``, read by the evaluation classifier (``preds``, ``feats``):
+    conditional accuracy, per class, and each class's spread against the real test images'."""
+    hits = preds == labels
+    per_class = [float(hits[labels == c].mean()) for c in range(k)]
+    ratios = stats.diversity_ratios(feats, labels, ref.test_features, ref.test_labels, k)
+    return float(hits.mean()), per_class, ratios
 
 
 def evaluate_generator(
@@ -276,10 +299,7 @@ def evaluate_generator(
 
     acc = per_class = ratios = second = None
     if cfg.conditional:
-        hits = preds == labels
-        acc = float(hits.mean())
-        per_class = [float(hits[labels == c].mean()) for c in range(k)]
-        ratios = stats.diversity_ratios(feats, labels, ref.test_features, ref.test_labels, k)
+        acc, per_class, ratios = conditional_scores(preds, feats, labels, ref, k)
     seconds["metrics"] = time.perf_counter() - t
     if cfg.conditional and independent:
         t = time.perf_counter()
