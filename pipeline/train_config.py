@@ -43,8 +43,10 @@ class TrainConfig(GANConfig):
     lr_d: float = Field(default=2e-4, gt=0, le=1, description="Discriminator learning rate (Adam).")
     beta1: float = Field(default=0.5, ge=0, lt=1, description="Adam beta1.")
     beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam beta2.")
+    # hinge by default: with the EMA over 10 epochs it beat bce on accuracy, worst digit and FD
+    # (README "The default recipe, chosen by measurement").
     loss: Loss = Field(
-        default="bce",
+        default="hinge",
         description="bce (binary cross entropy; --g-loss and --real-label apply) or hinge "
         "(D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z)); Lim & Ye 2017).",
     )
@@ -63,8 +65,10 @@ class TrainConfig(GANConfig):
         default=1, ge=1, le=100, description="Discriminator updates per generator update."
     )
     # Moving average of G's weights (pipeline.ema): what is sampled, evaluated and exported.
+    # On by default: over the 10-epoch recipe it beat the raw generator's FD from epoch 3 on, on
+    # both CPU kinds (README "EMA generator", benchmarks/results/recipes-mnist-*).
     ema_decay: float = Field(
-        default=0.0,
+        default=0.999,
         ge=0,
         lt=1,
         description="Serve a moving average of G's weights with this decay (0 = off).",

@@ -23,7 +23,7 @@ RUN=${RUN:-runs/demo}
 # MAX_EPOCHS: the evaluation classifier is cached, so each re-check costs seconds.
 EPOCHS=${EPOCHS:-3}
 MAX_EPOCHS=${MAX_EPOCHS:-6}
-DEMO_RECIPE=(--g-width 32 --d-width 32 --lr-g 1e-3 --lr-d 1e-3 --ema-decay 0.999)
+DEMO_RECIPE=(--g-width 32 --d-width 32 --lr-g 1e-3 --lr-d 1e-3 --loss bce)  # and the default EMA
 PORT=${DCGAN_SERVE_PORT:-8000}
 export DCGAN_REGISTRY_URI=${DCGAN_REGISTRY_URI:-registry}
 export DCGAN_SERVE_PORT=$PORT

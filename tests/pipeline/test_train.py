@@ -106,6 +106,7 @@ def test_other_architectures_and_options_train(
         epochs=1,
         arch=arch,
         conditional=conditional,
+        loss="bce",
         g_loss="minimax",
         d_steps=2,
         real_label=1.0,
@@ -125,7 +126,7 @@ def test_hinge_loss_has_its_margins(tmp_path: Path) -> None:
     assert confident.item() == 0.0  # beyond the margins D is not pushed further
     assert unsure.item() == pytest.approx((1.0 + 0.5) / 2 + (1.0 + 0.5) / 2)
     assert trainer._loss_g(torch.tensor([1.0, 3.0])).item() == -2.0
-    bce = GANTrainer(small(), tmp_path)._loss_d(torch.tensor([0.0]), torch.tensor([0.0]))
+    bce = GANTrainer(small(loss="bce"), tmp_path)._loss_d(torch.tensor([0.0]), torch.tensor([0.0]))
     assert bce.item() == pytest.approx(2 * math.log(2))  # 0.9 smoothing leaves logit 0 at log 2
 
 
