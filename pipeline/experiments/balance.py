@@ -312,7 +312,9 @@ def plot_recall(results: dict[str, Any], path: str, title: str) -> None:
     for i, (name, m) in enumerate(methods.items()):
         recall = np.asarray(m["recall"])
         mean = recall.mean(0)
-        err = np.vstack([mean - recall.min(0), recall.max(0) - mean])
+        # min..max around the mean; clipped at 0: when every seed agrees, the mean can round a
+        # hair past them (3 x 0.7 averages to 0.6999...), and matplotlib refuses negative bars.
+        err = np.clip(np.vstack([mean - recall.min(0), recall.max(0) - mean]), 0.0, None)
         ax.bar(
             digits + (i - (len(methods) - 1) / 2) * width,
             100 * mean,
