@@ -68,14 +68,16 @@ def parse_thresholds(text: str) -> list[float]:
 
 
 def ask(
-    url: str, model: str | None, per_class: int, seed: int, threshold: float
+    url: str, model: str | None, num_classes: int, per_class: int, seed: int, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, str]]:
     """``per_class`` images of every class at ``threshold`` (0: unfiltered), and who made them."""
     with DigitsClient(url, timeout=1800) as client:
-        info = client.model(model)
-        counts = [0] * int(info["signature"]["num_classes"])
         got = client.balance(
-            counts, target=per_class, seed=seed, min_confidence=threshold or None, model=model
+            [0] * num_classes,
+            target=per_class,
+            seed=seed,
+            min_confidence=threshold or None,
+            model=model,
         )
     return got.images, got.labels, got.acceptance_rate, {"model": got.model, "version": got.version}
 
@@ -164,13 +166,14 @@ def main(argv: list[str] | None = None) -> Path:
         "rows": [],
     }
     second_opinion = independent.fit(dataset)
+    num_classes = classifier.model.cfg.num_classes  # the dataset's, so the served model's too
     date = results["machine"]["date"][:10]
     path: Path = args.out / f"filtered_quality-{args.dataset}-{args.tag}-{date}.json"
     for threshold in args.thresholds:
         started = time.perf_counter()
         try:
             images, labels, rate, source = ask(
-                args.url, args.model, args.per_class, args.seed, threshold
+                args.url, args.model, num_classes, args.per_class, args.seed, threshold
             )
         except ServiceError as exc:  # e.g. a threshold the candidate cap cannot meet (422)
             print(f"min_confidence {threshold:g}: the service refused: {exc}", flush=True)
@@ -181,9 +184,9 @@ def main(argv: list[str] | None = None) -> Path:
         row.update(judge(images, labels, dataset, classifier, reference, second_opinion))
         results["independent_test_accuracy"] = row.pop("independent_test_accuracy")
         if args.tstr_count:
-            per_class = -(-args.tstr_count // len(row["per_class_accuracy"]))
+            per_class = -(-args.tstr_count // num_classes)
             tstr_images, tstr_labels, _, _ = ask(
-                args.url, args.model, per_class, args.seed + 1, threshold
+                args.url, args.model, num_classes, per_class, args.seed + 1, threshold
             )
             row["tstr_accuracy"] = accuracy_trained_on(tstr_images, tstr_labels, dataset)
             row["tstr_count"] = len(tstr_labels)

@@ -64,7 +64,7 @@ def independent_score(
 ) -> IndependentScore:
     """Score uint8 generated ``images`` asked for as ``labels`` (and the real test set);
     ``model``: one already fitted on ``dataset`` (default: fitted here), to judge many batches."""
-    model = model or fit(dataset)
+    model = fit(dataset) if model is None else model
     test_hits = model.predict(_pixels(dataset.test_images)) == dataset.test_labels
     hits = model.predict(_pixels(images)) == labels
     per_class = [float(hits[labels == c].mean()) for c in range(num_classes)]
