@@ -1,11 +1,13 @@
-"""How every error becomes an HTTP answer, in one place: ``{"detail": "..."}`` with the status
-the error carries (RequestError), 503 + Retry-After (NotReady), nothing at all for a client that
-hung up (ClientGone, counted as 499), and FastAPI's own 404/405/422 in the same shape."""
+"""How every error becomes an HTTP answer, in one place: ``{"detail": "..."}`` (``{"error":
+"..."}`` on KServe V2's /v2 routes, as that protocol's clients read it) with the status the error
+carries (RequestError), 503 + Retry-After (NotReady), nothing at all for a client that hung up
+(ClientGone, counted as 499), and FastAPI's own 404/405/422 in the same shape."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +33,7 @@ def error_response(
 
 def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """The handlers; ``routers`` are the app's routers (a 405 names every method of a path)."""
-    allowed = _methods_by_path([*app.router.routes, *(r for rt in routers for r in rt.routes)])
+    allowed = _allowed_methods([*app.router.routes, *(r for rt in routers for r in rt.routes)])
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -51,7 +53,7 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # name every method of the path, not just the first route's
-            headers["Allow"] = ", ".join(allowed.get(request.url.path, []))
+            headers["Allow"] = ", ".join(allowed(request.url.path))
         return error_response(exc.status_code, str(exc.detail), headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
@@ -62,10 +64,18 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         return error_response(422, detail, path=request.url.path)
 
 
-def _methods_by_path(routes: Sequence[BaseRoute]) -> dict[str, list[str]]:
-    methods: dict[str, set[str]] = {}
+def _allowed_methods(routes: Sequence[BaseRoute]) -> Callable[[str], list[str]]:
+    """The methods of a request path: those of every route whose template matches it, so a
+    templated path (``/v2/models/{name}/infer``) names them as a fixed one does."""
+    templates: dict[str, tuple[re.Pattern[str], set[str]]] = {}
     for route in routes:
-        path = getattr(route, "path", None)
-        if path is not None:
-            methods.setdefault(path, set()).update(getattr(route, "methods", None) or ())
-    return {path: sorted(names) for path, names in methods.items()}
+        path, regex = getattr(route, "path", None), getattr(route, "path_regex", None)
+        if path is not None and regex is not None:
+            methods = getattr(route, "methods", None) or ()
+            templates.setdefault(path, (regex, set()))[1].update(methods)
+
+    def allowed(path: str) -> list[str]:
+        matching = (names for regex, names in templates.values() if regex.match(path))
+        return sorted(set().union(*matching))
+
+    return allowed

@@ -1,11 +1,12 @@
 """The service's OpenAPI document: every parameter, body and status each route can answer.
 
-The request bodies and the GET query are parsed by serving.schemas (our limits and messages), not
-by FastAPI, so FastAPI cannot see them; this module writes them into the document, with the
-server's own limits as the bounds, every ``$ref`` inlined (no dangling ``#/$defs``), the error
-answers (``{"detail": "..."}``; ``{"error": "..."}`` on the KServe V2 routes) and the admin
-route's bearer auth. The fuzz test
-(tests/serving/test_fuzz.py) holds the server to this document.
+The request bodies and the GET query are parsed by serving.schemas and serving.kserve (our limits
+and messages), not by FastAPI, so FastAPI cannot see them; this module writes them into the
+document, with the server's own limits as the bounds, pydantic's ``$ref``s inlined (no dangling
+``#/$defs``), the error answers (``{"detail": "..."}``; ``{"error": "..."}`` on the KServe V2
+routes) and the admin route's bearer auth. The KServe V2 operations name the served models, and
+their bodies follow the loaded models' signatures, so the document is built again when a loaded
+version changes. The fuzz test (tests/serving/test_fuzz.py) holds the server to this document.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from models.contract import MAX_SEED, NUM_CLASSES
 from models.registry.names import ID
 from serving.lifecycle import FailureKind
+from serving.routes import v2
 from serving.schemas import (
     MODEL_HELP,
     QUERY_FRACTION,
@@ -87,21 +89,25 @@ BINARY = {"type": "string", "format": "binary"}
 
 
 def install(app: FastAPI, limits: Limits) -> None:
-    """Make ``app.openapi()`` return the complete document (built once, on first request)."""
+    """Make ``app.openapi()`` return the complete document: built on first request, and again
+    when the served models' loaded versions change (``app.state.service``)."""
+    built: dict[str, Any] = {}
 
     def document() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        served = [(manager.registry.model, manager.current) for manager in app.state.service.models]
+        key = [(name, model.version if model else None) for name, model in served]
+        if app.openapi_schema is None or built.get("key") != key:
             spec = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
-            complete(spec, limits)
-            app.openapi_schema = spec
+            complete(spec, limits, served)
+            app.openapi_schema, built["key"] = spec, key
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
 
 
-def complete(spec: dict[str, Any], limits: Limits) -> None:
+def complete(spec: dict[str, Any], limits: Limits, served: v2.Served) -> None:
     paths = spec["paths"]
     post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
@@ -193,7 +199,7 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     paths["/metrics"]["get"]["responses"] = {
         "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")
     }
-    complete_v2(paths)
+    v2.document(spec, limits, served)
     reload = paths["/admin/reload"]["post"]  # its bearer security is FastAPI's (routes/admin.py)
     reloaded = {"type": "object", "description": "Each reloaded model's version and change"}
     reload["responses"] = {
@@ -223,112 +229,6 @@ def complete(spec: dict[str, Any], limits: Limits) -> None:
     for status in ("409", "503"):  # a failure's answer still shows what the other models did
         failed = {**ERROR, "properties": {**ERROR["properties"], "models": reloaded}}
         reload["responses"][status]["content"][JSON]["schema"] = failed
-
-
-V2_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}},
-}
-V2_TENSOR = {
-    "type": "object",
-    "required": ["name", "shape", "datatype"],
-    "properties": {
-        "name": {"enum": ["seed", "count", "labels", "z"]},
-        "shape": {
-            "type": "array",
-            "items": {"type": "integer", "minimum": 0, "maximum": 1 << 24},
-            "maxItems": 2,
-        },
-        "datatype": {"enum": ["INT32", "INT64", "UINT64", "FP32"]},
-        "data": {
-            "type": "array",
-            "items": {"type": "number"},
-            "description": "The values, flat, row-major",
-        },
-        "parameters": {
-            "type": "object",
-            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
-        },
-    },
-}
-V2_INFER_BODY = {
-    "type": "object",
-    "required": ["inputs"],
-    "properties": {
-        "id": {"type": "string"},
-        "inputs": {"type": "array", "items": V2_TENSOR, "maxItems": 4},
-        "outputs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name"],
-                "properties": {
-                    "name": {"const": "images"},
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"binary_data": {"type": "boolean"}},
-                    },
-                },
-            },
-        },
-        "parameters": {"type": "object"},
-    },
-    "description": "KServe V2 inference: seed (+ count and/or labels), or z (+ labels). With "
-    "the binary data extension, Inference-Header-Content-Length gives this JSON's length and the "
-    "tensors follow it.",
-}
-V2_ERRORS = {
-    400: "The request is not a well-formed V2 inference request (the error names what)",
-    404: "No such model, or that version is not the one loaded here",
-    408: ERRORS[408],
-    413: ERRORS[413],
-    422: "A limit is passed (images per request) or a digit is out of range",
-    503: "No model is loaded yet, or the server is busy",
-}
-
-
-def complete_v2(paths: dict[str, Any]) -> None:
-    """The KServe V2 routes (serving/routes/v2.py): their answers and {"error": ...} errors."""
-
-    def errors(*statuses: int) -> dict[str, Any]:
-        return {
-            str(status): {"description": V2_ERRORS[status], "content": {JSON: {"schema": V2_ERROR}}}
-            for status in statuses
-        }
-
-    def empty(description: str) -> dict[str, Any]:
-        return {"description": description}
-
-    paths["/v2"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": {"type": "object"}}}, "Server name, version, extensions")
-    }
-    paths["/v2/health/live"]["get"]["responses"] = {"200": empty("The process answers")}
-    paths["/v2/health/ready"]["get"]["responses"] = {
-        "200": empty("Every served model is loaded"),
-        "503": empty("A served model is not loaded yet, or shutting down"),
-    }
-    for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        paths[path]["get"]["responses"] = {
-            "200": _ok({JSON: {"schema": {"type": "object"}}}, "Name, versions, inputs, outputs"),
-            **errors(404, 503),
-        }
-        paths[f"{path}/ready"]["get"]["responses"] = {
-            "200": empty("That model (version) is loaded and ready"),
-            **errors(404, 503),
-        }
-        infer = paths[f"{path}/infer"]["post"]
-        infer["requestBody"] = _body(V2_INFER_BODY, required=True)
-        infer["responses"] = {
-            "200": _ok(
-                {
-                    JSON: {"schema": {"type": "object"}},
-                    "application/octet-stream": {"schema": BINARY},
-                },
-                "images UINT8 [N, 28, 28]: JSON data, or binary after the JSON header",
-            ),
-            **errors(400, 404, 408, 413, 422, 503),
-        }
 
 
 def generate_body(limits: Limits) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Request bodies of /generate and /balance, validated the same way by every backend.
+"""Request bodies of /generate and /balance, validated the same way by every backend, and the
+strict JSON rules (`strict_json`) that every route, KServe V2 included, reads a body with.
 
 The ONNX Runtime service and the TorchServe handler both parse raw bytes through these models, so
 a request means the same thing, and fails with the same message, whichever backend answers it.
@@ -8,6 +9,7 @@ Limits that are configuration (the largest batch) reach the validators through t
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -205,7 +207,7 @@ def _as_list(value: list[int] | dict[str, int]) -> list[int]:
 def _number(value: Any, where: str) -> Any:
     """A JSON number as it is (its range is the field's): ``true`` or ``"0.9"`` is not one."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ValueError(f"{where} is {_short(value)}, not a number")
+        raise ValueError(f"{where} is {short(value)}, not a number")
     return value
 
 
@@ -217,13 +219,13 @@ def _digit(value: Any, where: str) -> int:
 
 def _count(value: Any, where: str, limit: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where} is {_short(value)}, not a count (a whole number >= 0)")
+        raise ValueError(f"{where} is {short(value)}, not a count (a whole number >= 0)")
     if value > limit:
-        raise ValueError(f"{where} is {_short(value)}, above this server's limit {limit}")
+        raise ValueError(f"{where} is {short(value)}, above this server's limit {limit}")
     return value
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     """A value for an error message, cut short (a client's 4,000-digit number stays theirs)."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:37]}..."
@@ -239,7 +241,7 @@ def _per_class(value: Any, name: str, limit: int) -> list[int]:
         out = [0] * NUM_CLASSES
         for key, count in value.items():
             if not (isinstance(key, str) and re.fullmatch(r"[0-9]", key)):
-                raise ValueError(f"{name} key {_short(key)} is not a digit 0..{NUM_CLASSES - 1}")
+                raise ValueError(f"{name} key {short(key)} is not a digit 0..{NUM_CLASSES - 1}")
             out[int(key)] = _count(count, f"{name}[{key}]", limit)
         return out
     raise ValueError(f"{name} must be a list of {NUM_CLASSES} counts or {{digit: count}}")
@@ -285,36 +287,38 @@ def _check_size(body: bytes, limits: Limits) -> None:
 
 
 def parse_json(model: type[M], body: bytes, limits: Limits) -> M:
-    """Validate a JSON body: ``"3"`` is not a digit nor ``true`` a seed (strict numbers).
+    """Validate a JSON body (``strict_json``'s rules): ``"3"`` is not a digit nor ``true`` a
+    seed (strict numbers). No body means the defaults; anything but an object is refused (422)."""
+    data = strict_json(body or b"{}", limits)  # whitespace alone is not a JSON text
+    if not isinstance(data, dict):
+        raise RequestError("request body must be a JSON object", 422)
+    return validate(model, data, limits)
 
-    Refused before validation: a body over the limit (413), one that is not JSON, nests deeper
-    than ``MAX_JSON_DEPTH`` or holds NaN/Infinity (400), and one that repeats a key (422).
-    """
+
+def strict_json(body: bytes, limits: Limits, what: str = "request body") -> Any:
+    """The JSON value of ``body`` under the rules every route shares (``/generate``, ``/balance``,
+    KServe V2, TorchServe): over ``max_body_bytes`` is 413; not UTF-8, not JSON, nested deeper
+    than ``MAX_JSON_DEPTH`` (checked before parsing, so no recursion limit is reached) or holding
+    NaN/Infinity, literally or by overflow, is 400; a repeated key is 422. A number with no
+    fraction is that integer (``30.0`` is 30). ``what`` names the text in the messages."""
     _check_size(body, limits)
-    if not body:  # no body: the defaults (whitespace alone is not a JSON text)
-        body = b"{}"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RequestError(
-            f"request body is not valid JSON: not UTF-8 ({exc.reason})", 400
-        ) from None
+        raise RequestError(f"{what} is not valid JSON: not UTF-8 ({exc.reason})", 400) from None
     if _json_depth(text) > MAX_JSON_DEPTH:
-        raise RequestError(f"request body nests deeper than {MAX_JSON_DEPTH} levels", 400)
+        raise RequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels", 400)
     try:
-        data = json.loads(
+        return json.loads(
             text,
             object_pairs_hook=_unique_keys,
             parse_constant=_no_constant,
             parse_float=_json_number,
         )
     except _DuplicateKey as exc:
-        raise RequestError(f"request body repeats the key {exc.key!r}", 422) from None
+        raise RequestError(f"{what} repeats the key {short(exc.key)}", 422) from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number of > 4300 digits
-        raise RequestError(f"request body is not valid JSON: {exc}", 400) from None
-    if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object", 422)
-    return validate(model, data, limits)
+        raise RequestError(f"{what} is not valid JSON: {exc}", 400) from None
 
 
 class _DuplicateKey(ValueError):
@@ -338,7 +342,10 @@ def _json_number(text: str) -> int | float:
     number = Decimal(text)
     if abs(number.adjusted()) <= MAX_INTEGER_DIGITS and number == number.to_integral_value():
         return int(number)
-    return float(text)
+    value = float(text)
+    if math.isinf(value):  # 1e400: Infinity by another name
+        raise ValueError(f"{short(text)} is beyond the range of a JSON number here")
+    return value
 
 
 def _no_constant(name: str) -> Any:
@@ -390,7 +397,7 @@ def _query_fraction(key: str, text: str) -> float:
     spaces."""
     if not re.fullmatch(QUERY_FRACTION, text):
         raise RequestError(
-            f"{key}: {_short(text)} is not a decimal number from 0 to 1, such as 0.95"
+            f"{key}: {short(text)} is not a decimal number from 0 to 1, such as 0.95"
         )
     return float(text)
 
@@ -398,5 +405,5 @@ def _query_fraction(key: str, text: str) -> float:
 def _query_int(key: str, text: str) -> int:
     """ASCII digits only: Python's int() would also take " 7", "1_000" and other scripts' digits."""
     if not re.fullmatch(rf"[0-9]{{1,{MAX_INTEGER_DIGITS}}}", text):
-        raise RequestError(f"{key}: {_short(text)} is not a whole number (ASCII digits 0-9)")
+        raise RequestError(f"{key}: {short(text)} is not a whole number (ASCII digits 0-9)")
     return int(text)

@@ -67,6 +67,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def server_ready(state: ServiceState) -> bool:
+    """The server's readiness, for /readyz and KServe V2's /v2/health/ready alike: the default
+    (first) model is loaded and the server is not shutting down. One model not yet published
+    (another dataset's, say) does not take the others out of service; each model's own state is
+    on /readyz and /v2/models/{name}/ready."""
+    return state.models.default.current is not None and not state.draining
+
+
 def _readiness(manager: ModelManager, draining: bool) -> dict[str, Any]:
     model = manager.current
     kind = manager.last_error_kind
@@ -81,9 +89,9 @@ def _readiness(manager: ModelManager, draining: bool) -> dict[str, Any]:
 
 @router.get("/readyz", summary="Readiness: the default model is verified, warmed up and loaded")
 async def readyz(state: State) -> JSONResponse:
-    """Ready while the default (first) model is loaded, so one model not yet published does not
-    take the others out of service; ``models`` tells each model's own state."""
+    """Ready as ``server_ready`` says; ``models`` tells each model's own state."""
     body = _readiness(state.models.default, state.draining)
+    body["ready"] = server_ready(state)
     body["models"] = {
         manager.registry.model: _readiness(manager, state.draining) for manager in state.models
     }

@@ -1,10 +1,12 @@
 """KServe V2 (Open Inference Protocol) REST endpoints beside ours, so stock clients
 (``tritonclient.http``, KServe) can ask for digits: server and model metadata and health, and
-``infer`` (serving/kserve.py: the bodies). Errors are ``{"error": ...}`` (serving/http_errors.py).
+``infer`` (serving/kserve.py: the bodies); and their part of the OpenAPI document. Errors are
+``{"error": ...}`` (serving/http_errors.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,8 @@ from serving import kserve
 from serving.errors import RequestError
 from serving.generation import plan_generate
 from serving.lifecycle import LoadedModel
-from serving.schemas import GenerateRequest, validate
+from serving.routes.operations import server_ready
+from serving.schemas import GenerateRequest, Limits, validate
 from serving.state import ServiceState, State, read_body, unless_disconnected
 
 router = APIRouter(prefix="/v2", tags=["KServe V2 (Open Inference Protocol)"])
@@ -67,33 +70,42 @@ async def live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready", summary="V2 readiness: every served model is loaded")
+@router.get("/health/ready", summary="V2 readiness: the default model is loaded, as /readyz")
 async def ready(state: State) -> Response:
-    """The protocol's server readiness: every served model is loaded."""
-    loaded = all(m.current is not None for m in state.models) and not state.draining
-    return Response(status_code=200 if loaded else 503)
+    """The protocol's server readiness is /readyz's rule (``server_ready``), so a second model not
+    yet published does not keep the server unready forever; /v2/models/{name}/ready is each
+    model's own."""
+    return Response(status_code=200 if server_ready(state) else 503)
 
 
+# Each route with a version has a twin without one (the loaded version), so that no route takes
+# a `?version=` query parameter that the protocol does not have.
 @router.get("/models/{name}", summary="V2 model metadata")
+async def model_metadata(state: State, name: str) -> dict[str, Any]:
+    return _metadata(_model(state, name, None))
+
+
 @router.get("/models/{name}/versions/{version}", summary="V2 model metadata of a version")
-async def model_metadata(state: State, name: str, version: str | None = None) -> dict[str, Any]:
+async def version_metadata(state: State, name: str, version: str) -> dict[str, Any]:
     return _metadata(_model(state, name, version))
 
 
 @router.get("/models/{name}/ready", summary="V2 model readiness")
+async def model_ready(state: State, name: str) -> Response:
+    _model(state, name, None)
+    return Response(status_code=200)
+
+
 @router.get("/models/{name}/versions/{version}/ready", summary="V2 model version readiness")
-async def model_ready(state: State, name: str, version: str | None = None) -> Response:
+async def version_ready(state: State, name: str, version: str) -> Response:
     _model(state, name, version)
     return Response(status_code=200)
 
 
-def _count(tensors: dict[str, np.ndarray], name: str) -> int | None:
+def _one(tensors: dict[str, np.ndarray], name: str) -> int | None:
+    """The value of a [1] input (kserve checked its shape), if given."""
     value = tensors.get(name)
-    if value is None:
-        return None
-    if value.size != 1:
-        raise RequestError(f"input {name!r} holds one value, not {value.size}", 400)
-    return int(value.ravel()[0])
+    return None if value is None else int(value[0])
 
 
 async def _pixels(
@@ -105,33 +117,28 @@ async def _pixels(
         raise RequestError("the model is unconditional: omit 'labels'", 400)
     if ("seed" in tensors) == ("z" in tensors):
         raise RequestError("give exactly one of the inputs 'seed' and 'z'", 400)
+    digits = None if labels is None else [int(d) for d in labels]
     if "seed" in tensors:
-        count = _count(tensors, "count")
-        digits = None if labels is None else [int(d) for d in labels.ravel()]
+        count = _one(tensors, "count")
         batch = count if count is not None else len(digits) if digits else None
         if batch is None:
             raise RequestError("with 'seed', give 'count' or 'labels' (how many images)", 400)
         request = validate(
             GenerateRequest,
-            {"seed": _count(tensors, "seed"), "batch_size": batch, "digits": digits},
+            {"seed": _one(tensors, "seed"), "batch_size": batch, "digits": digits},
             state.limits,
         )
         pixels, _ = await unless_disconnected(
             http, state.pixels(model, plan_generate(request, sig))
         )
         return pixels
-    z = tensors["z"]
+    z = tensors["z"]  # [N, latent_dim], N within the limit (kserve checked)
     if "count" in tensors:
         raise RequestError("'count' goes with 'seed'; with 'z' the images are its rows", 400)
-    if z.ndim != 2 or z.shape[1] != sig.latent_dim:
-        raise RequestError(f"input 'z' is [N, {sig.latent_dim}], not {list(z.shape)}", 400)
     n = len(z)
-    if n > state.limits.max_batch_size:
-        raise RequestError(f"{n} images is above the limit of {state.limits.max_batch_size}", 422)
-    if labels is not None and labels.size != n:
-        raise RequestError(f"'labels' has {labels.size} values for {n} rows of 'z'", 400)
+    if digits is not None and len(digits) != n:
+        raise RequestError(f"'labels' has {len(digits)} values for {n} rows of 'z'", 400)
     try:  # the contract's labels: the 0..9 cycle when none are given, range-checked
-        digits = None if labels is None else [int(d) for d in labels.ravel()]
         rows = labels_for_request(n, digits)
     except ValueError as exc:
         raise RequestError(str(exc), 400) from None
@@ -139,12 +146,119 @@ async def _pixels(
 
 
 @router.post("/models/{name}/infer", summary="V2 inference: digits for a seed or latents")
+async def infer(http: Request, state: State, name: str) -> Response:
+    return await _infer(http, state, _model(state, name, None))
+
+
 @router.post("/models/{name}/versions/{version}/infer", summary="V2 inference on a version")
-async def infer(http: Request, state: State, name: str, version: str | None = None) -> Response:
-    model = _model(state, name, version)
+async def version_infer(http: Request, state: State, name: str, version: str) -> Response:
+    return await _infer(http, state, _model(state, name, version))
+
+
+async def _infer(http: Request, state: ServiceState, model: LoadedModel) -> Response:
     body = await read_body(http, state)
-    request = kserve.parse_infer(body, http.headers.get(kserve.HEADER_LENGTH))
+    lengths = http.headers.getlist(kserve.HEADER_LENGTH)
+    if len(lengths) > 1:
+        raise RequestError(f"{kserve.HEADER_LENGTH} is given {len(lengths)} times", 400)
+    header_length = lengths[0] if lengths else None
+    limits, latent_dim = state.limits, model.signature.latent_dim
+    request = kserve.parse_infer(body, header_length, limits, latent_dim)
     pixels = await _pixels(http, state, model, request.tensors)
     state.metrics.observe_images("/v2/infer", model.name, len(pixels), None)
     payload, headers, media_type = kserve.encode_infer(pixels, model.name, model.version, request)
     return Response(payload, media_type=media_type, headers=headers)
+
+
+# -- these routes in the OpenAPI document (serving/openapi.py asks) -------------------------------
+Served = Sequence[tuple[str, LoadedModel | None]]  # each served model's name and loaded version
+JSON = "application/json"
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+ERRORS = {
+    400: "The request is not a well-formed V2 inference request (the error names what)",
+    404: "No such model, or that version is not the one loaded here",
+    408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
+    413: "The body is over the byte limit",
+    422: "A limit is passed (images per request), a value is out of range or a key is repeated",
+    503: "No model is loaded yet, or the server is busy",
+}
+LENGTH_SCHEMA = {"type": "string", "pattern": f"^[0-9]{{1,{kserve.HEADER_DIGITS}}}$"}
+LENGTH_HEADER = {
+    "name": kserve.HEADER_LENGTH,
+    "in": "header",
+    "required": False,
+    "schema": LENGTH_SCHEMA,
+    "description": "Binary data extension: the body is this many bytes of JSON (whose inputs "
+    "give parameters.binary_data_size instead of data), then each input's tensor, "
+    "little-endian, in the inputs' order. Omitted: the body is JSON.",
+}
+ANSWER = {
+    "type": "object",
+    "required": ["model_name", "model_version", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object"}},
+    },
+}
+
+
+def document(spec: dict[str, Any], limits: Limits, served: Served) -> None:
+    """Answers and ``{"error": ...}`` errors; the served models' names and loaded versions as the
+    path's values; the infer body (serving/kserve.py) that every loaded model accepts."""
+    paths = spec["paths"]
+    paths["/v2"]["get"]["responses"] = _answer("Server name, version, extensions")
+    paths["/v2/health/live"]["get"]["responses"] = {"200": {"description": "The process answers"}}
+    paths["/v2/health/ready"]["get"]["responses"] = {
+        "200": {"description": "Ready as /readyz says: the default model is loaded"},
+        "503": {"description": "The default model is not loaded yet, or shutting down"},
+    }
+    loaded = [model for _, model in served if model is not None]
+    dims = {model.signature.latent_dim for model in loaded}
+    components = kserve.body_schema(
+        limits,
+        dims.pop() if len(dims) == 1 else None,  # latents of several sizes: none fits every model
+        bool(loaded) and all(model.signature.conditional for model in loaded),
+    )
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    body = {"$ref": f"#/components/schemas/{kserve.INFER_REQUEST}"}
+    components[kserve.INFER_REQUEST]["description"] = (
+        "seed (+ count and/or labels), or z (+ labels), each input once, in any order, data flat "
+        "in row-major order: with a seed, the images of POST /generate with that seed, "
+        f"batch_size count and digits labels. Spelled out here: up to {kserve.SPELLED_LABELS} "
+        f"labels and {kserve.SPELLED_ROWS} rows of z; the server takes up to "
+        f"{limits.max_batch_size}. The binary data extension: see {kserve.HEADER_LENGTH}."
+    )
+    values = {"name": [name for name, _ in served], "version": sorted({m.version for m in loaded})}
+    for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        metadata, ready = paths[path]["get"], paths[f"{path}/ready"]["get"]
+        metadata["responses"] = {**_answer("Name, versions, inputs, outputs"), **_errors(404, 503)}
+        ready["responses"] = {"200": {"description": "Loaded and ready"}, **_errors(404, 503)}
+        infer = paths[f"{path}/infer"]["post"]
+        infer["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+        infer["parameters"].append(LENGTH_HEADER)
+        binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        length = {"required": False, "schema": LENGTH_SCHEMA, "description": "Binary answers"}
+        infer["responses"] = {
+            "200": {
+                "description": "images UINT8 [N, 28, 28]: JSON data, or binary after a JSON header",
+                "content": {JSON: {"schema": ANSWER}, **binary},
+                "headers": {kserve.HEADER_LENGTH: length},
+            },
+            **_errors(400, 404, 408, 413, 422, 503),
+        }
+        for operation in (metadata, ready, infer):
+            for parameter in operation["parameters"]:
+                if parameter["in"] == "path" and values[parameter["name"]]:
+                    parameter["schema"] = {"type": "string", "enum": values[parameter["name"]]}
+
+
+def _answer(description: str) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {JSON: {"schema": {"type": "object"}}}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {"description": ERRORS[status], "content": {JSON: {"schema": ERROR}}}
+        for status in statuses
+    }
