@@ -10,6 +10,11 @@ machine it ran on, and a markdown table of the last epoch.
         --set g_width=32 --set d_width=32 --set lr_g=1e-3 --set lr_d=1e-3 --set ema_decay=0.999 \\
         --variant base: --variant sn:d_spectral_norm=true --variant hinge:loss=hinge \\
         --variant sn-hinge:d_spectral_norm=true,loss=hinge
+
+With ``--skew KEEP`` every variant trains on the balancing experiment's skewed split instead (its
+seed-0 split: KEEP of each image of the rare digits 0-4, all of the others; the "own data"
+scenario), and each judgement adds the rare classes' own quality: their accuracy by both
+classifiers and their per-class Frechet distance, beside the trainer's collapse signals.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pipeline.data.loading import load_dataset
 from pipeline.evaluation.classifier import get_classifier
 from pipeline.evaluation.metrics import evaluate_generator, real_reference
 from pipeline.evaluation.options import EVAL
+from pipeline.experiments.balance import BalanceSetup, skewed_indices
 from pipeline.train import GANTrainer, resolve_device
 from pipeline.train_config import TrainConfig
 
@@ -81,7 +87,31 @@ def judge(
         tstr_count=0,
     )
     per_class = report.per_class_accuracy or [float("nan")]
-    return {"accuracy": report.accuracy or 0.0, "worst_digit": min(per_class), "fd": report.fd}
+    scores: dict[str, Any] = {
+        "accuracy": report.accuracy or 0.0,
+        "worst_digit": min(per_class),
+        "fd": report.fd,
+    }
+    rare = context.get("rare")
+    if rare:
+        second = report.independent.per_class_accuracy if report.independent else []
+        class_fd = report.per_class_fd or []
+        scores["rare"] = {
+            "accuracy": _mean([per_class[c] for c in rare]),
+            "independent_accuracy": _mean([second[c] for c in rare]) if second else None,
+            "fd": _mean([class_fd[c] for c in rare if class_fd[c] is not None]),
+            "per_class_accuracy": [round(per_class[c], 4) for c in rare],
+            "per_class_independent": [round(second[c], 4) for c in rare] if second else None,
+            "per_class_fd": [class_fd[c] for c in rare],
+        }
+        scores["common_fd"] = _mean(
+            [f for c, f in enumerate(class_fd) if c not in rare and f is not None]
+        )
+    return scores
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def run_variant(
@@ -91,12 +121,15 @@ def run_variant(
     dataset = context["dataset"]
     trainer = GANTrainer(cfg.model_copy(update={"epochs": 0}), out_dir)
     trainer.dataset_info = {"name": dataset.name, "md5": dataset.md5, "limit": cfg.limit}
-    images, labels = dataset.train_subset(cfg.limit, cfg.seed)
+    images, labels = context.get("train") or dataset.train_subset(cfg.limit, cfg.seed)
     rows = []
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         trainer_epoch(trainer, images, labels)
         row: dict[str, Any] = {"epoch": epoch, "train_seconds": time.perf_counter() - started}
+        last = trainer.history[-1]
+        row["d_g_z"] = last["d_g_z"]
+        row["collapse_signals"] = last["collapse_signals"]
         row["raw"] = judge(trainer.generator.eval(), cfg, context, samples)
         trainer.generator.train()
         if trainer.ema is not None:
@@ -106,24 +139,37 @@ def run_variant(
     return rows
 
 
+RARE_COLUMNS = ("accuracy", "independent_accuracy", "fd")
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: the last epoch of every variant, mean over seeds, EMA where kept."""
     lines = [
         "| variant | options | epochs | generator | accuracy | worst digit | FD |",
         "|---|---|---|---|---|---|---|",
     ]
+    if results.get("skew"):
+        lines[0] += " rare: accuracy | rare: independent | rare: per-class FD |"
+        lines[1] += "---|---|---|"
     for name, variant in results["variants"].items():
         options = ", ".join(f"{k}={v}" for k, v in variant["options"].items()) or "(base)"
         for kind in ("raw", "ema"):
             last = [runs[-1][kind] for runs in variant["seeds"].values() if kind in runs[-1]]
             if not last:
                 continue
-            mean = {key: sum(r[key] for r in last) / len(last) for key in last[0]}
+            mean = {key: _mean([r[key] for r in last]) for key in ("accuracy", "worst_digit", "fd")}
             epochs = len(next(iter(variant["seeds"].values())))
-            lines.append(
+            row = (
                 f"| {name} | {options} | {epochs} | {kind} | {mean['accuracy']:.2%} "
                 f"| {mean['worst_digit']:.2%} | {mean['fd']:.2f} |"
             )
+            if "rare" in last[0]:
+                rare = {k: _mean([r["rare"][k] for r in last]) for k in RARE_COLUMNS}
+                row += (
+                    f" {rare['accuracy']:.2%} | {rare['independent_accuracy']:.2%} "
+                    f"| {rare['fd']:.2f} |"
+                )
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -139,6 +185,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--samples", type=int, default=EVAL.samples, help="digits per judgement")
+    parser.add_argument(
+        "--skew", type=float, default=None, help="train on the skewed split keeping KEEP of 0-4"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipes"), help="run directories")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -168,6 +217,11 @@ def main(argv: list[str] | None = None) -> Path:
         "classifier": classifier,
         "reference": real_reference(classifier.model, dataset, device),
     }
+    if args.skew is not None:
+        setup = BalanceSetup(keep=args.skew)
+        keep = skewed_indices(dataset.train_labels, setup, seed=0)
+        context["train"] = (dataset.train_images[keep], dataset.train_labels[keep])
+        context["rare"] = list(setup.rare)
     results: dict[str, Any] = {
         "machine": describe(),
         "dataset": args.dataset,
@@ -175,10 +229,13 @@ def main(argv: list[str] | None = None) -> Path:
         "classifier_test_accuracy": classifier.test_accuracy,
         "fd_floor": context["reference"].fd_floor,
         "base": base,
+        "skew": None if args.skew is None else {"keep": args.skew, "rare": context["rare"]},
         "variants": {},
     }
     tag = args.tag or ("gpu" if device.type == "cuda" else "cpu")
-    path: Path = args.out / f"recipes-{args.dataset}-{tag}-{results['machine']['date'][:10]}.json"
+    skew = "" if args.skew is None else f"-skewed{args.skew:g}"
+    date = results["machine"]["date"][:10]
+    path: Path = args.out / f"recipes-{args.dataset}{skew}-{tag}-{date}.json"
     for (name, seed), cfg in configs.items():
         print(f"{name} seed {seed}: {variants[name] or '(base)'}", flush=True)
         entry = results["variants"].setdefault(name, {"options": variants[name], "seeds": {}})

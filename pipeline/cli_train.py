@@ -131,6 +131,14 @@ def train(**options: Any) -> None:
         f"D(x)={last.get('d_x', nan):.2f} D(G(z))={last.get('d_g_z', nan):.2f}\n"
         f"checkpoint: {result.checkpoint}\nsamples:    {out / SAMPLES_NAME}"
     )
+    if last.get("collapse_signals"):
+        typer.echo(
+            "warning: the run looks collapsed: "
+            + "; ".join(last["collapse_signals"])
+            + "\n  it will fail the quality gate and is never promoted; for skewed or scarce data"
+            " try --sampling class-balanced --diffaugment translation-cutout --lecam-weight 0.3",
+            err=True,
+        )
 
 
 train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

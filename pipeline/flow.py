@@ -39,7 +39,7 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.options import EVAL, EvalOptions
-from pipeline.evaluation.promotion import Decision, compare_with_production
+from pipeline.evaluation.promotion import Decision, collapse_reason, compare_with_production
 from pipeline.evaluation.run import Evaluation, evaluate_run
 from pipeline.publish import publish_run
 from pipeline.train import TrainResult, train
@@ -265,7 +265,12 @@ def train_dcgan(
         EvalOptions(samples=eval_samples, tstr_count=tstr_count, min_accuracy=min_accuracy),
     )
     production = production_model(registry)
-    decision = compare_with_production(evaluation.payload, production, force)
+    collapsed = collapse_reason(result.history)
+    decision = (
+        Decision(False, collapsed)
+        if collapsed
+        else compare_with_production(evaluation.payload, production, force)
+    )
     logger.info(
         "promotion decision: %s (%s)", "promote" if decision.promote else "keep", decision.reason
     )

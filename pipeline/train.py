@@ -36,6 +36,16 @@ from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.data.loading import ImageDataset
 from pipeline.ema import GeneratorEMA
 from pipeline.errors import CheckpointError, TrainingDiverged, UserError
+from pipeline.longtail import (
+    MIN_STEPS_TO_JUDGE,
+    ClassBalancedSampler,
+    CollapseCheck,
+    LeCam,
+    collapse_signals,
+    diff_augment,
+    real_class_spread,
+    spread,
+)
 from pipeline.precision import decide
 from pipeline.sampling import generate
 from pipeline.train_config import TrainConfig
@@ -106,6 +116,8 @@ class GANTrainer:
         self.ema = GeneratorEMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(cfg.seed)
+        self.lecam = LeCam(self.device) if cfg.lecam_weight > 0 else None
+        self.sampler: ClassBalancedSampler | None = None  # set by fit() when class-balanced
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.dataset_info: dict[str, Any] = {}
@@ -122,8 +134,10 @@ class GANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         ema = {} if self.ema is None else {"generator_ema": self.ema.state_dict()}
+        lecam = {} if self.lecam is None else {"lecam": self.lecam.state_dict()}
         return {
             **ema,
+            **lecam,
             "train_config": self.cfg.model_dump(),
             "gan_config": self.gan_cfg.to_dict(),
             "signature": self.gan_cfg.signature.to_dict(),
@@ -148,6 +162,8 @@ class GANTrainer:
             self.opt_d.load_state_dict(state["opt_d"])
             if self.ema is not None:
                 self.ema.load_state_dict(state["generator_ema"])
+            if self.lecam is not None:
+                self.lecam.load_state_dict(state["lecam"])
             self.rng.set_state(state["rng"])
             torch.set_rng_state(state["torch_rng"])
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -157,6 +173,16 @@ class GANTrainer:
 
     # --- one step --------------------------------------------------------------------------
 
+    def _fake_labels(self, n: int) -> torch.Tensor:
+        if self.sampler is not None:
+            return self.sampler.fake_labels(n, self.rng)
+        return torch.randint(
+            0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng
+        )
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.diffaugment, self.rng)
+
     def _train_step(
         self, real: torch.Tensor, labels: torch.Tensor, update_g: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,18 +190,18 @@ class GANTrainer:
         n = real.shape[0]
         conditional = self.gan_cfg.conditional
         z = torch.randn(n, self.gan_cfg.latent_dim, device=self.device, generator=self.rng)
-        fake_labels = torch.randint(
-            0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng
-        )
+        fake_labels = self._fake_labels(n)
         g_labels = fake_labels if conditional else None
         d_labels = labels if conditional else None
 
         # (1) Update D.
         with self.precision.autocast(self.device):
             fake = self._g(z, g_labels)
-            real_logits = self._d(real, d_labels).float()
-            fake_logits = self._d(fake.detach(), g_labels).float()
+            real_logits = self._d(self._augment(real), d_labels).float()
+            fake_logits = self._d(self._augment(fake.detach()), g_labels).float()
         loss_d = self._loss_d(real_logits, fake_logits)
+        if self.lecam is not None:
+            loss_d = loss_d + self.cfg.lecam_weight * self.lecam(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -195,7 +221,7 @@ class GANTrainer:
 
         # (2) Update G.
         with self.precision.autocast(self.device):
-            logits = self._d(fake, g_labels).float()
+            logits = self._d(self._augment(fake), g_labels).float()
         loss_g = self._loss_g(logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -252,6 +278,9 @@ class GANTrainer:
             cfg.epochs,
             self.epoch + 1,
         )
+        real_spread = real_class_spread(images, labels, self.gan_cfg.num_classes)
+        if cfg.sampling == "class-balanced":
+            self.sampler = ClassBalancedSampler(y, self.gan_cfg.num_classes)
         self.generator.train()
         self.discriminator.train()
         while self.epoch < cfg.epochs:
@@ -260,7 +289,11 @@ class GANTrainer:
             d_sum = torch.zeros(len(_D_STATS), device=self.device)
             g_sum = torch.zeros((), device=self.device)
             g_steps = 0
-            perm = torch.randperm(n, device=self.device, generator=self.rng)
+            perm = (
+                self.sampler.real(steps * batch, self.rng)
+                if self.sampler is not None
+                else torch.randperm(n, device=self.device, generator=self.rng)
+            )
             bar = tqdm(
                 total=steps,
                 desc=f"epoch {epoch}/{cfg.epochs}",
@@ -295,10 +328,27 @@ class GANTrainer:
                 "images_per_s": steps * batch / seconds,
             }
             self.epoch = epoch
-            record["sample_diversity"] = self._write_samples(epoch)
+            record["sample_diversity"], record["class_spread"] = self._write_samples(epoch)
+            check = (
+                collapse_signals(record["d_g_z"], record["class_spread"], real_spread)
+                if epoch * steps >= MIN_STEPS_TO_JUDGE
+                else CollapseCheck(())  # an untrained G is flat too: not collapse, not yet
+            )
+            record["collapse_signals"] = list(check.signals)
             self.history.append(record)
             self._save()
-            log.info("event=epoch_end %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+            log.info(
+                "event=epoch_end %s",
+                " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if not isinstance(v, list)),
+            )
+            if check.collapsed:
+                log.warning(
+                    "event=collapse_suspected epoch=%d %s (such a model fails the quality gate "
+                    "and is never promoted; for skewed data try --sampling class-balanced "
+                    "--diffaugment translation-cutout)",
+                    epoch,
+                    "; ".join(check.signals),
+                )
             if on_epoch is not None:
                 on_epoch(record)
 
@@ -318,8 +368,9 @@ class GANTrainer:
             "Lower --lr-d/--lr-g, or try --precision fp32"
         )
 
-    def _write_samples(self, epoch: int) -> float:
-        """Sample grid from fixed noise, one row per digit; returns its within-row pixel spread.
+    def _write_samples(self, epoch: int) -> tuple[float, list[float]]:
+        """Sample grid from fixed noise, one row per digit; returns its within-row pixel spread,
+        overall and per class (row).
 
         The spread (mean over rows of the per-pixel std across the row's samples, pixels in [0, 1])
         falls toward 0 when the generator collapses onto one image per class.
@@ -330,7 +381,8 @@ class GANTrainer:
         save_grid_png(images, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
         save_grid_png(images, self.out_dir / SAMPLES_NAME)
         rows = (images.reshape(10, 10, -1) + 1) / 2
-        return float(rows.std(axis=1).mean())
+        per_class = [round(spread(row), 5) for row in rows]
+        return float(np.mean(per_class)), per_class
 
     def _save(self) -> None:
         save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())

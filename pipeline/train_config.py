@@ -17,6 +17,8 @@ from pipeline.settings import PrecisionChoice
 
 GLoss = Literal["non-saturating", "minimax"]
 Loss = Literal["bce", "hinge"]
+Sampling = Literal["shuffle", "class-balanced"]
+Augment = Literal["none", "translation", "translation-cutout"]
 
 
 class TrainConfig(GANConfig):
@@ -72,6 +74,20 @@ class TrainConfig(GANConfig):
         ge=0,
         lt=1,
         description="Serve a moving average of G's weights with this decay (0 = off).",
+    )
+    # Skewed or scarce data (pipeline.longtail): what D sees, and how it is kept from memorising.
+    sampling: Sampling = Field(
+        default="shuffle",
+        description="shuffle (each image once per epoch; fake labels uniform) or class-balanced "
+        "(real batches and fake labels uniform over the classes present: for skewed data).",
+    )
+    diffaugment: Augment = Field(
+        default="none",
+        description="DiffAugment for D on real and fake alike: none, translation or "
+        "translation-cutout (for small or skewed data).",
+    )
+    lecam_weight: float = Field(
+        default=0.0, ge=0, le=100, description="LeCam regularisation of D (0 = off; paper: 0.3)."
     )
     seed: int = Field(
         default=0, ge=0, le=2**63 - 1, description="Seed: same seed, device and data -> same run."

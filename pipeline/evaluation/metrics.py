@@ -191,6 +191,8 @@ class GeneratorReport:
     # The second opinion of a classifier of another family (pipeline.evaluation.independent;
     # conditional only; None in reports written before it existed).
     independent: IndependentScore | None = None
+    # Each class's own Frechet distance to its real test images (None in older reports).
+    per_class_fd: list[float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -297,9 +299,10 @@ def evaluate_generator(
     hist = stats.class_histogram(preds, k)
     fd = stats.frechet_distance(*stats.gaussian_stats(feats), ref.mu, ref.sigma)
 
-    acc = per_class = ratios = second = None
+    acc = per_class = ratios = second = class_fd = None
     if cfg.conditional:
         acc, per_class, ratios = conditional_scores(preds, feats, labels, ref, k)
+        class_fd = stats.per_class_frechet(feats, labels, ref.test_features, ref.test_labels, k)
     seconds["metrics"] = time.perf_counter() - t
     if cfg.conditional and independent:
         t = time.perf_counter()
@@ -338,6 +341,7 @@ def evaluate_generator(
         seconds=seconds,
         precision=precision,
         independent=second,
+        per_class_fd=class_fd,
     )
     log.info("generator evaluated: accuracy=%s fd=%.3f is=%.3f", acc, fd, report.inception_score)
     return report

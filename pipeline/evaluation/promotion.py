@@ -38,6 +38,15 @@ def gate_decision(evaluation: dict[str, Any], force: bool) -> Decision:
     return Decision(True, "quality gate passed")
 
 
+def collapse_reason(history: list[dict[str, Any]]) -> str | None:
+    """Why the run's last epoch looks collapsed (``pipeline.longtail.collapse_signals``), or None.
+    A collapsed generator is never promoted, not even forced: it answers one image per class."""
+    signals = history[-1].get("collapse_signals") if history else None
+    if not signals:
+        return None
+    return f"training collapsed in epoch {history[-1].get('epoch')}: " + "; ".join(signals)
+
+
 def compare_with_production(
     evaluation: dict[str, Any], production: Manifest | None, force: bool
 ) -> Decision:

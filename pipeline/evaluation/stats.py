@@ -112,3 +112,23 @@ def diversity_ratios(
         gen = mean_pairwise_distance(gen_features[gen_labels == c], max_items)
         ratios[c] = gen / real if real > 0 else 0.0
     return ratios
+
+
+def per_class_frechet(
+    features: np.ndarray,
+    labels: np.ndarray,
+    real_features: np.ndarray,
+    real_labels: np.ndarray,
+    k: int,
+) -> list[float | None]:
+    """Frechet distance of each class's generated features to that class's real ones (None for
+    a class with fewer than two images on either side): a rare class's own quality, which the
+    whole-set distance hides under the plentiful classes."""
+    out: list[float | None] = []
+    for c in range(k):
+        fake, real = features[labels == c], real_features[real_labels == c]
+        if len(fake) < 2 or len(real) < 2:
+            out.append(None)
+            continue
+        out.append(frechet_distance(*gaussian_stats(fake), *gaussian_stats(real)))
+    return out
