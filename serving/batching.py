@@ -5,7 +5,10 @@ serving.onnx_backend.inference_pool), so requests never oversubscribe the cores.
 *admitted* whole or refused whole before its latents are built (``admit``): the backlog (rows
 admitted and not yet computed) never passes ``max_queue_images``, and a refusal names a
 ``Retry-After`` computed from the backlog and the measured throughput. A request that could never
-fit is a 4xx, not an endless 503.
+fit is a 4xx, not an endless 503. A filtered request is admitted once for its worst case (every
+candidate it may draw) and its candidates are scored here too (``score``), in the same slices
+and on the same workers as the generator: no inference call ever holds more than ``max_images``
+rows, whoever asked for them.
 
 The unit of work is a *slice* of a request's rows. Batches are formed only when a worker is free
 (the freshest decision), round-robin by request: the request at the head of the queue gives up to
@@ -23,8 +26,11 @@ sliced or merged (tested).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,16 +40,40 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.errors import NotReady, RequestError
-from serving.generation import Backend, render
+from serving.generation import Backend, Classifier, render
+
+Compute = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rows, labels) -> output rows
 
 log = logging.getLogger("serving.batching")
 
 RETRY_AFTER_MAX_S = 300
 THROUGHPUT_SMOOTHING = 0.2  # weight of the newest batch in the images/s estimate
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's default, kept fixed
+
+
+def fix_mmap_threshold() -> bool:
+    """Keep glibc from parking large buffers in its heaps for good; False where it cannot.
+
+    glibc raises its mmap threshold (up to 32 MB) each time it frees a large block, after which
+    an answer's buffers (latents, pixels, the .npz) come from per-thread heaps that it seldom
+    returns: measured with benchmarks/balance_memory.py, the server's resident memory after a
+    60,000-image /balance went from 317 MiB after the first to 456 MiB after the second and
+    third; with the threshold fixed (what ``MALLOC_MMAP_THRESHOLD_`` does, which wins if set),
+    315, 319, 319. A no-op off glibc (``mallopt`` missing or refusing).
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return True  # the operator's choice; glibc read it at start
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 class Ticket:
-    """Rows reserved in the backlog for one admitted request; ``release`` returns what is left."""
+    """Rows reserved in the backlog for one admitted request: computed rows settle as their
+    batches finish, ``settle(n)`` returns n rows known to be unneeded, ``release`` the rest."""
 
     def __init__(self, batcher: Batcher, size: int) -> None:
         self._batcher = batcher
@@ -61,16 +91,33 @@ class Ticket:
 
 @dataclass(eq=False)
 class _Item:
-    """One request: its rows are handed out in slices; its answer is complete when all are back."""
+    """One request: its rows are handed out in slices; its answer is complete when all are back.
 
-    backend: Backend
-    z: np.ndarray
+    ``model`` is what batches merge on (the same generator, or the same classifier); ``compute``
+    runs it on rows; ``ticket`` is settled as the rows are computed (None: classifier rows, whose
+    candidates were admitted and settled as generator rows)."""
+
+    model: object
+    compute: Compute
+    rows: np.ndarray
     labels: np.ndarray
-    ticket: Ticket
+    ticket: Ticket | None
     future: asyncio.Future[np.ndarray] = field(repr=False)
     taken: int = 0  # rows handed to batches so far
     done: int = 0  # rows computed so far
+    settled: int = 0  # rows returned to the ticket so far
     out: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def generates(self) -> bool:
+        return self.ticket is not None
+
+    def settle(self, rows: int) -> None:
+        """Return up to ``rows`` of this item's rows to its ticket, never one twice."""
+        rows = min(rows, self.size - self.settled)
+        self.settled += rows
+        if self.ticket is not None:
+            self.ticket.settle(rows)
 
     @property
     def size(self) -> int:
@@ -89,7 +136,8 @@ class _Slice:
 
 
 class Batcher:
-    """``ticket = admit(n)``, then ``await run(ticket, backend, z, labels)`` -> uint8 pixels."""
+    """``ticket = admit(n)``, then ``await run(ticket, backend, z, labels)`` -> uint8 pixels;
+    ``await score(classifier, pixels, labels)`` -> each image's confidence, on the same pool."""
 
     def __init__(
         self,
@@ -127,6 +175,7 @@ class Batcher:
         return self._images_per_s
 
     async def start(self) -> None:
+        fix_mmap_threshold()  # answers are freed and reallocated every request: keep RSS flat
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(self.workers)  # a batch is formed when a worker is free
         self._task = asyncio.create_task(self._loop(), name="batcher")
@@ -169,13 +218,35 @@ class Batcher:
     async def run(
         self, ticket: Ticket, backend: Backend, z: np.ndarray, labels: np.ndarray
     ) -> np.ndarray:
-        """The request's pixels; cancelling this (a client that hung up) drops its unsent rows."""
-        assert self._wakeup is not None, "Batcher.start() was not awaited"
+        """The request's pixels; cancelling this (a client that hung up) drops its unsent rows.
+        Its rows are settled on ``ticket`` (computed, or dropped); the rest of the ticket is the
+        caller's to release, so one ticket can cover a filtered request's every round."""
         if not len(labels):
-            ticket.release()
             size = backend.signature.image_size
             return np.empty((0, size, size), dtype=np.uint8)
-        item = _Item(backend, z, labels, ticket, asyncio.get_running_loop().create_future())
+        return await self._submit(backend, functools.partial(_infer, backend), z, labels, ticket)
+
+    async def score(
+        self, classifier: Classifier, pixels: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """Each image's confidence (float32 [N]) from ``classifier``, in slices of at most
+        ``max_images`` on the inference workers; no admission of its own (see the module)."""
+        if not len(labels):
+            return np.empty(0, dtype=np.float32)
+        return await self._submit(classifier, classifier.confidence, pixels, labels, None)
+
+    async def _submit(
+        self,
+        model: object,
+        compute: Compute,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        ticket: Ticket | None,
+    ) -> np.ndarray:
+        assert self._wakeup is not None, "Batcher.start() was not awaited"
+        item = _Item(
+            model, compute, rows, labels, ticket, asyncio.get_running_loop().create_future()
+        )
         self._queue.append(item)
         self._queued_images += item.size
         self._wakeup.set()
@@ -185,7 +256,7 @@ class Batcher:
             self._drop(item)
             raise
         finally:
-            ticket.release()
+            item.settle(item.size)  # what was dropped or failed returns to the backlog
 
     def _drop(self, item: _Item) -> None:
         if item in self._queue:
@@ -247,7 +318,7 @@ class Batcher:
             for item in list(self._queue):
                 if not room:
                     break
-                if item.backend is head.backend and item.left <= room:
+                if item.model is head.model and item.left <= room:
                     batch.append(_Slice(item, item.taken, item.size))
                     room -= item.left
                     item.taken = item.size
@@ -263,27 +334,28 @@ class Batcher:
         rows_total = sum(p.stop - p.start for p in batch)
         started = time.perf_counter()
         try:
-            pixels = await loop.run_in_executor(self._executor, _infer_slices, batch)
+            out = await loop.run_in_executor(self._executor, _compute_slices, batch)
         except Exception as exc:  # a backend failure fails these requests, not the server
             log.exception("serving.batch_failed requests=%d", len(batch))
             for part in batch:
-                part.item.ticket.settle(part.stop - part.start)
+                part.item.settle(part.stop - part.start)
                 if not part.item.future.done():
                     part.item.future.set_exception(exc)
             return
         finally:
             self._slots.release()
-        self._observe_rate(rows_total, time.perf_counter() - started)
-        if self.on_batch is not None:
-            self.on_batch(rows_total, len(batch))
+        if batch[0].item.generates:  # the rate and the batch metrics count generator rows
+            self._observe_rate(rows_total, time.perf_counter() - started)
+            if self.on_batch is not None:
+                self.on_batch(rows_total, len(batch))
         offset = 0
         for part in batch:
             item, rows = part.item, part.stop - part.start
-            item.ticket.settle(rows)
+            item.settle(rows)
             if not item.future.done():  # the client may be gone
                 if item.out is None:
-                    item.out = np.empty((item.size, *pixels.shape[1:]), dtype=pixels.dtype)
-                item.out[part.start : part.stop] = pixels[offset : offset + rows]
+                    item.out = np.empty((item.size, *out.shape[1:]), dtype=out.dtype)
+                item.out[part.start : part.stop] = out[offset : offset + rows]
                 item.done += rows
                 if item.done == item.size:
                     item.future.set_result(item.out)
@@ -299,13 +371,13 @@ def _infer(backend: Backend, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return render(backend.run(z, labels))
 
 
-def _infer_slices(batch: list[_Slice]) -> np.ndarray:
-    backend = batch[0].item.backend
+def _compute_slices(batch: list[_Slice]) -> np.ndarray:
+    compute = batch[0].item.compute
     if len(batch) == 1:
         part = batch[0]
-        return _infer(
-            backend, part.item.z[part.start : part.stop], part.item.labels[part.start : part.stop]
+        return compute(
+            part.item.rows[part.start : part.stop], part.item.labels[part.start : part.stop]
         )
-    z = np.concatenate([p.item.z[p.start : p.stop] for p in batch])
+    rows = np.concatenate([p.item.rows[p.start : p.stop] for p in batch])
     labels = np.concatenate([p.item.labels[p.start : p.stop] for p in batch])
-    return _infer(backend, z, labels)
+    return compute(rows, labels)

@@ -6,9 +6,9 @@
         extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
         shirts = client.generate(8, digits=6, model="cdcgan-fashion-mnist")  # another model
 
-Only httpx and numpy: nothing of the model or the server is imported. A dataset on disk (an
-ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in its own format by
-``serving.dataset_balance`` (what `dcgan balance` runs)::
+Only httpx, numpy and the request schema (pydantic): nothing of the model or the server is
+imported. A dataset on disk (an ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in
+its own format by ``serving.dataset_balance`` (what `dcgan balance` runs)::
 
     from pathlib import Path
     from serving.dataset_balance import ServiceSource, balance_dataset
@@ -19,6 +19,9 @@ ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in its own format by
 from __future__ import annotations
 
 import io
+import secrets
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,10 +31,14 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from models.contract import labels_for_request
+from models.contract import MAX_SEED, labels_for_request
 from serving.errors import ServiceError  # re-exported: client users catch it here
+from serving.generation import MAX_FILTERED_IMAGES_HEADER
+from serving.schemas import BalanceRequest, Limits
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+BUSY_RETRIES = 10  # a part of a split /balance refused as busy (503) is asked again this often
+BUSY_WAIT_MAX_S = 60  # at most this long between two asks, whatever Retry-After says
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,18 @@ class DigitsClient:
     def _request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot reach {self._http.base_url}: {exc}") from exc
+        response = self._send(method, path, body)
         _raise_for_detail(response)
         return response
+
+    def _send(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        """The server's answer, whatever its status; ServiceError if it cannot be reached."""
+        try:
+            return self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach {self._http.base_url}: {exc}") from exc
 
     def generate(
         self,
@@ -100,14 +113,77 @@ class DigitsClient:
         min_confidence: float | None = None,
         model: str | None = None,
     ) -> Digits:
-        """The generated digits that bring every class up to ``target`` (default: the largest)."""
+        """The generated digits that bring every class up to ``target`` (default: the largest).
+
+        A filtered balance (``min_confidence``) is admitted by the server for its worst case
+        (every image drawing every candidate), so a large one may be more than it ever queues:
+        it answers 413 with the most images it takes (``X-Max-Filtered-Images``, M). Then this
+        asks for the same images in parts instead: the images, sorted by digit as the server
+        sorts them, cut into runs of M; the run starting at image a is asked with the seed
+        ``part_seed(seed, a)`` (the first run: ``seed`` itself, so it is the prefix of the single
+        answer), and a part refused as busy (503) is asked again after its Retry-After. So the
+        same seed against a server with the same limits gives the same bytes, split or not;
+        ``seed`` is drawn here when omitted. Every part must come from one model version.
+        """
         body: dict[str, Any] = {"counts": _jsonable(counts)}
         if target is not None:
             body["target"] = target if isinstance(target, int) else _jsonable(target)
         _optional(body, seed=seed, min_confidence=min_confidence, model=model)
-        response = self._request("POST", "/balance", body)
-        with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
-            return _digits(response, npz["images"], npz["labels"])
+        response = self._send("POST", "/balance", body)
+        most = response.headers.get(MAX_FILTERED_IMAGES_HEADER, "")
+        if response.status_code == 413 and min_confidence is not None and most.isdigit():
+            return self._balance_in_parts(body, int(most))
+        _raise_for_detail(response)
+        return _balance_digits(response)
+
+    def _balance_in_parts(self, body: dict[str, Any], part_size: int) -> Digits:
+        """``body``'s images as several /balance requests of at most ``part_size`` images."""
+        if part_size < 1:
+            raise ServiceError("the server takes no filtered /balance request at all", 413)
+        seed = body.get("seed")
+        seed = secrets.randbelow(MAX_SEED + 1) if seed is None else int(seed)
+        deficits = _deficits(body)
+        labels = np.repeat(np.arange(len(deficits), dtype=np.int64), deficits)
+        parts: list[Digits] = []
+        candidates = 0
+        for start in range(0, len(labels), part_size):
+            run = labels[start : start + part_size]
+            part = {
+                **body,
+                "counts": [0] * len(deficits),
+                "target": np.bincount(run, minlength=len(deficits)).tolist(),
+                "seed": part_seed(seed, start),
+            }
+            response = self._send_until_admitted("/balance", part)
+            parts.append(_balance_digits(response))
+            candidates += int(response.headers.get("x-filter-candidates", len(run)))
+        versions = {(p.model, p.version) for p in parts}
+        if len(versions) > 1:
+            raise ServiceError(
+                f"the server's model changed while a split /balance ran ({sorted(versions)}): "
+                "ask again for one version's images"
+            )
+        first = parts[0]
+        return Digits(
+            images=np.concatenate([p.images for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            seed=seed,
+            model=first.model,
+            version=first.version,
+            acceptance_rate=len(labels) / candidates if candidates else 1.0,
+        )
+
+    def _send_until_admitted(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        """POST ``body``, asked again after the server's Retry-After while it answers 503 (at
+        most BUSY_RETRIES times), so one busy moment does not lose the parts already done."""
+        for attempt in range(BUSY_RETRIES + 1):
+            response = self._send("POST", path, body)
+            if response.status_code != 503 or attempt == BUSY_RETRIES:
+                break
+            retry = response.headers.get("retry-after", "1")
+            time.sleep(min(BUSY_WAIT_MAX_S, int(retry) if retry.isdigit() else 1))
+        _raise_for_detail(response)
+        return response
 
     def models(self) -> list[dict[str, Any]]:
         """Every served model (name, alias, ready, version, signature, metrics), the default
@@ -131,6 +207,30 @@ class DigitsClient:
             return self._http.get("/readyz").status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def part_seed(seed: int, start: int) -> int:
+    """The seed of the part of a split filtered /balance that starts at image ``start``: the
+    request's own for the first part, else one drawn from (seed, start) by numpy's SeedSequence
+    (so parts never repeat each other's candidates)."""
+    if start == 0:
+        return seed
+    state = np.random.SeedSequence((seed, start)).generate_state(1, np.uint64)
+    return int(state[0]) & MAX_SEED
+
+
+def _deficits(body: Mapping[str, Any]) -> list[int]:
+    """Images per class the server generates for a /balance ``body`` (its own arithmetic:
+    serving.schemas.BalanceRequest), read without this client's guess at the server's limits."""
+    unbounded = Limits(max_balance_images=sys.maxsize, max_class_count=sys.maxsize)
+    fields = {key: body[key] for key in ("counts", "target") if key in body}
+    request = BalanceRequest.model_validate(fields, context={"limits": unbounded})
+    return request.deficits()
+
+
+def _balance_digits(response: httpx.Response) -> Digits:
+    with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
+        return _digits(response, npz["images"], npz["labels"])
 
 
 def _optional(body: dict[str, Any], **fields: Any) -> None:

@@ -25,6 +25,9 @@ from serving.errors import RequestError
 from serving.schemas import BalanceRequest, GenerateRequest
 
 INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
+# On a 413 for a filtered request: the most images one may ask for here (the client splits by
+# it). Here, not in serving/filtering.py, so the client reads it without the server's packages.
+MAX_FILTERED_IMAGES_HEADER = "X-Max-Filtered-Images"
 
 
 class Backend(Protocol):
@@ -35,6 +38,13 @@ class Backend(Protocol):
     def signature(self) -> GeneratorSignature: ...
 
     def run(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray: ...
+
+
+class Classifier(Protocol):
+    """A version's evaluation classifier, for filtered answers: ``confidence`` is the
+    probability of each image's own label, float32[N]; row i depends only on image i."""
+
+    def confidence(self, pixels: np.ndarray, labels: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

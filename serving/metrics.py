@@ -34,9 +34,17 @@ class ServiceMetrics:
         )
         self.filter_candidates = Counter(
             "dcgan_filter_candidates",
-            "Candidates generated and judged for filtered answers (min_confidence), by route and "
-            "model",
+            "Candidates generated and judged for filtered requests (min_confidence), answered or "
+            "not, by route and model",
             ["route", "model"],
+            registry=r,
+        )
+        self.filter_requests = Counter(
+            "dcgan_filter_requests",
+            "Filtered requests by outcome: answered; no_candidate (422, an image met no "
+            "candidate within the cap); refused (before any work: 409/413/422/503); cancelled "
+            "(the client hung up); failed (inference failed)",
+            ["route", "model", "outcome"],
             registry=r,
         )
         self.filter_accepted = Counter(
@@ -94,10 +102,17 @@ class ServiceMetrics:
     def observe_images(
         self, route: str, model: str, images: int, filtered: FilterStats | None
     ) -> None:
+        """An answer: its images, and a filtered one's candidates and outcome."""
         self.images.labels(route, model).inc(images)
         if filtered is not None:
+            self.filter_requests.labels(route, model, "answered").inc()
             self.filter_candidates.labels(route, model).inc(filtered.candidates)
             self.filter_accepted.labels(route, model).inc(filtered.accepted)
+
+    def observe_filter_failure(self, route: str, model: str, outcome: str, candidates: int) -> None:
+        """A filtered request that got no answer, and the candidates it drew before it ended."""
+        self.filter_requests.labels(route, model, outcome).inc()
+        self.filter_candidates.labels(route, model).inc(candidates)
 
     def observe_batch(self, images: int, requests: int) -> None:
         self.batch_images.observe(images)

@@ -115,6 +115,11 @@ def open_session(path: Path, device: Device, threads: int) -> ort.InferenceSessi
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; we log what matters ourselves
+    # The CPU memory arena (ONNX Runtime's default) keeps what the largest call needed and never
+    # gives it back; every call holds at most DCGAN_SERVE_BATCH_MAX_IMAGES images, the
+    # classifier's of a filtered request too (serving/batching.py), so it stays that size:
+    # measured flat over repeated 60,000-image /balance (benchmarks/balance_memory.py).
+    options.enable_cpu_mem_arena = True
     try:
         return ort.InferenceSession(str(path), options, providers=choose_providers(device))
     except (ModelLoadError, MemoryError, OSError):

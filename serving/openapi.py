@@ -22,6 +22,8 @@ from models.registry.names import ID
 from serving.lifecycle import FailureKind
 from serving.routes import v2
 from serving.schemas import (
+    MAX_CANDIDATES_CEILING,
+    MAX_CANDIDATES_HELP,
     MODEL_HELP,
     QUERY_FRACTION,
     BalanceRequest,
@@ -45,7 +47,8 @@ ERRORS = {
     409: "Admin reload: the version was refused (checksum, manifest, load or warm-up), or the "
     "alias names no version, and the old one keeps serving. Images: min_confidence was asked of "
     "a version published without its evaluation classifier",
-    413: "The body is over the byte limit, or the request can never fit the queue",
+    413: "The body is over the byte limit, or the request can never fit the queue (a filtered "
+    "one: images x max_candidates; X-Max-Filtered-Images then names the most that fit)",
     415: "A body not sent as Content-Type: application/json",
     422: "A field is wrong (the detail names it), a key is repeated, or a limit is passed",
     503: "No model is loaded yet, or the server is busy: retry after Retry-After seconds",
@@ -113,7 +116,7 @@ def complete(spec: dict[str, Any], limits: Limits, served: v2.Served) -> None:
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
     post_generate["responses"] = _generated(400, 404, 408, 409, 413, 415, 422, 503)
     get_generate["parameters"] = query_parameters(limits)
-    get_generate["responses"] = _generated(404, 409, 422, 503)
+    get_generate["responses"] = _generated(404, 409, 413, 422, 503)
 
     balance = paths["/balance"]["post"]
     balance["requestBody"] = _body(balance_body(limits), required=True)
@@ -293,6 +296,11 @@ def query_parameters(limits: Limits) -> list[dict[str, Any]]:
             {"type": "string", "pattern": f"^({QUERY_FRACTION})$"},
             "Decimal 0..1, e.g. 0.95: keep only images the classifier reads as their digit with "
             "at least this probability (ONNX Runtime API only)",
+        ),
+        parameter(
+            "max_candidates",
+            {"type": "integer", "minimum": 1, "maximum": MAX_CANDIDATES_CEILING},
+            MAX_CANDIDATES_HELP,
         ),
         parameter("model", {"type": "string", "pattern": f"^{ID.pattern}$"}, MODEL_HELP),
     ]

@@ -36,6 +36,13 @@ M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+MAX_CANDIDATES_CEILING = 1024  # as DCGAN_SERVE_MAX_CANDIDATES's own bound
+MaxCandidates = Annotated[StrictInt, Field(ge=1, le=MAX_CANDIDATES_CEILING)]
+MAX_CANDIDATES_HELP = (
+    "With min_confidence: at most this many candidates per image (default and ceiling: the "
+    "server's DCGAN_SERVE_MAX_CANDIDATES). A filtered request is admitted for its worst case, "
+    "images x max_candidates, so a lower value lets more images fit in one request."
+)
 ModelName = Annotated[str, Field(pattern=f"^{ID.pattern}$", max_length=100)]
 MODEL_HELP = "The served model to answer with (GET /models lists them). Omitted: the first served."
 # min_confidence in a query: a decimal from 0 to 1 ("0.95", ".5", "1"), in the OpenAPI document too
@@ -97,6 +104,7 @@ class GenerateRequest(BaseModel):
     )
     format: OutputFormat = Field(default=OutputFormat.JSON, description="json, npy or png.")
     min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
+    max_candidates: MaxCandidates | None = Field(default=None, description=MAX_CANDIDATES_HELP)
     model: ModelName | None = Field(default=None, description=MODEL_HELP)
 
     @model_validator(mode="before")
@@ -158,6 +166,7 @@ class BalanceRequest(BaseModel):
     )
     seed: Seed | None = Field(default=None, description="Omitted: drawn by the server.")
     min_confidence: Confidence | None = Field(default=None, description=CONFIDENCE_HELP)
+    max_candidates: MaxCandidates | None = Field(default=None, description=MAX_CANDIDATES_HELP)
     model: ModelName | None = Field(default=None, description=MODEL_HELP)
 
     @field_validator("min_confidence", mode="before")

@@ -16,7 +16,7 @@ from models.contract import PRODUCTION
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
 from serving.onnx_backend import Device
-from serving.schemas import Limits
+from serving.schemas import MAX_CANDIDATES_CEILING, Limits
 
 
 @dataclass(frozen=True)
@@ -74,23 +74,31 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_class_count: int = Field(default=1_000_000_000, ge=1)  # each /balance count and target
     # Filtered answers (min_confidence): candidates drawn per image before the request fails
-    # with a 422; the work of one filtered request is at most this many times an unfiltered one.
-    max_candidates: int = Field(default=16, ge=1, le=1024)
+    # with a 422 (a request may ask for fewer). A filtered request is admitted for its worst
+    # case, images x max_candidates queued images, so it may ask for at most
+    # max_queue_images // max_candidates images (4,096 by default); more is a 413.
+    max_candidates: int = Field(default=16, ge=1, le=MAX_CANDIDATES_CEILING)
 
     # Dynamic batching: concurrent requests share one inference call of up to batch_max_images,
     # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.
+    # batch_max_images also bounds a request's memory: every generator and classifier call
+    # (a filtered request's candidates too) holds at most this many images, so what a request
+    # holds beyond its own answer (about 2 KB an image, n <= max_balance_images) is this many
+    # images' activations per worker (benchmarks/balance_memory.py measures it).
     batching: bool = True
     batch_max_images: int = Field(default=256, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0)
     # Server limits (serving/server.py): a client must send its headers and its body within these
-    # times (else the connection is closed / 408); at most limit_concurrency connections are
-    # served at once (more: 503); on SIGTERM /readyz turns 503 at once, the server keeps
-    # answering for drain_s (so load balancers stop sending), then finishes what is in flight
-    # within shutdown_grace_s and exits.
+    # times (else the connection is closed / 408); at most limit_concurrency requests are in the
+    # app at once (more: 503 + Retry-After; the health probes have a budget of their own); a
+    # client that takes none of its answer for send_timeout_s is reset; on SIGTERM /readyz turns
+    # 503 at once, the server keeps answering for drain_s (so load balancers stop sending), then
+    # finishes what is in flight within shutdown_grace_s and exits.
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
     keep_alive_s: float = Field(default=5.0, gt=0)
     limit_concurrency: int = Field(default=512, ge=1)
+    send_timeout_s: float = Field(default=30.0, gt=0)
     drain_s: float = Field(default=2.0, ge=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)  # drain + grace < k8s' default 30 s
 
@@ -120,11 +128,12 @@ class ServeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _every_allowed_request_fits(self) -> Self:
-        largest = max(self.max_batch_size, self.max_balance_images)
+        largest = max(self.max_batch_size, self.max_balance_images, self.max_candidates)
         if self.max_queue_images < largest:
             raise ValueError(
                 f"max_queue_images ({self.max_queue_images}) must hold the largest request "
-                f"allowed ({largest}, from max_batch_size / max_balance_images)"
+                f"allowed ({largest}, from max_batch_size / max_balance_images, and a filtered "
+                "image's max_candidates)"
             )
         return self
 

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from serving.batching import Batcher
-from serving.errors import ClientGone, RequestError
-from serving.filtering import FilterStats, filtered_pixels
-from serving.generation import INLINE_MAX, Plan
+from serving.errors import ClientGone, NotReady, RequestError
+from serving.filtering import FilterStats, NoCandidate, Tally, filtered_pixels, worst_case
+from serving.generation import INLINE_MAX, Classifier, Plan
 from serving.lifecycle import LoadedModel
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelSet
@@ -54,46 +54,90 @@ class ServiceState:
             ticket.release()
 
     async def pixels(
-        self, model: LoadedModel, plan: Plan, min_confidence: float | None = None
+        self,
+        model: LoadedModel,
+        plan: Plan,
+        min_confidence: float | None = None,
+        *,
+        max_candidates: int | None = None,
+        route: str = "other",
     ) -> tuple[np.ndarray, FilterStats | None]:
-        """The plan's pixels through the batcher (admitted whole, or refused, before any latent
-        exists), filtered by the version's classifier when ``min_confidence`` is given."""
+        """The plan's pixels through the batcher, admitted whole (a filtered request for its
+        worst case) or refused before any latent exists; filtered by the version's classifier
+        when ``min_confidence`` is given, with at most ``max_candidates`` per image (default and
+        ceiling: the server's). ``route`` labels the counters of a filtered request that fails;
+        an answered one is counted by its route with the answer (``observe_images``)."""
         sig = model.signature
-
-        async def render(z: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
-            ticket = self.batcher.admit(len(labels))
+        if min_confidence is None:
+            ticket = self.batcher.admit(plan.size)
             try:
-                if z is None:
-                    small = plan.size <= INLINE_MAX
-                    z = plan.latent(sig) if small else await run_in_threadpool(plan.latent, sig)
-                return await self.batcher.run(ticket, model.backend, z, labels)
+                small = plan.size <= INLINE_MAX
+                z = plan.latent(sig) if small else await run_in_threadpool(plan.latent, sig)
+                return await self.batcher.run(ticket, model.backend, z, plan.labels), None
             finally:
                 ticket.release()
+        try:
+            classifier = self._classifier(model)
+            limit = self._max_candidates(max_candidates)
+            rows = worst_case(plan.size, limit, self.batcher.max_queue_images)
+            ticket = self.batcher.admit(rows)
+        except (RequestError, NotReady):
+            self.metrics.observe_filter_failure(route, model.name, "refused", 0)
+            raise
 
-        if min_confidence is None:
-            return await render(None, plan.labels), None
-        classifier = model.classifier
-        if classifier is None:
+        async def render(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+            return await self.batcher.run(ticket, model.backend, z, labels)
+
+        async def judge(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+            return await self.batcher.score(classifier, pixels, labels)
+
+        tally = Tally()
+        try:
+            return await filtered_pixels(
+                plan,
+                sig.latent_dim,
+                sig.image_size,
+                min_confidence,
+                limit,
+                render,
+                judge,
+                release=ticket.settle,
+                tally=tally,
+            )
+        except BaseException as exc:
+            outcome = _failure_outcome(exc)
+            self.metrics.observe_filter_failure(route, model.name, outcome, tally.candidates)
+            raise
+        finally:
+            ticket.release()
+
+    def _classifier(self, model: LoadedModel) -> Classifier:
+        if model.classifier is None:
             raise RequestError(
                 f"model version {model.version} was published without its evaluation "
                 "classifier, so it cannot filter: omit min_confidence, or publish a version "
                 "evaluated with `dcgan evaluate`",
                 409,
             )
+        return model.classifier
 
-        async def judge(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
-            return await run_in_threadpool(classifier.confidence, pixels, labels)
+    def _max_candidates(self, asked: int | None) -> int:
+        """The request's cap on candidates per image: at most the server's."""
+        limit = self.settings.max_candidates
+        if asked is None:
+            return limit
+        if not 1 <= asked <= limit:
+            raise RequestError(f"max_candidates must be from 1 to {limit} here, got {asked}")
+        return asked
 
-        pixels, stats = await filtered_pixels(
-            plan,
-            sig.latent_dim,
-            sig.image_size,
-            min_confidence,
-            self.settings.max_candidates,
-            render,
-            judge,
-        )
-        return pixels, stats
+
+def _failure_outcome(exc: BaseException) -> str:
+    """How a filtered request that was admitted ended without an answer (a metrics label)."""
+    if isinstance(exc, NoCandidate):
+        return "no_candidate"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"  # the client hung up
+    return "failed"
 
 
 def service_state(request: Request) -> ServiceState:

@@ -29,7 +29,14 @@ async def _generate(http: Request, request: GenerateRequest, state: ServiceState
     model = state.models.require(request.model)
     plan = plan_generate(request, model.signature)
     pixels, filtered = await unless_disconnected(
-        http, state.pixels(model, plan, request.min_confidence)
+        http,
+        state.pixels(
+            model,
+            plan,
+            request.min_confidence,
+            max_candidates=request.max_candidates,
+            route="/generate",
+        ),
     )
     meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
     if plan.size <= INLINE_MAX:
@@ -73,7 +80,14 @@ async def balance(request: Request, state: State) -> Response:
     model = state.models.require(parsed.model)
     plan = plan_balance(parsed, model.signature)
     pixels, filtered = await unless_disconnected(
-        request, state.pixels(model, plan, parsed.min_confidence)
+        request,
+        state.pixels(
+            model,
+            plan,
+            parsed.min_confidence,
+            max_candidates=parsed.max_candidates,
+            route="/balance",
+        ),
     )
     payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
     state.metrics.observe_images("/balance", model.name, plan.size, filtered)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import platform
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import pytest
 
 from models.contract import GeneratorSignature, labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
-from serving.batching import Batcher
+from serving.batching import Batcher, fix_mmap_threshold
 from serving.errors import NotReady, RequestError
 from serving.generation import render
 from serving.onnx_backend import OnnxBackend
@@ -122,3 +123,29 @@ def test_a_cancelled_request_leaves_the_queue(backend: OnnxBackend) -> None:
 
     backlog, done = run(scenario)
     assert backlog == 0 and done < 5000
+
+
+def test_a_ticket_outlives_its_runs_until_released(backend: OnnxBackend) -> None:
+    """One admission can cover several runs (a filtered request's rounds): a run settles the
+    rows it computed, never the rest of the ticket; ``settle`` and ``release`` return the rest."""
+
+    async def scenario(batcher: Batcher) -> list[int]:
+        seen = []
+        ticket = batcher.admit(100)
+        for n in (40, 25):
+            z, labels = inputs(backend, n, n)
+            await batcher.run(ticket, backend, z, labels)
+            seen.append(batcher.backlog)
+        ticket.settle(10)  # known to be unneeded
+        seen.append(batcher.backlog)
+        ticket.release()
+        seen.append(batcher.backlog)
+        return seen
+
+    assert run(scenario, max_queue_images=1000) == [60, 35, 25, 0]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_the_mmap_threshold_is_fixed_where_glibc_allows() -> None:
+    """Large answers' buffers stay out of glibc's heaps (measured in benchmarks/balance_memory)."""
+    assert fix_mmap_threshold()
