@@ -4,9 +4,9 @@ or a secret too short to resist guessing is refused with one line naming the set
 ``DCGAN_INSECURE_DEV=true`` says this is a throwaway development setup (then it warns).
 
 Our components check their own secrets as they read their settings. Those of third-party
-components (Postgres, the Prefect server) are checked by ``python -m models.secrets NAME ...``
-(:data:`THIRD_PARTY_CHECKS`), run from our image before those start: compose's `secrets-check`
-service and the init containers of k8s/base."""
+components (Postgres, the Prefect server, MinIO's root user) are checked by
+``python -m models.secrets NAME ...`` (:data:`THIRD_PARTY_CHECKS`), run from our image before
+those start: compose's `secrets-check` service and the init containers of k8s/base."""
 
 from __future__ import annotations
 
@@ -70,10 +70,18 @@ def check_auth_string(value: SecretStr, setting: str) -> SecretStr:
     return value
 
 
-# The secrets that third-party components read, by the variable they read them from.
+def _at_least(min_length: int) -> Callable[[SecretStr, str], SecretStr]:
+    return lambda value, name: check_secret(value, name, min_length=min_length)
+
+
+# The secrets that third-party components read, by the variable they read them from. MinIO
+# itself takes any root user of 3 characters and password of 8 (minioadmin included): the
+# password must be as long as the other passwords here, the user merely not a placeholder.
 THIRD_PARTY_CHECKS: dict[str, Callable[[SecretStr, str], SecretStr]] = {
-    "POSTGRES_PASSWORD": lambda value, name: check_secret(value, name, min_length=16),
+    "POSTGRES_PASSWORD": _at_least(16),
     "PREFECT_API_AUTH_STRING": check_auth_string,
+    "MINIO_ROOT_USER": _at_least(3),
+    "MINIO_ROOT_PASSWORD": _at_least(16),
 }
 
 

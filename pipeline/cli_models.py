@@ -17,6 +17,7 @@ from rich.table import Table
 from models.contract import PRODUCTION
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
+from pipeline.errors import UserError
 
 models_app = typer.Typer(help="List, inspect, promote, roll back, pull and delete model versions.")
 
@@ -70,17 +71,45 @@ def show(ref: Annotated[str, typer.Argument(help="Version id or alias.")]) -> No
 def promote(
     ref: Annotated[str, typer.Argument(help="Version id or alias to promote.")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = PRODUCTION,
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            "--rollback", help="Allow a version older than the one the alias points to now."
+        ),
+    ] = False,
+    unverified: Annotated[
+        bool,
+        typer.Option(
+            "--unverified",
+            help="Promote without trusted keys: only where no server checks signatures either.",
+        ),
+    ] = False,
 ) -> None:
-    """Point an alias (default: production) at a version; the previous target is remembered."""
-    record = _registry().promote(ref, alias)
+    """Point an alias (default: production) at a version; the previous target is remembered.
+
+    The version's signature is verified with the trusted keys (DCGAN_REGISTRY_TRUSTED_KEYS), so an
+    alias never points at a version the servers would refuse; without keys it refuses unless
+    --unverified. An older version than the current one needs --rollback.
+    """
+    registry = _registry()
+    if registry.verifier is None and not unverified:
+        raise UserError(
+            "no trusted keys (DCGAN_REGISTRY_TRUSTED_KEYS): the signature of the version cannot "
+            "be checked, and servers that check signatures refuse an unsigned or foreign-signed "
+            "one; set the publisher's public key (`dcgan keys env`), or pass --unverified where "
+            "no server checks signatures"
+        )
+    record = registry.promote(ref, alias, allow_older=rollback)
     typer.echo(f"{alias} -> {record.version} (previous: {record.previous or 'none'})")
+    if registry.verifier is None:
+        typer.echo(f"warning: the signature of {record.version} was not checked", err=True)
 
 
 @models_app.command()
 def rollback(
     alias: Annotated[str, typer.Option(help="Alias to move back.")] = PRODUCTION,
 ) -> None:
-    """Return an alias to its previous version."""
+    """Return an alias to its previous version (verified first, with trusted keys)."""
     record = _registry().rollback(alias)
     typer.echo(f"{alias} -> {record.version} (previous: {record.previous or 'none'})")
 

@@ -12,6 +12,7 @@ A missing tool fails the test with the install command: it never skips silently.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -92,6 +93,14 @@ def _run(args: list[str], *, stdin: str | None = None, env: dict[str, str] | Non
 
 
 # --- docker compose ----------------------------------------------------------------------------
+
+
+def _env_pairs(path: Path) -> Iterator[tuple[str, str]]:
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            yield key.strip(), value.strip()
+
 
 VARIANTS = {
     "gpu": ["-f", str(COMPOSE)],
@@ -180,7 +189,7 @@ def test_compose_gives_each_component_only_its_own_s3_credential(compose_model: 
             if example[setting] in values:
                 holders.setdefault(setting, set()).add(name)
     assert holders == {
-        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init", "secrets-check"},
         "DCGAN_S3_SECRET_KEY": {"minio-init", "prefect-worker"},
         "DCGAN_S3_READER_SECRET_KEY": {"minio-init", "api"},
     }
@@ -189,33 +198,147 @@ def test_compose_gives_each_component_only_its_own_s3_credential(compose_model: 
 
 
 CHECK_SECRETS = ["python", "-m", "models.secrets"]
+MINIO_ROOT = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+
+
+def run_check(
+    command: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """A secrets check of the deployment files, run as its container runs it (our image's python
+    is this interpreter), with only ``env`` (and no developer's .env: ``cwd`` is empty)."""
+    assert command[:3] == CHECK_SECRETS, command
+    return subprocess.run(
+        [sys.executable, *command[1:]],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_checks_the_third_party_secrets_before_they_are_used(compose_model: Any) -> None:
-    """Postgres and the Prefect server take any secret: secrets-check (our image) refuses a
-    placeholder first, and everything that holds one of those secrets starts after it."""
+    """Postgres, the Prefect server and MinIO take any secret: secrets-check (our image) refuses
+    a placeholder first, and everything that holds one of those secrets starts after it."""
     services = compose_model("gpu")["services"]
     check = services["secrets-check"]
     assert check["command"] == [*CHECK_SECRETS, *THIRD_PARTY_CHECKS]
     assert set(THIRD_PARTY_CHECKS) <= set(check["environment"])
-    assert services["postgres"]["depends_on"]["secrets-check"]["condition"] == (
-        "service_completed_successfully"
-    )
+    for name in ("postgres", "minio"):
+        assert services[name]["depends_on"]["secrets-check"]["condition"] == (
+            "service_completed_successfully"
+        ), name
     for name in ("prefect-migrate", "prefect-server", "prefect-services"):
         assert services[name]["depends_on"]["postgres"], name  # so after secrets-check too
+    assert services["minio-init"]["depends_on"]["minio"], "minio-init"  # after the check too
+
+
+def _user_env(path: Path, **values: str) -> Path:
+    """.env.example as a user fills it in: every secret random, then ``values``."""
+    filled = {}
+    for key, value in _env_pairs(ENV_EXAMPLE):
+        if SECRET_NAME.search(key) or key == "MINIO_ROOT_USER":
+            value = secrets.token_urlsafe(24)
+        filled[key] = value
+    filled["PREFECT_API_AUTH_STRING"] = f"dcgan:{secrets.token_urlsafe(18)}"
+    filled.update(values)
+    path.write_text("".join(f"{key}={value}\n" for key, value in filled.items()))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("values", "errors"),
+    [
+        ({}, []),
+        (
+            {key: value for key, value in _env_pairs(ENV_EXAMPLE) if key in MINIO_ROOT},
+            ["MINIO_ROOT_USER is a placeholder", "MINIO_ROOT_PASSWORD is a placeholder"],
+        ),
+        ({"MINIO_ROOT_USER": "minioadmin"}, ["MINIO_ROOT_USER is a placeholder"]),
+        ({"MINIO_ROOT_PASSWORD": "x7Kq9zQ2w8"}, ["MINIO_ROOT_PASSWORD is shorter than 16"]),
+    ],
+    ids=["random", "example", "vendor-default", "short"],
+)
+def test_compose_refuses_minios_placeholder_or_short_root_secrets_before_it_starts(
+    compose_home: Path, tmp_path: Path, values: dict[str, str], errors: list[str]
+) -> None:
+    """The check MinIO waits for, run for real with what compose hands it from a user's .env."""
+    env_file = _user_env(tmp_path / "user.env", **values)
+    cmd = _compose_cmd("cpu", env_file, "config", "--format", "json")
+    services = json.loads(_run(cmd, env=_clean_env(compose_home)))["services"]
+    waits_for = [
+        name
+        for name, dependency in services["minio"].get("depends_on", {}).items()
+        if dependency["condition"] == "service_completed_successfully"
+        and services[name].get("command", [])[:3] == CHECK_SECRETS
+    ]
+    assert waits_for, "MinIO starts without a check of its root user and password"
+    (check,) = (services[name] for name in waits_for)
+    assert set(MINIO_ROOT) <= set(check["command"][3:])
+    env = {key: value for key, value in check["environment"].items() if value is not None}
+    done = run_check(check["command"], env, tmp_path)
+    assert done.returncode == (2 if errors else 0), done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == len(errors), lines
+    for line, error in zip(lines, errors, strict=True):
+        assert line.startswith(f"error: {error}"), line
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_minio_refuses_placeholder_root_secrets_before_it_starts(
+    overlay: str, tmp_path: Path
+) -> None:
+    """MinIO's pod runs the check first, for real here: the template's placeholders are refused,
+    a user's random Secret passes."""
+    objs = rendered(overlay)
+    pod = find(objs, "StatefulSet", "minio")["spec"]["template"]["spec"]
+    first = [*pod.get("initContainers", []), *pod["containers"]][0]
+    assert first["name"] == "check-secrets", "MinIO starts without a check of its root secrets"
+    example = dict(_env_pairs(SECRETS_DIR / "minio-root.example.env"))
+    for secret, refused in ((example, True), (secret_values(objs, "minio-root"), False)):
+        env = container_env(first, {"minio-root": secret})
+        assert set(MINIO_ROOT) <= set(env) and set(MINIO_ROOT) <= set(first["command"][3:])
+        done = run_check(first["command"], env, tmp_path)
+        assert done.returncode == (2 if refused else 0), done.stderr
+        assert len(done.stderr.splitlines()) == (2 if refused else 0), done.stderr
+
+
+def secret_values(objs: list[Obj], name: str) -> dict[str, str]:
+    data = find(objs, "Secret", name)["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def container_env(container: Obj, secret_data: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A container's environment with its Secret references resolved from ``secret_data``."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "secretRef" in source:
+            env.update(secret_data[source["secretRef"]["name"]])
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            env[var["name"]] = secret_data[ref["name"]][ref["key"]]
+        elif "value" in var:
+            env[var["name"]] = var["value"]
+    return env
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_checks_the_third_party_secrets_before_they_are_used(overlay: str) -> None:
-    """Every pod whose third-party containers read such a secret (by its Secret key) first runs
-    the check on it, before any other container."""
-    for where, pod in pod_specs(rendered(overlay)):
+    """Every pod whose third-party containers read such a secret (by its Secret key, one at a
+    time or the whole Secret) first runs the check on it, before any other container."""
+    objs = rendered(overlay)
+    for where, pod in pod_specs(objs):
         read: set[str] = set()
         containers = [*pod.get("initContainers", []), *pod["containers"]]
         for container in containers:
             if not container["image"].startswith("dcgan-mnist/"):  # ours check their own
                 refs = [var.get("valueFrom", {}).get("secretKeyRef") for var in container["env"]]
-                read |= {ref["key"] for ref in refs if ref} & set(THIRD_PARTY_CHECKS)
+                keys = {ref["key"] for ref in refs if ref}
+                for source in container.get("envFrom", []):
+                    if "secretRef" in source:
+                        keys |= set(find(objs, "Secret", source["secretRef"]["name"])["data"])
+                read |= keys & set(THIRD_PARTY_CHECKS)
         if not read:
             continue
         check = containers[0]
@@ -274,13 +397,6 @@ def test_env_example_lists_every_setting() -> None:
 
 
 # --- secrets -----------------------------------------------------------------------------------
-
-
-def _env_pairs(path: Path) -> Iterator[tuple[str, str]]:
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            yield key.strip(), value.strip()
 
 
 def test_committed_secrets_are_placeholders() -> None:

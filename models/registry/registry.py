@@ -322,23 +322,52 @@ class ModelRegistry:
 
     # -- aliases ----------------------------------------------------------------------------------
 
-    def set_alias(self, alias: str, ref: str) -> AliasRecord:
-        """Point ``alias`` at a version (or at what another alias points to)."""
+    def set_alias(self, alias: str, ref: str, *, allow_older: bool = True) -> AliasRecord:
+        """Point ``alias`` at a version (or at what another alias points to). With
+        ``allow_older=False``, a version published before the alias's current one is refused:
+        moving back must be asked for, or anyone who may write aliases could quietly restore
+        an old (validly signed) version."""
         check_alias(alias)
         if self.exists(alias):
             raise InvalidName(
                 f"alias {alias!r} is a version id of {self._where()}: it would hide that version"
             )
         version = self.resolve(ref)
-        if self.verifier is not None:
-            self._read_manifest(version)  # never point an alias at a version no server would use
-        record = self._aliases.update(alias, lambda _current: version)
+        target = None
+        if self.verifier is not None or not allow_older:
+            # Never point an alias at a version no server would use (verified, with a verifier).
+            target = self._read_manifest(version).manifest
+        forward_target = None if allow_older else target
+
+        def choose(current: AliasRecord | None) -> str:
+            if forward_target is not None and current is not None and current.version != version:
+                self._refuse_older(alias, current.version, forward_target)
+            return version
+
+        record = self._aliases.update(alias, choose)
         assert record is not None
         return record
 
-    def promote(self, ref: str, alias: str = PRODUCTION) -> AliasRecord:
-        """Point ``alias`` at a version; the replaced target becomes ``previous`` for rollback."""
-        return self.set_alias(alias, ref)
+    def _refuse_older(self, alias: str, current: str, target: Manifest) -> None:
+        try:
+            now = self._read_manifest(current).manifest
+        except RegistryError:
+            return  # it points at nothing usable (deleted, damaged, unsigned): any is better
+        if target.created_at < now.created_at:
+            raise RegistryError(
+                f"{target.version} (published {target.created_at:%Y-%m-%d %H:%M:%S} UTC) is "
+                f"older than {current} ({now.created_at:%Y-%m-%d %H:%M:%S} UTC), which "
+                f"{alias!r} of {self._where()} points to: to move it back on purpose, "
+                f"`dcgan models promote {target.version} --alias {alias} --rollback` (or "
+                "`dcgan models rollback` to its previous version)"
+            )
+
+    def promote(
+        self, ref: str, alias: str = PRODUCTION, *, allow_older: bool = True
+    ) -> AliasRecord:
+        """Point ``alias`` at a version; the replaced target becomes ``previous`` for rollback.
+        ``allow_older=False``: refuse a version older than the current one (see set_alias)."""
+        return self.set_alias(alias, ref, allow_older=allow_older)
 
     def rollback(self, alias: str = PRODUCTION) -> AliasRecord:
         """Point ``alias`` back at its previous target (a second rollback undoes the first)."""
@@ -356,6 +385,8 @@ class ModelRegistry:
                     f"cannot roll back {alias!r} of {self._where()}: its previous version "
                     f"{current.previous} was deleted; promote another version instead"
                 )
+            if self.verifier is not None:  # as set_alias: only to a version servers would use
+                self._read_manifest(current.previous)
             return current.previous
 
         record = self._aliases.update(alias, choose)

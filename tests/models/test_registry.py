@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -44,12 +44,14 @@ from models.registry import (
     VersionNotFound,
     sha256_file,
 )
+from models.registry.errors import SignatureError
 from models.registry.names import (
     check_alias,
     check_file_name,
     check_model_name,
     check_version_id,
 )
+from models.registry.signing import ManifestSigner, ManifestVerifier, generate_key_pair
 from tests.models.conftest import MODEL, Backend, KiB
 from tests.models.conftest import publish as _publish
 from tests.models.conftest import write_file as _write
@@ -540,6 +542,75 @@ def test_promote_and_rollback(backend: Backend, artifacts: dict[str, Path]) -> N
     assert registry.get_alias("production").version == "v3"
     with pytest.raises(InvalidName):
         registry.promote("v1", alias="Bad/Alias")
+
+
+def test_promote_refuses_an_older_version_unless_allowed(
+    backend: Backend, artifacts: dict[str, Path]
+) -> None:
+    registry = backend.registry()
+    for version in ("v1", "v2"):
+        _publish(registry, {"samples.png": artifacts["samples.png"]}, version)
+    registry.promote("v2", allow_older=False)
+    with pytest.raises(RegistryError, match=r"v1 .* is older than v2 .*--rollback"):
+        registry.promote("v1", allow_older=False)
+    assert registry.get_alias("production").version == "v2"
+    assert registry.promote("v1", allow_older=True).previous == "v2"  # asked for: a rollback
+    # An alias that points at nothing usable may be moved to any version.
+    key = registry.layout.alias_key("production")
+    registry.store.put_bytes(key, AliasRecord(version="v9", previous="v1").to_json())
+    assert registry.promote("v1", allow_older=False).previous == "v9"
+
+
+@pytest.fixture(scope="module")
+def four_versions(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """v0..v3, published in this order on a local store; each example resets its alias."""
+    root = tmp_path_factory.mktemp("four-versions")
+    registry = ModelRegistry(LocalStore(root / "registry"), MODEL)
+    sample = _write(root / "samples.png", 3 * KiB, 4)
+    for index in range(4):
+        _publish(registry, {"samples.png": sample}, f"v{index}")
+    return registry
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves=st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=10))
+def test_an_alias_moves_back_in_time_only_when_asked(
+    four_versions: ModelRegistry, moves: list[tuple[int, bool]]
+) -> None:
+    registry = four_versions
+    registry.store.delete([registry.layout.alias_key("staging")])
+    current: int | None = None
+    for index, back in moves:
+        before = registry.aliases().get("staging")
+        if current is not None and index < current and not back:
+            with pytest.raises(RegistryError, match=rf"v{index} .* is older than v{current}"):
+                registry.promote(f"v{index}", "staging", allow_older=False)
+            assert registry.aliases().get("staging") == before
+            continue
+        record = registry.promote(f"v{index}", "staging", allow_older=back)
+        if index == current:
+            assert record == before  # already there: nothing moves
+        else:
+            assert record.version == f"v{index}"
+            assert record.previous == (None if current is None else f"v{current}")
+        current = index
+
+
+def test_rollback_with_trusted_keys_goes_only_to_a_signed_version(
+    backend: Backend, artifacts: dict[str, Path], tmp_path: Path
+) -> None:
+    private, public = generate_key_pair(tmp_path / "keys", "publisher")
+    unverified = backend.registry()
+    _publish(unverified, {"samples.png": artifacts["samples.png"]}, "v1")  # unsigned
+    unverified.promote("v1")
+    signer = backend.registry(signer=ManifestSigner.from_file(private))
+    _publish(signer, {"samples.png": artifacts["samples.png"]}, "v2")
+    consumer = backend.registry(verifier=ManifestVerifier.from_files([public]))
+    assert consumer.promote("v2").previous == "v1"
+    with pytest.raises(SignatureError, match=r"v1 .*is not signed"):
+        consumer.rollback()  # servers with these keys would refuse v1
+    assert consumer.get_alias("production").version == "v2"
+    assert unverified.rollback().version == "v1"  # without keys it works as it always did
 
 
 def test_delete_is_refused_while_aliased(

@@ -111,8 +111,8 @@ def test_the_server_refuses_to_start_with_a_placeholder_token(tmp_path: Path) ->
 def test_the_third_party_secrets_of_the_example_files_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Postgres's password and Prefect's auth string, checked for them (`python -m models.secrets`,
-    compose's secrets-check and the k8s init containers)."""
+    """Postgres's password, Prefect's auth string and MinIO's root user and password, checked for
+    them (`python -m models.secrets`, compose's secrets-check and the k8s init containers)."""
     monkeypatch.delenv("DCGAN_INSECURE_DEV", raising=False)
     values = example_values(THIRD_PARTY_CHECKS.keys())
     assert {name for name, _ in values} == set(THIRD_PARTY_CHECKS)
@@ -138,24 +138,51 @@ def test_an_auth_string_needs_a_real_user_and_a_16_character_password(
     assert (problems == []) == (len(password) >= 16 and not placeholder), problems
 
 
+# Each check that is a length, with its minimum (the auth string's has its own test above).
+MIN_LENGTHS = {"POSTGRES_PASSWORD": 16, "MINIO_ROOT_USER": 3, "MINIO_ROOT_PASSWORD": 16}
+
+
+@given(
+    name=st.sampled_from(sorted(MIN_LENGTHS)),
+    value=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"),
+)
+def test_a_third_party_secret_needs_its_length_and_no_placeholder(name: str, value: str) -> None:
+    problems = check_environment([name], {name: value})
+    lowered = value.lower()
+    placeholder = lowered in PLACEHOLDERS or lowered.startswith(PLACEHOLDER_PREFIXES)
+    good = bool(value) and len(value) >= MIN_LENGTHS[name] and not placeholder
+    assert (problems == []) == good, problems
+    assert set(MIN_LENGTHS) | {"PREFECT_API_AUTH_STRING"} == set(THIRD_PARTY_CHECKS)
+
+
+GOOD = {
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+    "PREFECT_API_AUTH_STRING": f"dcgan:{secrets.token_urlsafe(18)}",
+    "MINIO_ROOT_USER": f"root-{secrets.token_hex(4)}",
+    "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
+}
+
+
 @pytest.mark.parametrize(
     ("env", "errors"),
     [
-        ({}, ["POSTGRES_PASSWORD is not set", "PREFECT_API_AUTH_STRING is not set"]),
+        ({}, [f"{name} is not set" for name in THIRD_PARTY_CHECKS]),
         (
-            {"POSTGRES_PASSWORD": "x7Kq9", "PREFECT_API_AUTH_STRING": "no-colon-at-all-here"},
+            {
+                **GOOD,
+                "POSTGRES_PASSWORD": "x7Kq9",
+                "PREFECT_API_AUTH_STRING": "no-colon-at-all-here",
+                "MINIO_ROOT_USER": "minioadmin",
+                "MINIO_ROOT_PASSWORD": "x7Kq9zQ2w8",  # MinIO itself takes 8 characters
+            },
             [
                 "POSTGRES_PASSWORD is shorter than 16",
                 "PREFECT_API_AUTH_STRING must be user:password",
+                "MINIO_ROOT_USER is a placeholder",
+                "MINIO_ROOT_PASSWORD is shorter than 16",
             ],
         ),
-        (
-            {
-                "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-                "PREFECT_API_AUTH_STRING": f"dcgan:{secrets.token_urlsafe(18)}",
-            },
-            [],
-        ),
+        (GOOD, []),
     ],
 )
 def test_the_check_command_exits_2_with_one_line_per_problem(
