@@ -18,6 +18,9 @@ optionally corrected for the training prior. Each method (``METHODS``) is such a
   class's full count; ``generated-filtered``: the same with ``min_confidence`` (each digit read
   as its class by the version's classifier); ``generated+logit-adjusted``: filtered digits and
   the logit-adjusted loss (with the training set's own prior, which filling leaves almost flat);
+  ``generated+la-real-prior``: filtered digits with the logit-adjusted loss against the *real*
+  skewed set's prior (the combination the long-tail literature uses: the offsets say how rare
+  each class truly is, not how many copies the filling added);
 - ``full``: the whole real training set (the ceiling).
 
 Each trained classifier is measured on the real test set (accuracy, per-class recall), for several
@@ -52,11 +55,14 @@ Loss = Literal["plain", "class-weighted", "logit-adjusted"]
 
 @dataclass(frozen=True)
 class Method:
-    """What a method trains on, with which loss, and whether its logits are prior-corrected."""
+    """What a method trains on, with which loss, and whether its logits are prior-corrected.
+    ``loss_prior``: whose class frequencies a prior-adjusted loss uses, the training set's own
+    or the real skewed set's (the same for methods without generated images)."""
 
     data: TrainingSet
     loss: Loss = "plain"
     prior_correction: bool = False
+    loss_prior: Literal["train", "real"] = "train"
 
 
 METHODS: dict[str, Method] = {
@@ -70,6 +76,7 @@ METHODS: dict[str, Method] = {
     "generated": Method("generated"),
     "generated-filtered": Method("filtered"),
     "generated+logit-adjusted": Method("filtered", "logit-adjusted"),
+    "generated+la-real-prior": Method("filtered", "logit-adjusted", loss_prior="real"),
     "full": Method("full"),
 }
 GENERATED: frozenset[TrainingSet] = frozenset({"generated", "filtered"})
@@ -168,9 +175,12 @@ def logits_on_test(
     dataset: ImageDataset,
     recipe: ClassifierRecipe,
     loss: Loss,
+    prior_labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Train the standard classifier on (images, labels); its logits on the real test set."""
-    model = train_classifier(images, labels, recipe, loss=prior_adjusted_loss(loss, labels))
+    """Train the standard classifier on (images, labels); its logits on the real test set.
+    A prior-adjusted loss takes its class frequencies from ``prior_labels`` (default labels)."""
+    adjusted = prior_adjusted_loss(loss, labels if prior_labels is None else prior_labels)
+    model = train_classifier(images, labels, recipe, loss=adjusted)
     logits, _ = predict(model, dataset.test_images)
     return logits
 
@@ -182,33 +192,42 @@ def score(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, list[float]]
 
 
 def run_balance_experiment(
-    dataset: ImageDataset, generate: Generate | None, setup: BalanceSetup
+    dataset: ImageDataset,
+    generate: Generate | None,
+    setup: BalanceSetup,
+    user_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Every method for every seed. ``generate(counts, targets, seed, min_confidence)`` ->
-    (images, labels, acceptance rate or None)."""
+    (images, labels, acceptance rate or None). ``user_data`` (images, labels, skewed indices):
+    the user's data, its "full" ceiling, and one skewed set for every seed (the scenarios of
+    ``pipeline.experiments.scenarios``); default: the whole training split, skewed anew per seed."""
     if setup.needs_service and generate is None:
         raise ValueError("the generated methods need a service to generate from")
-    full_counts = np.bincount(dataset.train_labels, minlength=NUM_CLASSES)
-    target_prior = log_prior(dataset.train_labels)  # the balanced deployment's prior
+    pool_images, pool_labels = (
+        (dataset.train_images, dataset.train_labels) if user_data is None else user_data[:2]
+    )
+    full_counts = np.bincount(pool_labels, minlength=NUM_CLASSES)
+    target_prior = log_prior(pool_labels)  # the balanced deployment's prior
     results = {name: MethodResult() for name in setup.methods}
     generated: dict[str, Any] = {"images": 0, "acceptance_rate": []}
     for seed in setup.seeds:
         recipe = ClassifierRecipe(epochs=setup.classifier_epochs, seed=seed)
-        idx = skewed_indices(dataset.train_labels, setup, seed)
-        images, labels = dataset.train_images[idx], dataset.train_labels[idx]
+        idx = skewed_indices(pool_labels, setup, seed) if user_data is None else user_data[2]
+        images, labels = pool_images[idx], pool_labels[idx]
         sets: dict[TrainingSet, tuple[np.ndarray, np.ndarray]] = {}
-        trained: dict[tuple[TrainingSet, Loss], np.ndarray] = {}
+        trained: dict[tuple[TrainingSet, Loss, str], np.ndarray] = {}
         for name in setup.methods:
             method = METHODS[name]
             if method.data not in sets:
                 sets[method.data] = _training_set(
-                    method.data, images, labels, dataset, full_counts, seed, setup, generate,
-                    generated,
+                    method.data, images, labels, (pool_images, pool_labels), full_counts, seed,
+                    setup, generate, generated,
                 )  # fmt: skip
             x, y = sets[method.data]
-            key = (method.data, method.loss)
+            key = (method.data, method.loss, method.loss_prior)
             if key not in trained:
-                trained[key] = logits_on_test(x, y, dataset, recipe, method.loss)
+                prior = labels if method.loss_prior == "real" else None
+                trained[key] = logits_on_test(x, y, dataset, recipe, method.loss, prior)
             logits = trained[key]
             if method.prior_correction:
                 logits = logits + (target_prior - log_prior(y))
@@ -225,7 +244,7 @@ def _training_set(
     data: TrainingSet,
     images: np.ndarray,
     labels: np.ndarray,
-    dataset: ImageDataset,
+    full: tuple[np.ndarray, np.ndarray],
     full_counts: np.ndarray,
     seed: int,
     setup: BalanceSetup,
@@ -236,7 +255,7 @@ def _training_set(
     if data == "skewed":
         return images, labels
     if data == "full":
-        return dataset.train_images, dataset.train_labels
+        return full
     if data in ("oversampled", "augmented"):
         ex, ey = oversample(images, labels, full_counts, seed, augment=data == "augmented")
     else:
