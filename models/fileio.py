@@ -60,6 +60,27 @@ def copy_atomic(source: Path, path: Path, mode: int = 0o644) -> None:
     _write_atomically(path, fill, mode)
 
 
+class ShortRead(EOFError):
+    """A stream ended before the bytes asked for: ``got`` of ``wanted`` arrived."""
+
+    def __init__(self, wanted: int, got: int) -> None:
+        super().__init__(f"{got} of {wanted} bytes")
+        self.wanted, self.got = wanted, got
+
+
+def read_exact(stream: BinaryIO, size: int, chunk: int = CHUNK) -> bytearray:
+    """Exactly ``size`` bytes of ``stream``, read in chunks: memory grows with the bytes that
+    arrive, not with ``size``, so a header that claims more than a (compressed) stream holds costs
+    nothing before :class:`ShortRead` says so."""
+    data = bytearray()
+    while len(data) < size:
+        block = stream.read(min(chunk, size - len(data)))
+        if not block:
+            raise ShortRead(size, len(data))
+        data += block
+    return data
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     """(hex sha256, size) of a file, read in chunks."""
     digest = hashlib.sha256()

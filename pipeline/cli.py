@@ -191,6 +191,12 @@ def data_fetch(
     )
 
 
+def one_line(message: str) -> str:
+    """``message`` on one printable line: control characters (a newline in a file name of the
+    user's data, an escape sequence) are shown escaped, never obeyed by the terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
+
+
 def main() -> None:
     """Console entry point: map user errors to one line and exit code 2."""
     try:
@@ -209,7 +215,7 @@ def main() -> None:
         print(f"error: {_validation_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: the last completed epoch's checkpoint is kept", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -83,7 +84,11 @@ def generate(
 
 def balance(
     path: Annotated[
-        Path, typer.Argument(help="ImageFolder directory, .npz, or *images-idx3-ubyte file.")
+        Path,
+        typer.Argument(
+            help="ImageFolder or save_to_disk directory, .npz, .parquet, or *images-idx3-ubyte "
+            "file. Untrusted: links inside it are refused, never followed."
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -122,10 +127,15 @@ def balance(
 ) -> None:
     """Fill PATH's rare classes with generated images, written in PATH's own format as a copy."""
     from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
+    from serving.dataset_files import refused, shown
 
     if in_place and out is not None:
         raise typer.BadParameter("give --out or --in-place, not both", param_hint="--in-place")
-    out = out or path.with_name(f"{path.name.removesuffix('.npz')}-balanced")
+    if out is None:
+        named = Path(os.path.abspath(path))  # "." or "digits/" too; beside PATH as typed
+        if not named.name:
+            raise refused(f"{path}: give --out (the default is a sibling of PATH)")
+        out = named.with_name(f"{named.name.removesuffix('.npz')}-balanced")
     with contextlib.ExitStack() as stack:
         source = (
             ServiceSource(url, model)
@@ -142,15 +152,17 @@ def balance(
             in_place=in_place,
             progress=sys.stderr.isatty(),
         )
+    where = shown(path)
     if result.finished_interrupted:
-        typer.echo(f"{path}: finished the interrupted balance found there first")
+        typer.echo(f"{where}: finished the interrupted balance found there first")
     counts = ", ".join(f"{k}: {n}" for k, n in enumerate(result.before))
-    typer.echo(f"{path} ({result.source.format}): {counts}")
+    typer.echo(f"{where} ({result.source.format}): {counts}")
     if result.out is None or result.provenance is None:
         typer.echo("nothing missing: nothing written")
         return
     p = result.provenance
     typer.echo(
-        f"{result.out}: added {sum(result.added)} images from {p.model} {p.version} "
-        f"(seed {p.seed}), {max(result.before) if target is None else target} per class"
+        f"{shown(result.out)}: added {sum(result.added)} images from {shown(p.model)} "
+        f"{shown(p.version)} (seed {p.seed}), "
+        f"{max(result.before) if target is None else target} per class"
     )

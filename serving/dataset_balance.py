@@ -4,6 +4,10 @@ The images come from a running service (``/balance``, so filtering works as serv
 from a registry model, verified as the server verifies it, without a server: the same planning and
 backend code, so for the same model, counts and seed both give the same bytes as ``POST /balance``.
 A dataset with nothing missing is left alone (running the command on its own output adds nothing).
+
+The dataset is untrusted input (serving/dataset_files.py): PATH is resolved once, then its format
+is found and the journal and leftovers of earlier runs are settled before any model is asked;
+the model's shape comes next, so every header is checked against it before anything is decoded.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import numpy as np
 from models.contract import GeneratorSignature
 from models.registry.settings import RegistrySettings, open_registry
 from serving.client import DigitsClient
+from serving.dataset_files import DatasetLimits, remove_stale, resolve
+from serving.dataset_journal import STAGING_PREFIX, finish_pending, require_no_pending
 from serving.datasets import (
     Dataset,
+    Format,
     Provenance,
     add_in_place,
-    check_size,
-    finish_pending,
+    detect,
     read_dataset,
     require_in_place,
     write_balanced,
@@ -164,28 +170,54 @@ def balance_dataset(
     min_confidence: float | None = None,
     in_place: bool = False,
     progress: bool = False,
+    limits: DatasetLimits | None = None,
 ) -> BalanceResult:
     """Read ``path``, fetch what each class lacks up to ``target`` (default: the largest class),
     write the balanced dataset as ``out`` (or, ``in_place``, add to an ImageFolder itself);
     nothing is written when nothing is missing."""
-    finished = in_place and path.is_dir() and finish_pending(path)  # an interrupted run's
-    dataset = read_dataset(path)
+    limits = limits or DatasetLimits()
+    path = resolve(path)
+    fmt = detect(path)
+    finished = _settle_earlier_runs(path, fmt, in_place, limits)
     sig = images_from.signature()
     if not sig.conditional:
         raise DatasetError("the model is unconditional: balancing needs a conditional model")
-    check_size(dataset, sig.image_size)
+    dataset = read_dataset(path, sig.num_classes, sig.image_size, limits)
     before = dataset.counts(sig.num_classes)
     wanted = max(before) if target is None else target
     missing = [max(0, wanted - count) for count in before]
     if not any(missing):
         return BalanceResult(dataset, before, missing, None, None, finished)
-    if in_place:
-        require_in_place(dataset)  # before asking for any image
     generated = images_from.balance(before, target, resolve_seed(seed), min_confidence)
     images, labels, provenance = generated.images, generated.labels, generated.provenance
     if in_place:
-        add_in_place(dataset, images, labels, provenance, sig.num_classes, progress=progress)
+        add_in_place(
+            dataset, images, labels, provenance, sig.num_classes, progress=progress, limits=limits
+        )
     else:
-        write_balanced(dataset, images, labels, provenance, out, sig.num_classes, progress=progress)
+        write_balanced(
+            dataset,
+            images,
+            labels,
+            provenance,
+            out,
+            sig.num_classes,
+            progress=progress,
+            limits=limits,
+        )
     added = [int(n) for n in np.bincount(labels, minlength=sig.num_classes)]
     return BalanceResult(dataset, before, added, path if in_place else out, provenance, finished)
+
+
+def _settle_earlier_runs(path: Path, fmt: Format, in_place: bool, limits: DatasetLimits) -> bool:
+    """Before a model is asked: in place, finish a committed journal (refused unless this command
+    wrote it for this directory) and remove a killed run's staging; otherwise refuse a dataset
+    with an unfinished journal (never copied). Whether an interrupted run was finished."""
+    if in_place:
+        require_in_place(fmt, path)
+        finished = finish_pending(path, limits)
+        remove_stale(path, STAGING_PREFIX)
+        return finished
+    if fmt is Format.IMAGEFOLDER:
+        require_no_pending(path)
+    return False
