@@ -166,7 +166,16 @@ def test_openapi_documents_every_parameter_status_and_the_admin_auth(url: str) -
     assert "$defs" not in str(spec)  # every reference resolvable
     paths = spec["paths"]
     query = {p["name"]: p["schema"] for p in paths["/generate"]["get"]["parameters"]}
-    assert set(query) == {"seed", "batch_size", "digits", "format", "min_confidence", "model"}
+    assert set(query) == {
+        "seed",
+        "batch_size",
+        "digits",
+        "format",
+        "min_confidence",
+        "max_candidates",
+        "model",
+    }
+    assert query["max_candidates"]["maximum"] == 1024
     assert query["batch_size"]["maximum"] == 1024
     post_generate = paths["/generate"]["post"]
     statuses = {"200", "400", "404", "408", "409", "413", "415", "422", "503"}  # 404: no model
