@@ -74,7 +74,10 @@ def test_a_scenario_trains_its_generator_within_its_boundary_and_fills_the_skewe
         mnist,
         train_images=mnist.train_images[:2000],
         train_labels=mnist.train_labels[:2000],
-    )  # the test split whole: the evaluation's cached real statistics are keyed by the md5s
+        # its own cache key: the evaluation classifier and real statistics are cached by the md5s,
+        # and one trained on 2,000 digits must never stand in for the real one in other tests
+        md5={"train-images": "first-2000-of-mnist"},
+    )
     setup = BalanceSetup(
         keep=0.05,
         seeds=(0,),
