@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import stat
@@ -24,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from models.fileio import CHUNK
 from serving.errors import DatasetError
@@ -119,6 +120,17 @@ def open_regular(path: Path, limit: int) -> Iterator[tuple[BinaryIO, int]]:
         if now.st_size > limit:
             raise refused(f"{path}: {now.st_size} bytes, more than the limit of {limit}")
         yield stream, now.st_size
+
+
+def json_object(text: str | bytes, where: str) -> dict[str, Any]:
+    """One JSON object from the user's data, or one line saying why not (deep nesting included)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise refused(f"{where}: not readable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise refused(f"{where}: not a JSON object")
+    return value
 
 
 def read_file(path: Path, limit: int) -> bytes:

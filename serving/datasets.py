@@ -34,6 +34,7 @@ from serving.dataset_files import (
     DatasetLimits,
     Staging,
     copy_tree,
+    json_object,
     lstat,
     open_regular,
     read_file,
@@ -217,12 +218,7 @@ def _prior_lines(source: Dataset, limits: DatasetLimits) -> list[str]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise refused(f"{metadata} line {number}: not readable JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise refused(f"{metadata} line {number}: not a JSON object")
+        json_object(line, f"{metadata} line {number}")
         lines.append(line.rstrip("\r"))
     return lines
 

@@ -16,7 +16,6 @@ on malformed bytes becomes one DatasetError line.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +23,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from serving.dataset_arrow import read_stream
-from serving.dataset_files import DatasetLimits, lstat, open_regular, read_file, refused
+from serving.dataset_files import (
+    DatasetLimits,
+    json_object,
+    lstat,
+    open_regular,
+    read_file,
+    refused,
+)
 from serving.dataset_readers import Dataset, Expect, Format, decode_gray, stack_same_shape
 from serving.datasets import Provenance, png_bytes
 from serving.errors import DatasetError
@@ -65,14 +71,7 @@ def is_saved_dataset(path: Path) -> bool:
 
 
 def _json_object(path: Path, limits: DatasetLimits) -> dict[str, Any]:
-    data = read_file(path, limits.max_json_bytes)
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise refused(f"{path}: not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise refused(f"{path}: not a JSON object")
-    return value
+    return json_object(read_file(path, limits.max_json_bytes), str(path))
 
 
 def _data_files(path: Path, state: dict[str, Any]) -> list[Path]:
