@@ -162,10 +162,13 @@ def train_classifier(
     device: torch.device | str = "cpu",
     progress: bool = False,
     loss: PriorAdjustedLoss | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> DigitClassifier:
     """Train a fresh classifier on resident tensors (uint8 pixels or floats in [-1, 1]).
 
     Used for the evaluation classifier (real data) and for train-on-synthetic (generated data).
+    ``sample_weights`` (N,), >= 0: each image's weight in the loss (generated rows down-weighted
+    by the balancing experiment); a batch's loss is its weighted mean.
     Seeded from ``recipe.seed`` inside a forked RNG, so the caller's global RNG is untouched.
     """
     device = torch.device(device)
@@ -175,7 +178,7 @@ def train_classifier(
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(device)
     assert len(x) == len(y), f"{len(x)} images but {len(y)} labels"
     steps = recipe.epochs * -(-len(x) // recipe.batch_size)
-    terms = _LossTerms.of(loss or PriorAdjustedLoss(), device)
+    terms = _LossTerms.of(loss or PriorAdjustedLoss(), device, sample_weights, len(y))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(recipe.seed)
         shuffle = torch.Generator().manual_seed(recipe.seed)
@@ -199,13 +202,75 @@ def train_classifier(
 class _LossTerms(NamedTuple):
     weights: torch.Tensor | None
     offsets: torch.Tensor | None
+    sample_weights: torch.Tensor | None
 
     @classmethod
-    def of(cls, loss: PriorAdjustedLoss, device: torch.device) -> _LossTerms:
+    def of(
+        cls,
+        loss: PriorAdjustedLoss,
+        device: torch.device,
+        sample_weights: np.ndarray | None = None,
+        count: int = 0,
+    ) -> _LossTerms:
         def tensor(values: tuple[float, ...] | None) -> torch.Tensor | None:
             return None if values is None else torch.tensor(values, device=device)
 
-        return cls(tensor(loss.class_weights), tensor(loss.logit_offsets))
+        per_sample = None
+        if sample_weights is not None:
+            w = np.asarray(sample_weights, dtype=np.float32)
+            if w.shape != (count,) or not np.all(np.isfinite(w)) or (w < 0).any():
+                raise ValueError(f"sample_weights must be {count} finite values >= 0")
+            per_sample = torch.from_numpy(w).to(device)
+        return cls(tensor(loss.class_weights), tensor(loss.logit_offsets), per_sample)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of one batch with these terms (``idx``: the batch's rows)."""
+        if self.offsets is not None:
+            logits = logits + self.offsets
+        if self.sample_weights is None:
+            return F.cross_entropy(logits, labels, weight=self.weights)
+        per_row = F.cross_entropy(logits, labels, weight=self.weights, reduction="none")
+        w = self.sample_weights[idx]
+        return (per_row * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def retrain_head(
+    model: DigitClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    recipe: ClassifierRecipe | None = None,
+    loss: PriorAdjustedLoss | None = None,
+    device: torch.device | str = "cpu",
+) -> DigitClassifier:
+    """A copy of ``model`` whose last layer is trained anew on (images, labels), its features
+    frozen: classifier re-training (Kang et al. 2020, "decoupling"), here on the user's real
+    images after the body learnt from a filled set. The features are computed once, in eval mode
+    (no dropout); the head trains for the recipe's epochs and batch size at its peak lr."""
+    import copy
+
+    device = torch.device(device)
+    recipe = recipe or ClassifierRecipe()
+    _, feats = predict(model, images, device)
+    f = torch.from_numpy(feats).to(device)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(device)
+    terms = _LossTerms.of(loss or PriorAdjustedLoss(), device)
+    out = copy.deepcopy(model).to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(recipe.seed)
+        shuffle = torch.Generator().manual_seed(recipe.seed)
+        out.head.reset_parameters()
+        opt = torch.optim.Adam(
+            out.head.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+        for _ in range(recipe.epochs):
+            order = torch.randperm(len(f), generator=shuffle).to(device)
+            for start in range(0, len(order), recipe.batch_size):
+                idx = order[start : start + recipe.batch_size]
+                batch_loss = terms.loss(out.head(f[idx]), y[idx], idx)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+    return out.eval()
 
 
 def _train_epoch(
@@ -226,10 +291,7 @@ def _train_epoch(
         idx = order[start : start + recipe.batch_size]
         xb = x[idx].contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28)
         with precision.autocast(x.device):
-            logits = model(xb)
-            if terms.offsets is not None:
-                logits = logits + terms.offsets
-            loss = F.cross_entropy(logits, y[idx], weight=terms.weights)
+            loss = terms.loss(model(xb), y[idx], idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()

@@ -21,6 +21,11 @@ optionally corrected for the training prior. Each method (``METHODS``) is such a
   ``generated+la-real-prior``: filtered digits with the logit-adjusted loss against the *real*
   skewed set's prior (the combination the long-tail literature uses: the offsets say how rare
   each class truly is, not how many copies the filling added);
+- ``generated-downweighted``: filtered digits, each generated row weighing ``GENERATED_WEIGHT``
+  in the loss against 1 for a real one (fixed beforehand, not tuned on the test set);
+- ``generated+retrain-head``: the classifier of ``generated-filtered`` with its last layer
+  trained anew on the real skewed set alone with the logit-adjusted loss (classifier re-training,
+  Kang et al. 2020): the body learns shapes from the filled set, the decision from real data;
 - ``full``: the whole real training set (the ceiling).
 
 Each trained classifier is measured on the real test set (accuracy, per-class recall), for several
@@ -37,12 +42,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from models.classifier import DigitClassifier
 from models.contract import NUM_CLASSES
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
     PriorAdjustedLoss,
     predict,
+    retrain_head,
     train_classifier,
 )
 from pipeline.experiments.augment import shift_rotate
@@ -57,12 +64,19 @@ Loss = Literal["plain", "class-weighted", "logit-adjusted"]
 class Method:
     """What a method trains on, with which loss, and whether its logits are prior-corrected.
     ``loss_prior``: whose class frequencies a prior-adjusted loss uses, the training set's own
-    or the real skewed set's (the same for methods without generated images)."""
+    or the real skewed set's (the same for methods without generated images).
+    ``generated_weight``: a generated row's weight in the loss (a real row weighs 1).
+    ``real_head``: the last layer retrained on the real skewed set (logit-adjusted loss)."""
 
     data: TrainingSet
     loss: Loss = "plain"
     prior_correction: bool = False
     loss_prior: Literal["train", "real"] = "train"
+    generated_weight: float = 1.0
+    real_head: bool = False
+
+
+GENERATED_WEIGHT = 0.5  # chosen before measuring: half a real image's say, never tuned on test
 
 
 METHODS: dict[str, Method] = {
@@ -77,6 +91,8 @@ METHODS: dict[str, Method] = {
     "generated-filtered": Method("filtered"),
     "generated+logit-adjusted": Method("filtered", "logit-adjusted"),
     "generated+la-real-prior": Method("filtered", "logit-adjusted", loss_prior="real"),
+    "generated-downweighted": Method("filtered", generated_weight=GENERATED_WEIGHT),
+    "generated+retrain-head": Method("filtered", real_head=True),
     "full": Method("full"),
 }
 GENERATED: frozenset[TrainingSet] = frozenset({"generated", "filtered"})
@@ -169,18 +185,22 @@ def prior_adjusted_loss(loss: Loss, labels: np.ndarray) -> PriorAdjustedLoss | N
     return PriorAdjustedLoss(class_weights=tuple(weights.tolist()))
 
 
-def logits_on_test(
+def trained_classifier(
     images: np.ndarray,
     labels: np.ndarray,
-    dataset: ImageDataset,
     recipe: ClassifierRecipe,
     loss: Loss,
     prior_labels: np.ndarray | None = None,
-) -> np.ndarray:
-    """Train the standard classifier on (images, labels); its logits on the real test set.
-    A prior-adjusted loss takes its class frequencies from ``prior_labels`` (default labels)."""
+    sample_weights: np.ndarray | None = None,
+) -> DigitClassifier:
+    """The standard classifier trained on (images, labels). A prior-adjusted loss takes its class
+    frequencies from ``prior_labels`` (default labels)."""
     adjusted = prior_adjusted_loss(loss, labels if prior_labels is None else prior_labels)
-    model = train_classifier(images, labels, recipe, loss=adjusted)
+    return train_classifier(images, labels, recipe, loss=adjusted, sample_weights=sample_weights)
+
+
+def test_logits(model: DigitClassifier, dataset: ImageDataset) -> np.ndarray:
+    """``model``'s logits on the real test set."""
     logits, _ = predict(model, dataset.test_images)
     return logits
 
@@ -215,7 +235,7 @@ def run_balance_experiment(
         idx = skewed_indices(pool_labels, setup, seed) if user_data is None else user_data[2]
         images, labels = pool_images[idx], pool_labels[idx]
         sets: dict[TrainingSet, tuple[np.ndarray, np.ndarray]] = {}
-        trained: dict[tuple[TrainingSet, Loss, str], np.ndarray] = {}
+        trained: dict[tuple[object, ...], DigitClassifier] = {}
         for name in setup.methods:
             method = METHODS[name]
             if method.data not in sets:
@@ -224,11 +244,7 @@ def run_balance_experiment(
                     setup, generate, generated,
                 )  # fmt: skip
             x, y = sets[method.data]
-            key = (method.data, method.loss, method.loss_prior)
-            if key not in trained:
-                prior = labels if method.loss_prior == "real" else None
-                trained[key] = logits_on_test(x, y, dataset, recipe, method.loss, prior)
-            logits = trained[key]
+            logits = _method_logits(method, x, y, images, labels, dataset, recipe, trained)
             if method.prior_correction:
                 logits = logits + (target_prior - log_prior(y))
             acc, recall = score(logits.argmax(1), dataset.test_labels)
@@ -238,6 +254,38 @@ def run_balance_experiment(
             log.info("seed %d %s: %d images, accuracy %.4f", seed, name, len(y), acc)
             print(f"seed {seed} {name:<24} {len(y):>6} images  accuracy {acc:.4f}", flush=True)
     return summarize(results, setup, full_counts, {"generated": generated})
+
+
+def _method_logits(
+    method: Method,
+    x: np.ndarray,
+    y: np.ndarray,
+    real_images: np.ndarray,
+    real_labels: np.ndarray,
+    dataset: ImageDataset,
+    recipe: ClassifierRecipe,
+    trained: dict[tuple[object, ...], DigitClassifier],
+) -> np.ndarray:
+    """Test logits of ``method``'s classifier trained on (x, y), whose first ``len(real_labels)``
+    rows are the real skewed set; classifiers that methods share are trained once (``trained``)."""
+    key = (method.data, method.loss, method.loss_prior, method.generated_weight)
+    if key not in trained:
+        weights = None
+        if method.generated_weight != 1.0:
+            weights = np.ones(len(y), np.float32)
+            weights[len(real_labels) :] = method.generated_weight
+        prior = real_labels if method.loss_prior == "real" else None
+        trained[key] = trained_classifier(x, y, recipe, method.loss, prior, weights)
+    model = trained[key]
+    if method.real_head:
+        model = retrain_head(
+            model,
+            real_images,
+            real_labels,
+            recipe,
+            prior_adjusted_loss("logit-adjusted", real_labels),
+        )
+    return test_logits(model, dataset)
 
 
 def _training_set(

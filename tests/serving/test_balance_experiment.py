@@ -22,6 +22,7 @@ from pipeline.evaluation.classifier import (
     ClassifierRecipe,
     PriorAdjustedLoss,
     predict,
+    retrain_head,
     train_classifier,
 )
 from pipeline.experiments.augment import shift_rotate
@@ -159,6 +160,26 @@ def test_training_follows_class_weights_and_logit_offsets(mnist: ImageDataset) -
     # trained model (without the offset) hardly ever answers 0.
     raised = PriorAdjustedLoss(logit_offsets=(8.0,) + (0.0,) * 9)
     assert (predicted(raised) == 0).sum() < plain[0] / 4
+
+
+def test_sample_weights_and_a_retrained_head_follow_their_data(mnist: ImageDataset) -> None:
+    images, labels = mnist.train_images[:1500], mnist.train_labels[:1500]
+    recipe = ClassifierRecipe(epochs=1, seed=0)
+    test = mnist.test_images[:500]
+    # Rows of digit 0 weigh 1, every other row 0: every answer drifts to 0, as with class weights.
+    weights = (labels == 0).astype(np.float32)
+    model = train_classifier(images, labels, recipe, sample_weights=weights)
+    assert (predict(model, test)[0].argmax(1) == 0).mean() > 0.9
+    # Retraining the head on data labelled 3 throughout makes the copy answer 3, features frozen;
+    # the original model is left as it was.
+    before = predict(model, test)
+    head_only = retrain_head(model, images[:300], np.full(300, 3), recipe)
+    after = predict(head_only, test)
+    assert (after[0].argmax(1) == 3).mean() > 0.9
+    np.testing.assert_array_equal(after[1], before[1])  # the same features
+    np.testing.assert_array_equal(predict(model, test)[0], before[0])
+    with pytest.raises(ValueError, match="sample_weights"):
+        train_classifier(images, labels, recipe, sample_weights=-weights)
 
 
 def test_experiment_command_without_a_service_is_one_line(tmp_path: Path) -> None:
