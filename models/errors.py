@@ -23,7 +23,8 @@ HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) c
     ├── ServiceError                          the client: the service refused or is unreachable
     ├── ArchiveError                          a TorchServe archive could not be built
     ├── HandlerConfigError                    the TorchServe worker's files or settings are unusable
-    └── DatasetError                          `dcgan balance`: a dataset unreadable or unwritable
+    └── DatasetError                          models/errors.py: a user's dataset unreadable or
+                                              unwritable (`dcgan balance`, `dcgan train --data`)
 
 Not user-facing, never shown: ``serving.errors.ClientGone`` (the client hung up; its work is
 dropped).
@@ -34,3 +35,8 @@ from __future__ import annotations
 
 class UserFacingError(Exception):
     """Something the user can fix; ``str(exc)`` is the one-line message to show."""
+
+
+class DatasetError(UserFacingError):
+    """A user's dataset (`dcgan train --data`, `dcgan balance`) cannot be read or written as
+    asked; nothing changed."""

@@ -1,5 +1,5 @@
 """The IDX container format (MNIST's own): parse and write, for the training data reader
-(pipeline/data/idx.py) and for `dcgan balance` (serving/dataset_readers.py) alike.
+(pipeline/data/idx.py) and for `dcgan balance` (models/datasets/readers.py) alike.
 
 The header is read and checked on its own (:func:`read_header`) before any payload is allocated:
 its dimensions are multiplied in Python integers (never wrapping), so a reader can refuse a claim

@@ -126,8 +126,8 @@ def balance(
     ] = False,
 ) -> None:
     """Fill PATH's rare classes with generated images, written in PATH's own format as a copy."""
+    from models.datasets.files import refused, shown
     from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
-    from serving.dataset_files import refused, shown
 
     if in_place and out is not None:
         raise typer.BadParameter("give --out or --in-place, not both", param_hint="--in-place")

@@ -5,7 +5,7 @@ from a registry model, verified as the server verifies it, without a server: the
 backend code, so for the same model, counts and seed both give the same bytes as ``POST /balance``.
 A dataset with nothing missing is left alone (running the command on its own output adds nothing).
 
-The dataset is untrusted input (serving/dataset_files.py): PATH is resolved once, then its format
+The dataset is untrusted input (models/datasets/files.py): PATH is resolved once, then its format
 is found and the journal and leftovers of earlier runs are settled before any model is asked;
 the model's shape comes next, so every header is checked against it before anything is decoded.
 """
@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.contract import GeneratorSignature
+from models.datasets.files import DatasetLimits, remove_stale, resolve
 from models.registry.settings import RegistrySettings, open_registry
 from serving.client import DigitsClient
-from serving.dataset_files import DatasetLimits, remove_stale, resolve
 from serving.dataset_journal import STAGING_PREFIX, finish_pending, require_no_pending
 from serving.datasets import (
     Dataset,

@@ -26,8 +26,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from models.datasets.files import DatasetLimits, is_locked, lstat, refused, require_kind
 from models.fileio import CHUNK, sha256_file
-from serving.dataset_files import DatasetLimits, is_locked, lstat, refused, require_kind
 
 PENDING_NAME = ".dcgan-balance-pending"  # an in-place change, committed, being moved into place
 STAGING_PREFIX = ".dcgan-balance-tmp-"  # an in-place change being staged (locked while it lives)

@@ -1,5 +1,5 @@
 """Labelled image datasets on disk, written back with generated images added (what
-`dcgan balance` does); reading is serving/dataset_readers.py, re-exported here.
+`dcgan balance` does); reading is models/datasets/readers.py, re-exported here.
 
 The output is a new directory, built under a temporary, locked name beside it and renamed into
 place whole, so no half-written dataset is ever visible: the source's regular files (copied; no
@@ -28,9 +28,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
-from models.idx import idx_bytes
-from models.registry.names import is_id
-from serving.dataset_files import (
+from models.datasets.files import (
     DatasetLimits,
     Staging,
     copy_tree,
@@ -42,6 +40,17 @@ from serving.dataset_files import (
     remove_stale,
     shown,
 )
+from models.datasets.readers import (
+    Dataset,
+    Format,
+    decode_gray,
+    detect,
+    idx_labels_path,
+    read_dataset,
+    stack_same_shape,
+)
+from models.idx import idx_bytes
+from models.registry.names import is_id
 from serving.dataset_journal import (
     CARD_NAME,
     METADATA_NAME,
@@ -50,16 +59,6 @@ from serving.dataset_journal import (
     STAGING_PREFIX,
     finish_pending,
     write_journal,
-)
-from serving.dataset_readers import (
-    Dataset,
-    Format,
-    decode_gray,
-    detect,
-    hf_datasets,
-    idx_labels_path,
-    read_dataset,
-    stack_same_shape,
 )
 
 __all__ = [
@@ -313,7 +312,11 @@ def write_balanced(
                 copy_tree(source.tree, stage)
                 lines += _write_pngs(stage, images, labels, provenance, source.path, progress)
             elif source.format in (Format.PARQUET, Format.HF_DISK):
-                names = hf_datasets().write(source, stage, images, labels, provenance)
+                from serving import (
+                    hf_datasets,  # needs the optional `datasets`; imports this module
+                )
+
+                names = hf_datasets.write(source, stage, images, labels, provenance)
                 lines += [
                     json.dumps(_metadata_row(name, int(label), i, provenance))
                     for i, (name, label) in enumerate(zip(names, labels, strict=True))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from models.errors import DatasetError as DatasetError  # re-exported: raised by serving too
 from models.errors import UserFacingError
 
 
@@ -47,7 +48,3 @@ class ArchiveError(UserFacingError):
 
 class HandlerConfigError(UserFacingError):
     """The model's files or settings are unusable: the TorchServe worker must not come up."""
-
-
-class DatasetError(UserFacingError):
-    """A dataset `dcgan balance` was given cannot be read or written as asked; nothing changed."""

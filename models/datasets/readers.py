@@ -8,12 +8,12 @@ Formats, told apart by what PATH is:
 - **IDX** (MNIST's own): the ``*images-idx3-ubyte`` file (gzipped or not); its labels are the
   ``*labels-idx1-ubyte`` file beside it.
 - **Hugging Face**: a ``.parquet`` file, or a ``Dataset.save_to_disk`` directory
-  (serving/hf_datasets.py; the ``hf`` extra).
+  (models/datasets/hf.py; the ``hf`` extra).
 
 Every header (an image's size and mode, an IDX header, a ``.npy`` header inside the zip) is
 checked against the model's shape (:class:`Expect`) and the limits before anything is decoded or
 allocated, and compressed data is read in chunks up to what the header claims, so a small file
-cannot take large memory. Links and special files are refused (serving/dataset_files.py). Every
+cannot take large memory. Links and special files are refused (models/datasets/files.py). Every
 malformed dataset ends in one :class:`DatasetError` naming the file.
 """
 
@@ -37,8 +37,7 @@ import numpy as np
 from PIL import Image
 
 from models.contract import NUM_CLASSES
-from models.idx import INTEGER_CODES, UBYTE, IdxFormatError, IdxHeader, read_header, read_payload
-from serving.dataset_files import (
+from models.datasets.files import (
     DatasetLimits,
     Tree,
     lstat,
@@ -49,8 +48,9 @@ from serving.dataset_files import (
     resolve,
     walk,
 )
-from serving.dataset_npz import read_npz
-from serving.errors import DatasetError
+from models.datasets.npz import read_npz
+from models.errors import DatasetError
+from models.idx import INTEGER_CODES, UBYTE, IdxFormatError, IdxHeader, read_header, read_payload
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 DECODERS = ("PNG", "JPEG")  # never another of Pillow's parsers, whatever a file's suffix says
@@ -63,7 +63,7 @@ class Format(StrEnum):
     IMAGEFOLDER = "imagefolder"
     NPZ = "npz"
     IDX = "idx"
-    PARQUET = "parquet"  # Hugging Face's, as the Hub serves datasets (serving/hf_datasets.py)
+    PARQUET = "parquet"  # Hugging Face's, as the Hub serves datasets (models/datasets/hf.py)
     HF_DISK = "hf-disk"  # a Hugging Face Dataset.save_to_disk directory
 
 
@@ -114,9 +114,9 @@ class Expect:
             )
 
 
-def hf_datasets() -> ModuleType:
-    """serving/hf_datasets.py, imported when first needed (it needs the optional `datasets`)."""
-    from serving import hf_datasets as module
+def hf_reader() -> ModuleType:
+    """models/datasets/hf.py, imported when first needed (it imports this module)."""
+    from models.datasets import hf as module
 
     return module
 
@@ -126,7 +126,7 @@ def detect(path: Path) -> Format:
     if st is None:
         raise refused(f"{path}: no such file or directory")
     if stat.S_ISDIR(st.st_mode):
-        return Format.HF_DISK if hf_datasets().is_saved_dataset(path) else Format.IMAGEFOLDER
+        return Format.HF_DISK if hf_reader().is_saved_dataset(path) else Format.IMAGEFOLDER
     if path.suffix == ".npz":
         return Format.NPZ
     if path.suffix == ".parquet":
@@ -155,7 +155,7 @@ def read_dataset(
         tree = walk(path, expect.limits, skip=lambda name: name.startswith(OWN_PREFIX))
         images, labels = _read_imagefolder(tree, expect)
     elif fmt in (Format.PARQUET, Format.HF_DISK):
-        images, labels, native = hf_datasets().read(path, expect)
+        images, labels, native = hf_reader().read(path, expect)
     elif fmt is Format.NPZ:
         images, labels = read_npz(path, expect)
     else:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
+from models.errors import DatasetError
 from models.fileio import CHUNK
-from serving.errors import DatasetError
 
 LINK_REFUSED = "a symbolic link; links in a dataset are never followed (replace it with the file)"
 

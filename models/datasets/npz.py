@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import numpy as np
 from numpy.lib import format as npy
 
+from models.datasets.files import open_regular, refused
+from models.errors import DatasetError
 from models.fileio import ShortRead, read_exact
-from serving.dataset_files import open_regular, refused
-from serving.errors import DatasetError
 
 if TYPE_CHECKING:
-    from serving.dataset_readers import Expect
+    from models.datasets.readers import Expect
 
 HeaderCheck = Callable[[tuple[int, ...], np.dtype[Any]], None]
 MAX_MEMBERS, MAX_DIRECTORY_BYTES = 64, 1 << 20  # np.savez writes one member per array
