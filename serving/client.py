@@ -4,6 +4,7 @@
     with DigitsClient("http://127.0.0.1:8000") as client:
         batch = client.generate(64, digits=3, seed=7)      # batch.images: uint8 (64, 28, 28)
         extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
+        train = extra.training_set(real_images, real_labels)  # the recipe's arrays, below
         shirts = client.generate(8, digits=6, model="cdcgan-fashion-mnist")  # another model
 
 Only httpx, numpy and the request schema (pydantic): nothing of the model or the server is
@@ -14,6 +15,11 @@ its own format by ``serving.dataset_balance`` (what `dcgan balance` runs)::
     from serving.dataset_balance import ServiceSource, balance_dataset
     result = balance_dataset(Path("digits"), Path("digits-balanced"), ServiceSource(url), seed=7)
     print(result.before, result.added)  # images per class before, and how many were generated
+
+A balance answer is all generated: ``synthetic`` is True and ``loss_weights`` is
+``GENERATED_LOSS_WEIGHT`` for every image, ``real_counts`` the counts it filled from, and
+``training_set`` the recipe's arrays (models/datasets/recipe.py: real rows weigh 1, generated
+ones less, and the logit-adjusted loss's offsets come from the real counts).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import secrets
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -31,8 +37,10 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from models.contract import MAX_SEED, labels_for_request
-from serving.errors import ServiceError  # re-exported: client users catch it here
+from models.contract import MAX_SEED, NUM_CLASSES, labels_for_request
+from models.datasets.recipe import GENERATED_LOSS_WEIGHT, TrainingSet, training_set
+from serving.errors import DatasetError as DatasetError  # re-exported: client users catch it
+from serving.errors import ServiceError as ServiceError  # re-exported: client users catch it
 from serving.generation import MAX_FILTERED_IMAGES_HEADER
 from serving.schemas import BalanceRequest, Limits
 
@@ -50,6 +58,36 @@ class Digits:
     version: str
     # Filtered answers only: the share of drawn candidates the classifier accepted.
     acceptance_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Balanced(Digits):
+    """A /balance answer: generated images that fill a real dataset of ``real_counts`` images
+    per class (the counts asked with, as 10 numbers)."""
+
+    real_counts: tuple[int, ...] = ()
+
+    @property
+    def synthetic(self) -> np.ndarray:
+        """bool (N,): whether each image is generated; all of an answer's are."""
+        return np.ones(len(self.labels), dtype=bool)
+
+    @property
+    def loss_weights(self) -> np.ndarray:
+        """float32 (N,): each image's suggested weight in the training loss (a real one: 1)."""
+        return np.full(len(self.labels), GENERATED_LOSS_WEIGHT, dtype=np.float32)
+
+    def training_set(self, real_images: np.ndarray, real_labels: np.ndarray) -> TrainingSet:
+        """The real dataset these images fill, plus them: (images, labels, sample_weights,
+        logit_offsets), ready for a weighted, logit-adjusted cross-entropy. DatasetError when
+        the real labels are not the counts this balance filled."""
+        counts = np.bincount(np.asarray(real_labels, dtype=np.int64), minlength=NUM_CLASSES)
+        if counts.tolist() != list(self.real_counts):
+            raise DatasetError(
+                f"the real labels count {counts.tolist()} per class, but this balance filled "
+                f"{list(self.real_counts)}: pass the dataset it was asked for"
+            )
+        return training_set(real_images, real_labels, self.images, self.labels, NUM_CLASSES)
 
 
 class DigitsClient:
@@ -112,8 +150,9 @@ class DigitsClient:
         seed: int | None = None,
         min_confidence: float | None = None,
         model: str | None = None,
-    ) -> Digits:
-        """The generated digits that bring every class up to ``target`` (default: the largest).
+    ) -> Balanced:
+        """The generated digits that bring every class up to ``target`` (default: the largest),
+        with what training on them needs (:class:`Balanced`).
 
         A filtered balance (``min_confidence``) is admitted by the server for its worst case
         (every image drawing every candidate), so a large one may be more than it ever queues:
@@ -132,9 +171,12 @@ class DigitsClient:
         response = self._send("POST", "/balance", body)
         most = response.headers.get(MAX_FILTERED_IMAGES_HEADER, "")
         if response.status_code == 413 and min_confidence is not None and most.isdigit():
-            return self._balance_in_parts(body, int(most))
-        _raise_for_detail(response)
-        return _balance_digits(response)
+            got = self._balance_in_parts(body, int(most))
+        else:
+            _raise_for_detail(response)
+            got = _balance_digits(response)
+        real = _per_class(body)[0]
+        return Balanced(**{f.name: getattr(got, f.name) for f in fields(got)}, real_counts=real)
 
     def _balance_in_parts(self, body: dict[str, Any], part_size: int) -> Digits:
         """``body``'s images as several /balance requests of at most ``part_size`` images."""
@@ -142,7 +184,7 @@ class DigitsClient:
             raise ServiceError("the server takes no filtered /balance request at all", 413)
         seed = body.get("seed")
         seed = secrets.randbelow(MAX_SEED + 1) if seed is None else int(seed)
-        deficits = _deficits(body)
+        deficits = _per_class(body)[1]
         labels = np.repeat(np.arange(len(deficits), dtype=np.int64), deficits)
         parts: list[Digits] = []
         candidates = 0
@@ -219,13 +261,16 @@ def part_seed(seed: int, start: int) -> int:
     return int(state[0]) & MAX_SEED
 
 
-def _deficits(body: Mapping[str, Any]) -> list[int]:
-    """Images per class the server generates for a /balance ``body`` (its own arithmetic:
-    serving.schemas.BalanceRequest), read without this client's guess at the server's limits."""
+def _per_class(body: Mapping[str, Any]) -> tuple[tuple[int, ...], list[int]]:
+    """A /balance ``body``'s counts as 10 numbers and the images per class the server generates
+    for it (its own arithmetic: serving.schemas.BalanceRequest), read without this client's
+    guess at the server's limits."""
     unbounded = Limits(max_balance_images=sys.maxsize, max_class_count=sys.maxsize)
-    fields = {key: body[key] for key in ("counts", "target") if key in body}
-    request = BalanceRequest.model_validate(fields, context={"limits": unbounded})
-    return request.deficits()
+    given = {key: body[key] for key in ("counts", "target") if key in body}
+    request = BalanceRequest.model_validate(given, context={"limits": unbounded})
+    counts = request.counts
+    assert isinstance(counts, list), "per-class counts are normalised to a list"
+    return tuple(counts), request.deficits()
 
 
 def _balance_digits(response: httpx.Response) -> Digits:

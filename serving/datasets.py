@@ -4,10 +4,12 @@
 The output is a new directory, built under a temporary, locked name beside it and renamed into
 place whole, so no half-written dataset is ever visible: the source's regular files (copied; no
 link is followed), the generated images in the same format, ``metadata.jsonl`` (one line per
-generated image: file, label, model, version, seed, filter) and a dataset card, ``README.md``,
-which names the dataset by its escaped name only (no absolute path). Generated PNGs carry their
-provenance in an XMP packet (IPTC ``DigitalSourceType`` = trainedAlgorithmicMedia) and text
-chunks (model, version, seed). ``--in-place`` goes through serving/dataset_journal.py.
+generated image: file, label, model, version, seed, filter, and the training recipe's
+``synthetic``/``loss_weight``) and a dataset card, ``README.md``, with the real and filled counts
+and how to train on them (models/datasets/recipe.py), naming the dataset by its escaped name only
+(no absolute path). Generated PNGs carry their provenance in an XMP packet (IPTC
+``DigitalSourceType`` = trainedAlgorithmicMedia) and text chunks (model, version, seed).
+``--in-place`` goes through serving/dataset_journal.py.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from models.datasets.readers import (
     read_dataset,
     stack_same_shape,
 )
+from models.datasets.recipe import GENERATED_FIELDS, how_to_train
 from models.idx import idx_bytes
 from models.registry.names import is_id
 from serving.dataset_journal import (
@@ -83,6 +86,7 @@ __all__ = [
 ]
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+SOURCE_TYPE = "trainedAlgorithmicMedia"  # a generated row's digital_source_type in metadata.jsonl
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
@@ -117,17 +121,41 @@ def png_bytes(pixels: np.ndarray, provenance: Provenance, index: int) -> bytes:
     return buffer.getvalue()
 
 
-def _metadata_row(file: str, label: int, index: int, provenance: Provenance) -> dict[str, Any]:
-    return {
-        "file_name": file,
-        "label": label,
-        "model": provenance.model,
-        "version": provenance.version,
-        "seed": provenance.seed,
-        "index": index,  # position in the answer to that seed
-        "min_confidence": provenance.min_confidence,
-        "digital_source_type": "trainedAlgorithmicMedia",
-    }
+def metadata_lines(files: Sequence[str], labels: np.ndarray, provenance: Provenance) -> list[str]:
+    """The metadata.jsonl lines of the answer's generated images, named ``files``: every
+    format's and ``--in-place``'s, so each row has the same fields."""
+    return [
+        json.dumps(
+            {
+                "file_name": file,
+                "label": int(label),
+                "model": provenance.model,
+                "version": provenance.version,
+                "seed": provenance.seed,
+                "index": i,  # position in the answer to that seed
+                "min_confidence": provenance.min_confidence,
+                "digital_source_type": SOURCE_TYPE,
+                **GENERATED_FIELDS,  # the training recipe's: generated, and its loss weight
+            }
+        )
+        for i, (file, label) in enumerate(zip(files, labels, strict=True))
+    ]
+
+
+def _is_generated(row: dict[str, Any]) -> bool:
+    """A metadata.jsonl row of a generated image (ours, or one a dataset marks synthetic)."""
+    return row.get("synthetic") is True or row.get("digital_source_type") == SOURCE_TYPE
+
+
+def _generated_counts(lines: Sequence[str], num_classes: int) -> list[int]:
+    """Generated images per class listed in ``lines`` (a label out of range is not counted)."""
+    counts = [0] * num_classes
+    for line in lines:
+        row = json_object(line, METADATA_NAME)
+        label = row.get("label")
+        if _is_generated(row) and type(label) is int and 0 <= label < num_classes:
+            counts[label] += 1
+    return counts
 
 
 # --- the card -----------------------------------------------------------------------------
@@ -152,14 +180,16 @@ def public_source(uri: str) -> str:
     return "a local registry"
 
 
-def _card(source: Dataset, before: Sequence[int], after: Sequence[int], p: Provenance) -> str:
+def _card(source: Dataset, real: Sequence[int], after: Sequence[int], p: Provenance) -> str:
+    """The dataset card: where the images came from, the real and filled counts per class, and
+    how to train on them (models/datasets/recipe.py)."""
     metrics = ", ".join(
         f"{markdown(key)} {value:.4g}"
         for key, value in p.metrics.items()
         if isinstance(value, float)
     )
     rows = "\n".join(
-        f"| {k} | {b} | {a} | {a - b} |" for k, (b, a) in enumerate(zip(before, after, strict=True))
+        f"| {k} | {r} | {a - r} | {a} |" for k, (r, a) in enumerate(zip(real, after, strict=True))
     )
     name = markdown(source.path.name)
     return (
@@ -175,8 +205,9 @@ def _card(source: Dataset, before: Sequence[int], after: Sequence[int], p: Prove
         f"- Seed: {p.seed}; classifier filter: "
         f"{'none' if p.min_confidence is None else f'min confidence {p.min_confidence}'}\n"
         f"- Model metrics: {metrics or 'not published'}\n\n"
-        "| class | before | after | generated |\n|---|---|---|---|\n"
-        f"{rows}\n"
+        "Images per class: real (before filling), generated, and after filling.\n\n"
+        "| class | real | generated | after |\n|---|---|---|---|\n"
+        f"{rows}\n\n" + "\n".join(how_to_train(real, after)) + "\n"
     )
 
 
@@ -198,7 +229,8 @@ def _card_name(root: Path) -> str:
 
 def _prior_lines(source: Dataset, limits: DatasetLimits) -> list[str]:
     """The lines of the dataset's metadata.jsonl, kept: an ImageFolder's own (Hugging Face's
-    ImageFolder convention) or ours; beside a .npz or IDX file only where we wrote it."""
+    ImageFolder convention) or ours; beside a .npz or IDX file only where we wrote it. A row
+    of ours written before the recipe's fields existed gets them."""
     directory = (
         source.path
         if source.format in (Format.IMAGEFOLDER, Format.HF_DISK)
@@ -217,7 +249,12 @@ def _prior_lines(source: Dataset, limits: DatasetLimits) -> list[str]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        json_object(line, f"{metadata} line {number}")
+        row = json_object(line, f"{metadata} line {number}")
+        if row.get("digital_source_type") == SOURCE_TYPE and "synthetic" not in row:
+            try:
+                line = json.dumps({**row, **GENERATED_FIELDS})
+            except RecursionError:
+                raise refused(f"{metadata} line {number}: nested too deeply") from None
         lines.append(line.rstrip("\r"))
     return lines
 
@@ -237,7 +274,7 @@ def _write_pngs(
     ``taken`` (the dataset) are refused, never overwritten. Their metadata lines."""
     if not is_id(provenance.version):  # it becomes part of a file name
         raise refused(f"version {provenance.version!r}: not a version id; nothing written")
-    lines = []
+    names = []
     pairs = enumerate(zip(images, labels, strict=True))
     for index, (pixels, label) in tqdm(
         pairs, total=len(images), desc="writing", unit="img", disable=not progress
@@ -248,8 +285,8 @@ def _write_pngs(
         (stage / str(label)).mkdir(exist_ok=True)
         with (stage / name).open("xb") as file:
             file.write(png_bytes(pixels, provenance, index))
-        lines.append(json.dumps(_metadata_row(name, int(label), index, provenance)))
-    return lines
+        names.append(name)
+    return metadata_lines(names, labels, provenance)
 
 
 def _write_records(
@@ -260,12 +297,15 @@ def _write_records(
     provenance: Provenance,
     num_classes: int,
 ) -> None:
-    """metadata.jsonl and the card, for ``source`` plus generated images of ``labels``."""
+    """metadata.jsonl and the card, for ``source`` plus generated images of ``labels``; the
+    card's real counts leave out every generated row ``lines`` lists (an earlier run's too)."""
     (stage / METADATA_NAME).write_text("".join(line + "\n" for line in lines))
     before = source.counts(num_classes)
     added = np.bincount(labels, minlength=num_classes)
     after = [b + int(n) for b, n in zip(before, added, strict=True)]
-    card = _card(source, before, after, provenance)
+    generated = _generated_counts(lines, num_classes)
+    real = [max(0, a - g) for a, g in zip(after, generated, strict=True)]
+    card = _card(source, real, after, provenance)
     name = _card_name(source.path) if source.format is Format.IMAGEFOLDER else CARD_NAME
     (stage / name).write_text(card)
 
@@ -317,16 +357,11 @@ def write_balanced(
                 )
 
                 names = hf_datasets.write(source, stage, images, labels, provenance)
-                lines += [
-                    json.dumps(_metadata_row(name, int(label), i, provenance))
-                    for i, (name, label) in enumerate(zip(names, labels, strict=True))
-                ]
+                lines += metadata_lines(names, labels, provenance)
             else:
                 offset, name = len(source.images), _write_arrays(stage, source, images, labels)
-                lines += [
-                    json.dumps(_metadata_row(f"{name}#{offset + i}", int(label), i, provenance))
-                    for i, label in enumerate(labels)
-                ]
+                rows = [f"{name}#{offset + i}" for i in range(len(labels))]
+                lines += metadata_lines(rows, labels, provenance)
             _write_records(stage, source, lines, labels, provenance, num_classes)
             staging.commit(out)
     except OSError as exc:

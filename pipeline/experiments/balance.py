@@ -21,8 +21,12 @@ optionally corrected for the training prior. Each method (``METHODS``) is such a
   ``generated+la-real-prior``: filtered digits with the logit-adjusted loss against the *real*
   skewed set's prior (the combination the long-tail literature uses: the offsets say how rare
   each class truly is, not how many copies the filling added);
-- ``generated-downweighted``: filtered digits, each generated row weighing ``GENERATED_WEIGHT``
-  in the loss against 1 for a real one (fixed beforehand, not tuned on the test set);
+- ``generated-downweighted``: filtered digits, each generated row weighing
+  ``GENERATED_LOSS_WEIGHT`` (0.5, fixed beforehand, never tuned on the test set) in the loss
+  against 1 for a real one;
+- ``generated+recipe``: what a filled dataset's card tells its user to do
+  (models/datasets/recipe.py): the logit-adjusted loss against the real prior *and* generated
+  rows down-weighted;
 - ``generated+retrain-head``: the classifier of ``generated-filtered`` with its last layer
   trained anew on the real skewed set alone with the logit-adjusted loss (classifier re-training,
   Kang et al. 2020): the body learns shapes from the filled set, the decision from real data;
@@ -44,6 +48,7 @@ import numpy as np
 
 from models.classifier import DigitClassifier
 from models.contract import NUM_CLASSES
+from models.datasets.recipe import GENERATED_LOSS_WEIGHT, real_log_prior
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.classifier import (
     ClassifierRecipe,
@@ -76,9 +81,6 @@ class Method:
     real_head: bool = False
 
 
-GENERATED_WEIGHT = 0.5  # chosen before measuring: half a real image's say, never tuned on test
-
-
 METHODS: dict[str, Method] = {
     "skewed": Method("skewed"),
     "skewed+prior": Method("skewed", prior_correction=True),
@@ -91,7 +93,10 @@ METHODS: dict[str, Method] = {
     "generated-filtered": Method("filtered"),
     "generated+logit-adjusted": Method("filtered", "logit-adjusted"),
     "generated+la-real-prior": Method("filtered", "logit-adjusted", loss_prior="real"),
-    "generated-downweighted": Method("filtered", generated_weight=GENERATED_WEIGHT),
+    "generated-downweighted": Method("filtered", generated_weight=GENERATED_LOSS_WEIGHT),
+    "generated+recipe": Method(
+        "filtered", "logit-adjusted", loss_prior="real", generated_weight=GENERATED_LOSS_WEIGHT
+    ),
     "generated+retrain-head": Method("filtered", real_head=True),
     "full": Method("full"),
 }
@@ -170,8 +175,7 @@ def oversample(
 
 def log_prior(labels: np.ndarray) -> np.ndarray:
     """Log class frequencies of ``labels`` (a class that never occurs counts as half an image)."""
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
-    return np.log(np.maximum(counts, 0.5) / len(labels))
+    return real_log_prior(np.bincount(labels, minlength=NUM_CLASSES).tolist())
 
 
 def prior_adjusted_loss(loss: Loss, labels: np.ndarray) -> PriorAdjustedLoss | None:

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.datasets.recipe import GENERATED_LOSS_WEIGHT
 from models.registry import ModelRegistry
+from pipeline.data.loading import ImageDataset
 from serving.app import create_app
-from serving.client import DigitsClient, ServiceError
+from serving.client import DatasetError, DigitsClient, ServiceError
 from tests.serving.conftest import Reference, settings
 from tests.serving.live import serving, wait_ready
 from tests.support.ports import free_port
@@ -55,6 +57,33 @@ def test_client_returns_arrays(url: str, reference: Reference) -> None:
         assert not offline.ready()
         with pytest.raises(ServiceError, match="cannot reach"):
             offline.generate(1)
+
+
+def test_a_balance_answer_carries_what_training_on_it_needs(url: str, mnist: ImageDataset) -> None:
+    counts = [10, 4, 10, 10, 10, 10, 10, 10, 10, 0]  # digit 1 rare, digit 9 missing
+    picks = np.concatenate(
+        [np.flatnonzero(mnist.test_labels == k)[:n] for k, n in enumerate(counts)]
+    )
+    real_images, real_labels = mnist.test_images[picks], mnist.test_labels[picks].astype(np.int64)
+    with DigitsClient(url) as client:
+        got = client.balance({k: n for k, n in enumerate(counts) if n}, seed=1)  # missing = 0
+
+    assert got.real_counts == tuple(counts)
+    assert np.bincount(got.labels, minlength=10).tolist() == [0, 6] + [0] * 7 + [10]
+    assert got.synthetic.dtype == bool and got.synthetic.shape == (16,) and got.synthetic.all()
+    np.testing.assert_array_equal(got.loss_weights, np.full(16, GENERATED_LOSS_WEIGHT))
+
+    images, labels, weights, offsets = got.training_set(real_images, real_labels)
+    np.testing.assert_array_equal(images, np.concatenate([real_images, got.images]))
+    np.testing.assert_array_equal(labels, np.concatenate([real_labels, got.labels]))
+    np.testing.assert_array_equal(weights, [1.0] * 84 + [GENERATED_LOSS_WEIGHT] * 16)
+    # The logit-adjusted loss's offsets: the real prior (a missing class as half an image),
+    # not the filled set's flat one.
+    expected = np.log(np.maximum(np.asarray(counts, float), 0.5) / 84)
+    np.testing.assert_allclose(offsets, expected)
+    assert offsets.argmin() == 9 and offsets[1] < offsets[0]
+    with pytest.raises(DatasetError, match="this balance filled"):
+        got.training_set(real_images[1:], real_labels[1:])  # not the dataset it filled
 
 
 def test_generate_command_writes_npz_npy_and_png(

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.datasets.recipe import GENERATED_LOSS_WEIGHT
 from models.idx import idx_bytes
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings
@@ -144,8 +146,10 @@ def test_each_format_is_balanced_from_the_registry_with_the_services_bytes(
     rows = [json.loads(line) for line in (out / METADATA_NAME).read_text().splitlines()]
     assert len(rows) == sum(result.added)
     assert {(r["model"], r["version"], r["seed"]) for r in rows} == {(MODEL, "v1", SEED)}
+    assert {(r["synthetic"], r["loss_weight"]) for r in rows} == {(True, GENERATED_LOSS_WEIGHT)}
     card = (out / CARD_NAME).read_text()
-    assert "machine-generated" in card and "| 7 | 0 | 12 | 12 |" in card
+    assert "machine-generated" in card and card_counts(card) == (COUNTS, [12] * 10)
+    assert "## How to train on this" in card
     assert tree_digest(path) == before  # the source is untouched
 
     # Its own output lacks nothing: balancing it again writes nothing.
@@ -153,6 +157,15 @@ def test_each_format_is_balanced_from_the_registry_with_the_services_bytes(
         out if fmt in DIRECTORY_FORMATS else out / _name(path), tmp_path / "again", registry_source
     )
     assert again.out is None and not (tmp_path / "again").exists()
+
+
+def card_counts(card: str) -> tuple[list[int], list[int]]:
+    """The card's table: real images per class (before filling) and images after filling; each
+    row's generated column checked to be their difference."""
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", card, re.MULTILINE)
+    assert [int(row[0]) for row in rows] == list(range(10)), card
+    assert all(int(r) + int(g) == int(a) for _, r, g, a in rows), card
+    return [int(row[1]) for row in rows], [int(row[3]) for row in rows]
 
 
 def _name(path: Path) -> str:
@@ -293,6 +306,8 @@ def test_in_place_keeps_the_users_readme_and_metadata_and_adds_nothing_twice(
     assert "machine-generated" in (root / OWN_README_CARD_NAME).read_text()
     rows = [json.loads(line) for line in (root / METADATA_NAME).read_text().splitlines()]
     assert rows[0] == own and len(rows) == 1 + sum(result.added)
+    assert all(r["synthetic"] and r["loss_weight"] == GENERATED_LOSS_WEIGHT for r in rows[1:])
+    assert card_counts((root / OWN_README_CARD_NAME).read_text())[0] == COUNTS
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no staging left
     again = balance_dataset(root, tmp_path / "unused", registry_source, in_place=True)
     assert again.out is None and read_dataset(root).counts(10) == [12] * 10
@@ -343,3 +358,43 @@ def test_in_place_is_for_imagefolders_only(
     assert done.returncode == 2
     assert "--in-place adds to ImageFolder datasets only" in done.stderr, done.stderr
     assert sorted(p.name for p in path.parent.iterdir()) == ["skewed.npz"]
+
+
+def test_a_balance_run_writes_the_training_recipe_and_counts_only_real_images_as_real(
+    mnist: ImageDataset, tmp_path: Path, registry_dir: Path
+) -> None:
+    """`dcgan balance` as a user runs it: every generated row is marked synthetic with its loss
+    weight, and the card gives the real counts and how to train on them. Balanced again, a copy
+    written before rows carried the recipe's fields gets them, and its generated images are
+    still not counted as real."""
+    images, labels = skewed(mnist)
+    path = write_imagefolder(tmp_path / "skewed", images, labels)
+    env = {"DCGAN_REGISTRY_URI": str(registry_dir), "DCGAN_REGISTRY_MODEL_NAME": MODEL}
+    first = tmp_path / "balanced"
+    done = dcgan("balance", str(path), "--out", str(first), "--seed", str(SEED), env=env)
+    assert done.returncode == 0, done.stderr
+
+    rows = [json.loads(line) for line in (first / METADATA_NAME).read_text().splitlines()]
+    assert len(rows) == sum(12 - n for n in COUNTS)
+    assert all(r["synthetic"] is True and r["loss_weight"] == GENERATED_LOSS_WEIGHT for r in rows)
+    assert {r["digital_source_type"] for r in rows} == {"trainedAlgorithmicMedia"}  # kept
+    card = (first / CARD_NAME).read_text()
+    assert card_counts(card) == (COUNTS, [12] * 10)
+    recipe = card[card.index("## How to train on this") :]
+    assert "logit-adjusted loss" in recipe and "Menon et al. 2021" in recipe
+    assert "logits + log_prior" in recipe and "loss_weight" in recipe
+    assert f"torch.tensor([{', '.join(map(str, COUNTS))}]" in recipe  # the real prior
+    assert str(tmp_path) not in card
+
+    # A copy balanced before the recipe's fields existed: its rows without them.
+    old = [{k: v for k, v in r.items() if k not in ("synthetic", "loss_weight")} for r in rows]
+    (first / METADATA_NAME).write_text("".join(json.dumps(r) + "\n" for r in old))
+    again = tmp_path / "again"
+    args = ("--out", str(again), "--seed", str(SEED + 1), "--target", "15")
+    done = dcgan("balance", str(first), *args, env=env)
+    assert done.returncode == 0, done.stderr
+
+    rows = [json.loads(line) for line in (again / METADATA_NAME).read_text().splitlines()]
+    assert len(rows) == sum(15 - n for n in COUNTS)  # the earlier rows and 3 more per class
+    assert all(r["synthetic"] is True and r["loss_weight"] == GENERATED_LOSS_WEIGHT for r in rows)
+    assert card_counts((again / CARD_NAME).read_text()) == (COUNTS, [15] * 10)
