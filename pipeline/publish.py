@@ -126,6 +126,7 @@ def publish_run(
             extra={
                 "export": {k: v for k, v in export_info.items() if k not in ("files", "signature")},
                 "gan_config": state["gan_config"],
+                "dataset": {k: v for k, v in state.get("dataset", {}).items() if k != "md5"},
                 "quality_gate": evaluation.get("gate"),
                 **({"classifier": evaluation["classifier"]} if classifier is not None else {}),
                 **({"promotion": decision.to_manifest()} if decision else {}),

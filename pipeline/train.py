@@ -431,7 +431,7 @@ def train(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = GANTrainer(cfg, out_dir)
-    trainer.dataset_info = {"name": dataset.name, "md5": dataset.md5, "limit": cfg.limit}
+    trainer.dataset_info = {**dataset.describe(), "md5": dataset.md5, "limit": cfg.limit}
     if resume is not None:
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:

@@ -28,10 +28,15 @@ class TrainConfig(GANConfig):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # data
-    dataset: str = Field(default="mnist", description="mnist or fashion-mnist.")
+    dataset: str = Field(
+        default="mnist",
+        description="mnist, fashion-mnist, or a name for your own data (with --data PATH).",
+    )
     data: str | None = Field(
         default=None,
-        description="Directory of IDX files, s3://bucket/prefix, or unset for ./data + mirrors.",
+        description="Published data: a directory of its IDX files, s3://bucket/prefix, or unset "
+        "for ./data + mirrors. Your own: an ImageFolder or save_to_disk directory, .npz, .parquet "
+        "or an IDX images file (10% of each class held out for evaluation).",
     )
     limit: int | None = Field(
         default=None, ge=1, description="Train on a random subset of this many images."

@@ -310,6 +310,9 @@ def evaluate_generator(
         seconds["independent"] = time.perf_counter() - t
 
     tstr = None
+    # As many generated digits as the real classifier learnt from (a small own dataset's TSTR
+    # compares like with like and costs its size, not MNIST's), at most ``tstr_count``.
+    tstr_count = min(tstr_count, len(dataset.train_labels))
     if cfg.conditional and tstr_count > 0:
         t = time.perf_counter()
         tstr = train_on_synthetic(

@@ -60,7 +60,8 @@ def evaluate_run(
     dataset unless given), write the JSON report."""
     torch_device = resolve_device(device)
     generator, cfg, state = load_generator(checkpoint, torch_device)
-    ds = dataset or load_dataset(state["train_config"]["dataset"], data)
+    trained_on = state["train_config"]
+    ds = dataset or load_dataset(trained_on["dataset"], data or trained_on.get("data"))
     classifier = get_classifier(ds, torch_device, progress=progress)
     report = evaluate_generator(
         generator,
