@@ -182,3 +182,32 @@ def test_a_server_run_merges_the_options_into_the_deployments_config(
 
     assert merged_config(DEPLOYED, given) == expected
     assert merged_config({}, given) == given
+
+
+def test_the_flow_trains_and_publishes_a_users_own_data(tmp_path: Path) -> None:
+    """`dcgan retrain --data PATH` with a name of the user's own: trained, evaluated on its
+    held-out part and published with its content hash, class names and split in the manifest."""
+    import numpy as np
+
+    from pipeline.data.loading import load_dataset
+    from pipeline.data.own import CONTENT_KEY, content_sha256
+
+    mnist = load_dataset("mnist")
+    images, labels = mnist.test_images[:400], mnist.test_labels[:400].astype(np.int64)
+    np.savez(tmp_path / "mine.npz", images=images, labels=labels)
+    env = prefect_env(tmp_path)
+    env["DCGAN_REGISTRY_URI"] = str(tmp_path / "registry")
+    args = [a for a in TINY if a not in ("--limit", "512")]
+    code, out, err = run_retrain(
+        env, *args, "--set", "dataset=my-digits", "--data", str(tmp_path / "mine.npz"),
+        "--model", "cdcgan-my-digits", "--force",
+    )  # fmt: skip
+    assert code == 0 and "Completed: published and promoted" in out, err[-3000:]
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-my-digits")
+    manifest = registry.show("production")
+    assert manifest.dataset_md5 == {CONTENT_KEY: content_sha256(images, labels)}
+    described = manifest.extra["dataset"]
+    assert described["name"] == "my-digits" and described["holdout"]["format"] == "npz"
+    assert described["class_names"] == [str(k) for k in range(10)]
+    assert described["test_images"] == described["holdout"]["held_out_images"] > 0
+    assert manifest.training_config["dataset"] == "my-digits"
