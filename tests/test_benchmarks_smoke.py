@@ -121,3 +121,34 @@ def test_recipes_benchmark_bad_input_is_one_line_and_exit_2(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_balance_verdict_names_the_strongest_baseline_and_applies_two_stds() -> None:
+    from benchmarks.balance_verdict import verdict
+
+    def results(generated: list[float]) -> dict[str, object]:
+        methods = {
+            "skewed": [0.90, 0.91, 0.92],
+            "logit-adjusted": [0.970, 0.972, 0.974],
+            "class-weighted": [0.96, 0.96, 0.96],
+            "generated+recipe": generated,
+            "full": [0.99, 0.99, 0.99],  # the ceiling: never the baseline
+        }
+        return {
+            "dataset": "mnist",
+            "scenario": "own-data",
+            "boundary": {"upper_bound": False},
+            "methods": {
+                n: {"accuracy": a, "accuracy_mean": sum(a) / 3} for n, a in methods.items()
+            },
+        }
+
+    wins = verdict(results([0.980, 0.981, 0.982]))
+    assert (
+        wins["strongest_baseline"] == "logit-adjusted"
+        and wins["best_generated"] == "generated+recipe"
+    )
+    assert wins["beats_by_two_std"] is True and abs(wins["difference"] - 0.009) < 1e-9
+    # Ahead on average, but by less than two of the larger standard deviation: not a win.
+    close = verdict(results([0.969, 0.975, 0.981]))
+    assert close["difference"] > 0 and close["beats_by_two_std"] is False
