@@ -28,9 +28,7 @@ def is_generated(name: str) -> bool:
 def verdict(results: dict[str, Any]) -> dict[str, Any]:
     """Strongest baseline, best generated method, their difference and the two-std test."""
     methods = results["methods"]
-    baselines = {
-        n: m for n, m in methods.items() if not is_generated(n) and n not in NOT_BASELINES
-    }
+    baselines = {n: m for n, m in methods.items() if not is_generated(n) and n not in NOT_BASELINES}
     generated = {n: m for n, m in methods.items() if is_generated(n)}
     if not baselines or not generated:
         raise ValueError("the results need at least one baseline and one generated method")

@@ -22,8 +22,9 @@ Augment = Literal["none", "translation", "translation-cutout"]
 
 
 class TrainConfig(GANConfig):
-    """Defaults are the recipe whose quality is recorded in the README. The network's fields are
-    GANConfig's (inherited, declared once); these are the data's, the optimiser's and the run's."""
+    """Defaults are the recipe whose quality is recorded in docs/training.md. The network's
+    fields are GANConfig's (inherited, declared once); these are the data's, the optimiser's
+    and the run's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,7 +52,7 @@ class TrainConfig(GANConfig):
     beta1: float = Field(default=0.5, ge=0, lt=1, description="Adam beta1.")
     beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam beta2.")
     # hinge by default: with the EMA over 10 epochs it beat bce on accuracy, worst digit and FD
-    # (README "The default recipe, chosen by measurement").
+    # (docs/training.md, "The default recipe, chosen by measurement").
     loss: Loss = Field(
         default="hinge",
         description="bce (binary cross entropy; --g-loss and --real-label apply) or hinge "
@@ -73,7 +74,7 @@ class TrainConfig(GANConfig):
     )
     # Moving average of G's weights (pipeline.ema): what is sampled, evaluated and exported.
     # On by default: over the 10-epoch recipe it beat the raw generator's FD from epoch 3 on, on
-    # both CPU kinds (README "EMA generator", benchmarks/results/recipes-mnist-*).
+    # both CPU kinds (docs/training.md "EMA generator", benchmarks/results/recipes-mnist-*).
     ema_decay: float = Field(
         default=0.999,
         ge=0,

@@ -18,7 +18,7 @@ stage "set-up"
 
 RUN=${RUN:-runs/demo}
 # The demo recipe: the default cDCGAN at half width, a 5x learning rate and an EMA generator. It
-# passes the quality gate after 3 epochs on a 2-core AVX2 CPU (measured; README "Quick start").
+# passes the quality gate after 3 epochs on a 2-core AVX2 CPU (measured: benchmarks/README.md).
 # Where it has not passed yet (another CPU trains other numbers), one more epoch at a time, up to
 # MAX_EPOCHS: the evaluation classifier is cached, so each re-check costs seconds.
 EPOCHS=${EPOCHS:-3}

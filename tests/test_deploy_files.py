@@ -440,7 +440,7 @@ def test_no_env_file_is_tracked() -> None:
 
 
 SECRETS_DIR = ROOT / "k8s" / "base" / "secrets"
-# The Secrets a user's overlay makes (the README's recipe), from the templates of SECRETS_DIR.
+# The Secrets a user's overlay makes (docs/operations.md), from the templates of SECRETS_DIR.
 USER_SECRETS = {
     "minio-root": "minio-root",
     "dcgan-s3-publisher": "s3-publisher",
@@ -461,8 +461,8 @@ def shipped(overlay: str) -> str:
 
 @functools.cache
 def kustomize(overlay: str) -> str:
-    """A user's overlay over ``overlay``, as the README shows it: the Secrets made from private
-    env files (the templates with random values)."""
+    """A user's overlay over ``overlay``, as docs/operations.md shows it: the Secrets made
+    from private env files (the templates with random values)."""
     home = Path(tempfile.mkdtemp(prefix=f"k8s-user-{overlay}-"))
     generators = []
     for name, stem in USER_SECRETS.items():
@@ -833,8 +833,9 @@ def test_each_component_holds_only_its_own_s3_credential(overlay: str) -> None:
 
 
 def test_the_readme_overlay_makes_every_secret_the_base_refers_to() -> None:
-    readme = (ROOT / "README.md").read_text()
-    made = set(re.findall(r"- \{name: ([a-z0-9-]+), envs: \[([a-z0-9-]+)\.env\]", readme))
+    """The overlay recipe the docs show (docs/operations.md, "Kubernetes secrets")."""
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    made = set(re.findall(r"- \{name: ([a-z0-9-]+), envs: \[([a-z0-9-]+)\.env\]", docs))
     assert made == set(USER_SECRETS.items())
     referred = set().union(*(_secret_refs(pod) for _, pod in pod_specs(rendered("cpu"))))
     assert referred <= set(USER_SECRETS), referred - set(USER_SECRETS)

@@ -111,6 +111,6 @@ def how_to_train(real_counts: Sequence[int], filled_counts: Sequence[int]) -> li
         "From Python, `models.datasets.recipe.training_set` returns these arrays (images, labels, "
         "sample weights, logit offsets). Without a loss change, a classifier trained on the "
         "filled set alone was measured worse than the logit-adjusted loss on the real skewed "
-        'set alone (the dcgan-mnist-service README, "Balancing a skewed MNIST"); only a '
+        "set alone (dcgan-mnist-service, docs/balancing.md); only a "
         "generator that had seen the rare classes' full data ever did better.",
     ]
