@@ -137,8 +137,9 @@ def _own_dataset(name: str, source: str | None) -> ImageDataset:
         )
     if source is None or source in ("auto", "download") or source.startswith("s3://"):
         raise DataSourceError(
-            f"dataset {name!r} is not a published one ({', '.join(DATASETS)}): give its files "
-            "with --data PATH (an ImageFolder or save_to_disk directory, .npz, .parquet or IDX)"
+            f"unknown dataset {name!r}: the published ones are {', '.join(DATASETS)}; for your "
+            "own data give its files with --data PATH (an ImageFolder or save_to_disk "
+            "directory, .npz, .parquet or IDX)"
         )
     from pipeline.data.own import read_own_dataset
 

@@ -113,7 +113,7 @@ def test_train_records_the_content_and_refuses_to_resume_on_other_data(
     [
         (["--data", "{folder}"], "does not hold the published mnist files"),
         (["--dataset", "Mine!", "--data", "{folder}"], "a name of your own data"),
-        (["--dataset", "mine"], "give its files with --data PATH"),
+        (["--dataset", "mine"], "for your own data give its files with --data PATH"),
         (["--dataset", "mine", "--data", "{tmp}/absent"], "no such file or directory"),
         (["--dataset", "mine", "--data", "{one}"], "too few to train on"),
         (["--dataset", "mine", "--data", "{big}"], "the model makes 28x28"),
