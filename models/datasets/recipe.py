@@ -109,8 +109,12 @@ def how_to_train(real_counts: Sequence[int], filled_counts: Sequence[int]) -> li
         "```",
         "",
         "From Python, `models.datasets.recipe.training_set` returns these arrays (images, labels, "
-        "sample weights, logit offsets). Without a loss change, a classifier trained on the "
-        "filled set alone was measured worse than the logit-adjusted loss on the real skewed "
-        "set alone (dcgan-mnist-service, docs/balancing.md); only a "
-        "generator that had seen the rare classes' full data ever did better.",
+        "sample weights, logit offsets).",
+        "",
+        "**Measured, and not in favour of the generated rows** (dcgan-mnist-service, "
+        "docs/balancing.md): with a generator trained only on the skewed data itself (1% of "
+        "MNIST digits 0-4 kept, 3 seeds), the logit-adjusted loss on the real rows alone scored "
+        "97.72% and this recipe 97.27%; the filled set with a plain loss, 93.47%. Train on the "
+        "real rows with the logit-adjusted loss first; use the generated rows only with the loss "
+        "above, and check on your own held-out data that they help.",
     ]
