@@ -24,6 +24,8 @@ from unittest.mock import patch
 
 import datasets
 import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from numpy.lib import format as npy
 from PIL import Image, PngImagePlugin
 
@@ -32,6 +34,17 @@ from models.idx import idx_bytes
 SECRET = b"SECRET-7f3a9c-never-in-any-output"
 SIZE = 28
 FORMATS = ("imagefolder", "npz", "idx", "idx-gz", "parquet", "hf-disk")
+MAX_GROWTH_KB = 256 * 1024  # this process's peak RSS may not grow more in one run
+HOSTILE = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+def counts(data: st.DataObject, most: int = 3) -> list[int]:
+    """Images per class of a hostile dataset: 0..``most`` each, at least one in all."""
+    drawn: list[int] = data.draw(st.lists(st.integers(0, most), min_size=10, max_size=10))
+    drawn[0] = drawn[0] or int(not any(drawn))
+    return drawn
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from models.registry import LocalStore, ModelRegistry
@@ -30,7 +30,18 @@ from serving.app import create_app
 from serving.datasets import read_dataset
 from tests.serving.conftest import MODEL
 from tests.serving.conftest import settings as serve_settings
-from tests.serving.hostile import FORMATS, SECRET, SIZE, Scene, build, run_cli, snapshot
+from tests.serving.hostile import (
+    FORMATS,
+    HOSTILE,
+    MAX_GROWTH_KB,
+    SECRET,
+    SIZE,
+    Scene,
+    build,
+    counts,
+    run_cli,
+    snapshot,
+)
 from tests.serving.hostile_mutations import (
     CONTENT,
     CONTENT_CASES,
@@ -57,16 +68,6 @@ WRITTEN_IN_PLACE = re.compile(
     r"[0-9]+(/dcgan-[^/]+\.png)?|metadata\.jsonl|README\.md|BALANCE_CARD\.md"
 )
 RECORDS = ("metadata.jsonl", "README.md", "BALANCE_CARD.md")
-MAX_GROWTH_KB = 256 * 1024  # this process's peak RSS may not grow more in one run
-HOSTILE = settings(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
-
-
-def counts(data: st.DataObject) -> list[int]:
-    drawn: list[int] = data.draw(st.lists(st.integers(0, 3), min_size=10, max_size=10))
-    drawn[0] = drawn[0] or int(not any(drawn))  # at least one image
-    return drawn
 
 
 def draw_in_place(data: st.DataObject, fmt: str) -> bool:
