@@ -158,6 +158,10 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                if self._cut:  # cut() ran while this connection was being set up
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -171,11 +175,17 @@ class TcpProxy:
             dst.shutdown(socket.SHUT_WR)
 
     def cut(self) -> None:
-        self._cut = True
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
         self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.close()
+        for sock in sockets:
+            # shutdown() first: close() alone does not wake a thread blocked in recv() on the
+            # socket, so the connection would stay open and a kept-alive request would hang
+            # until its read timeout instead of failing at once (seen in CI, stop 33).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()

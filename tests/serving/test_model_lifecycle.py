@@ -66,7 +66,11 @@ def proxy(s3_server: S3TestServer) -> Iterator[TcpProxy]:
 
 def proxied_registry(s3_server: S3TestServer, proxy: TcpProxy, bucket: str) -> ModelRegistry:
     # The server's own credential is read-only, as in the stack (least privilege).
-    s3 = s3_server.settings("reader", endpoint=proxy.endpoint, max_retries=0, connect_timeout_s=2)
+    # Short timeouts: a connection caught mid-request by cut() must fail within the test's wait,
+    # not after the 60 s default read timeout (CI, stop 33).
+    s3 = s3_server.settings(
+        "reader", endpoint=proxy.endpoint, max_retries=0, connect_timeout_s=2, read_timeout_s=5
+    )
     return ModelRegistry(S3Store(bucket, s3), MODEL)
 
 
