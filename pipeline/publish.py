@@ -1,7 +1,9 @@
 """Publish a training run as a registry version: export, check parity, upload, manifest last.
 
 Nothing reaches the registry unless both exports pass their parity checks; the registry writes
-the manifest after every file, so an interrupted publish leaves no visible version.
+the manifest after every file, so an interrupted publish leaves no visible version. The
+checkpoint is read once (its generator is exported from the state that fills the manifest) and
+each file hashed once: the export's and the classifier's sums travel to the registry with them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import Any
 
 from models.contract import CHECKPOINT_NAME, CLASSIFIER_NAME, SAMPLES_NAME
 from models.fileio import sha256_file
-from models.registry import Manifest, ModelRegistry
-from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
+from models.registry import FileEntry, Manifest, ModelRegistry
+from pipeline.checkpoint import load_generator, resolve_checkpoint_path
 from pipeline.errors import CheckpointError
 from pipeline.evaluation.promotion import Decision, gate_decision
 from pipeline.evaluation.run import EVALUATION_NAME
-from pipeline.export import export_checkpoint
+from pipeline.export import ArtifactFile, export_generator
 
 
 def code_version() -> str | None:
@@ -52,18 +54,20 @@ def read_evaluation(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def evaluation_classifier(run_dir: Path, evaluation: dict[str, Any]) -> Path | None:
-    """The classifier that evaluated the run (ONNX, for filtered answers), when the report names
-    it and the file beside it is that one; a run evaluated before classifiers were kept has none."""
+def evaluation_classifier(run_dir: Path, evaluation: dict[str, Any]) -> ArtifactFile | None:
+    """The classifier that evaluated the run (ONNX, for filtered answers) with its sha256, when
+    the report names it and the file beside it is that one; a run evaluated before classifiers
+    were kept has none."""
     named = evaluation.get("classifier", {})
     path = run_dir / CLASSIFIER_NAME
     if not named or not path.is_file():
         return None
-    if sha256_file(path)[0] != named.get("sha256"):
+    sha256, size = sha256_file(path)
+    if sha256 != named.get("sha256"):
         raise CheckpointError(
             f"{path} is not the classifier {EVALUATION_NAME} names: run `dcgan evaluate` again"
         )
-    return path
+    return ArtifactFile(path, sha256, size)
 
 
 @dataclass(frozen=True)
@@ -92,24 +96,22 @@ def publish_run(
     """
     checkpoint = resolve_checkpoint_path(run)
     run_dir = checkpoint.parent
-    state = load_checkpoint(checkpoint)
+    generator, gan_config, state = load_generator(checkpoint)  # the one read of the checkpoint
     evaluation = read_evaluation(run_dir)
     if promote and decision is None:
         decision = gate_decision(evaluation, force)
     with tempfile.TemporaryDirectory(prefix="dcgan-export-") as tmp:
-        exported = export_checkpoint(checkpoint, Path(tmp) / "export")
-        files: dict[str, Path] = {
-            path.name: path for path in (exported.onnx.path, exported.torchscript.path)
-        }
+        exported = export_generator(generator, gan_config, Path(tmp) / "export")
+        classifier = evaluation_classifier(run_dir, evaluation)
+        hashed = [*exported.files, *([classifier] if classifier is not None else [])]
+        files: dict[str, Path] = {artifact.path.name: artifact.path for artifact in hashed}
         files[CHECKPOINT_NAME] = checkpoint
         if (run_dir / SAMPLES_NAME).is_file():
             files[SAMPLES_NAME] = run_dir / SAMPLES_NAME
-        classifier = evaluation_classifier(run_dir, evaluation)
-        if classifier is not None:
-            files[CLASSIFIER_NAME] = classifier
         export_info = exported.to_manifest()
         manifest = registry.publish(
             files,
+            hashed={a.path.name: FileEntry(sha256=a.sha256, size=a.size) for a in hashed},
             version=version,
             signature=exported.signature,
             metrics={

@@ -1,60 +1,30 @@
-"""The GAN training loop: D and G in alternation, with binary cross entropy or the hinge loss.
+"""Train (or resume) a GAN run: what `dcgan train`, the retraining flow and the experiments call.
 
-Built for throughput on one device: the whole dataset lives on the device, batches are index
-gathers, statistics accumulate in device tensors and reach the host only every ``check_every``
-steps (for the NaN check and the progress bar) and at the end of an epoch. Where the device runs
-bf16 natively (``pipeline.precision.decide``) it trains in bf16 autocast, else in fp32;
-BCE-with-logits keeps the loss in fp32.
-
-Per epoch it records D loss, G loss, mean D(x), mean D(G(z)) (both drift toward 0.5 as G gets
-good), D accuracy and the minimax value E[log D(x)] + E[log(1 - D(G(z)))] (-log 4 at the
-equilibrium), writes a sample grid from fixed noise (one row per digit) and a checkpoint.
+The work has its modules: trainer.py (the networks and the epoch loop), gan_loss.py (the BCE and
+hinge losses), run_files.py (sample grids, checkpoint and metrics.json after each epoch),
+device.py (the device and the images on it); this one sets a run up, resumes it from a
+checkpoint, and returns what it produced.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from models.contract import CHECKPOINT_NAME, SAMPLES_NAME, grid_labels
-from models.fileio import write_atomic
-from models.images import save_grid_png
+from models.contract import CHECKPOINT_NAME
 from models.netconfig import GANConfig
-from models.networks import build_discriminator, build_generator
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.checkpoint import load_checkpoint
 from pipeline.data.loading import ImageDataset
-from pipeline.ema import GeneratorEMA
-from pipeline.errors import CheckpointError, TrainingDiverged, UserError
-from pipeline.longtail import (
-    MIN_STEPS_TO_JUDGE,
-    ClassBalancedSampler,
-    CollapseCheck,
-    LeCam,
-    collapse_signals,
-    diff_augment,
-    real_class_spread,
-    spread,
-)
-from pipeline.precision import decide
-from pipeline.sampling import generate
+from pipeline.device import resolve_device, to_device_images
+from pipeline.errors import CheckpointError
 from pipeline.train_config import TrainConfig
+from pipeline.trainer import EpochCallback, GANTrainer
 
 log = logging.getLogger("dcgan.train")
-
-# Order of the per-step statistics accumulated on the device.
-_D_STATS = ("loss_d", "d_x", "d_g_z", "d_accuracy", "minimax_value")
-EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -64,341 +34,6 @@ class TrainResult:
     history: list[dict[str, Any]]
     generator: nn.Module
     gan_config: GANConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            f"--device {name} was asked for but no CUDA GPU is available: use --device cpu"
-        )
-    return device
-
-
-def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1], resident on the device."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    return x.unsqueeze(1).float().div_(127.5).sub_(1.0)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    write_atomic(path, json.dumps(payload, indent=2).encode())
-
-
-class GANTrainer:
-    """Owns the networks, optimizers and RNG of one run; ``fit`` trains epoch by epoch."""
-
-    def __init__(self, cfg: TrainConfig, out_dir: Path) -> None:
-        self.cfg = cfg
-        self.out_dir = out_dir
-        self.gan_cfg = cfg.gan_config()
-        self.device = resolve_device(cfg.device)
-        self.precision = decide(self.device, cfg.precision)
-        torch.manual_seed(cfg.seed)  # weight init
-        self.generator = build_generator(self.gan_cfg).to(self.device)
-        self.discriminator = build_discriminator(self.gan_cfg).to(self.device)
-        if self.gan_cfg.arch == "dcgan":  # oneDNN / cuDNN convolutions prefer NHWC
-            # Module.to(memory_format=...) works at runtime; torch's stubs lack the overload.
-            self.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            self.discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        self.opt_g = torch.optim.Adam(
-            self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **fused
-        )
-        self.opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **fused
-        )
-        self.ema = GeneratorEMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.rng = torch.Generator(device=self.device)
-        self.rng.manual_seed(cfg.seed)
-        self.lecam = LeCam(self.device) if cfg.lecam_weight > 0 else None
-        self.sampler: ClassBalancedSampler | None = None  # set by fit() when class-balanced
-        self.epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self.dataset_info: dict[str, Any] = {}
-        # Compiled views share parameters with the plain modules, which are what we save.
-        self._g = torch.compile(self.generator) if cfg.compile else self.generator
-        self._d = torch.compile(self.discriminator) if cfg.compile else self.discriminator
-
-    @property
-    def served_generator(self) -> nn.Module:
-        """The generator that is sampled, evaluated and exported: the moving average if on."""
-        return self.ema.module if self.ema is not None else self.generator
-
-    # --- state ---------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        ema = {} if self.ema is None else {"generator_ema": self.ema.state_dict()}
-        lecam = {} if self.lecam is None else {"lecam": self.lecam.state_dict()}
-        return {
-            **ema,
-            **lecam,
-            "train_config": self.cfg.model_dump(),
-            "gan_config": self.gan_cfg.to_dict(),
-            "signature": self.gan_cfg.signature.to_dict(),
-            "epoch": self.epoch,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": self.history,
-            "dataset": self.dataset_info,
-            "precision": self.precision.to_dict(),
-            "torch_version": str(torch.__version__),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            if self.ema is not None:
-                self.ema.load_state_dict(state["generator_ema"])
-            if self.lecam is not None:
-                self.lecam.load_state_dict(state["lecam"])
-            self.rng.set_state(state["rng"])
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint does not fit this run's networks: {exc}") from exc
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-
-    # --- one step --------------------------------------------------------------------------
-
-    def _fake_labels(self, n: int) -> torch.Tensor:
-        if self.sampler is not None:
-            return self.sampler.fake_labels(n, self.rng)
-        return torch.randint(
-            0, self.gan_cfg.num_classes, (n,), device=self.device, generator=self.rng
-        )
-
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.cfg.diffaugment, self.rng)
-
-    def _train_step(
-        self, real: torch.Tensor, labels: torch.Tensor, update_g: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One D update (and a G update if ``update_g``). Returns device tensors, no host sync."""
-        n = real.shape[0]
-        conditional = self.gan_cfg.conditional
-        z = torch.randn(n, self.gan_cfg.latent_dim, device=self.device, generator=self.rng)
-        fake_labels = self._fake_labels(n)
-        g_labels = fake_labels if conditional else None
-        d_labels = labels if conditional else None
-
-        # (1) Update D.
-        with self.precision.autocast(self.device):
-            fake = self._g(z, g_labels)
-            real_logits = self._d(self._augment(real), d_labels).float()
-            fake_logits = self._d(self._augment(fake.detach()), g_labels).float()
-        loss_d = self._loss_d(real_logits, fake_logits)
-        if self.lecam is not None:
-            loss_d = loss_d + self.cfg.lecam_weight * self.lecam(real_logits, fake_logits)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-
-        with torch.no_grad():
-            d_stats = torch.stack(
-                [
-                    loss_d.detach(),
-                    torch.sigmoid(real_logits).mean(),
-                    torch.sigmoid(fake_logits).mean(),
-                    ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2,
-                    F.logsigmoid(real_logits).mean() + F.logsigmoid(-fake_logits).mean(),
-                ]
-            )
-        if not update_g:
-            return d_stats, torch.zeros((), device=self.device)
-
-        # (2) Update G.
-        with self.precision.autocast(self.device):
-            logits = self._d(self._augment(fake), g_labels).float()
-        loss_g = self._loss_g(logits)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        if self.ema is not None:
-            self.ema.update(self.generator)
-        return d_stats, loss_g.detach()
-
-    def _loss_d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        """BCE: maximise log D(x) + log(1 - D(G(z))), real targets smoothed to ``real_label``.
-        Hinge: a margin of 1 on either side; logits beyond it stop pushing D further."""
-        if self.cfg.loss == "hinge":
-            return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-        real_target = torch.full_like(real_logits, self.cfg.real_label)
-        return F.binary_cross_entropy_with_logits(
-            real_logits, real_target
-        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-
-    def _loss_g(self, logits: torch.Tensor) -> torch.Tensor:
-        """Hinge: raise D's logit on fakes. BCE non-saturating maximises log D(G(z)); minimax
-        minimises log(1 - D(G(z))) (its gradient vanishes while D wins)."""
-        if self.cfg.loss == "hinge":
-            return -logits.mean()
-        if self.cfg.g_loss == "non-saturating":
-            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        return -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
-
-    # --- epochs ----------------------------------------------------------------------------
-
-    def fit(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        progress: bool = True,
-        on_epoch: EpochCallback | None = None,
-    ) -> None:
-        cfg = self.cfg
-        x = to_device_images(images, self.device)
-        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(self.device)
-        n = x.shape[0]
-        batch = min(cfg.batch_size, n)
-        steps = n // batch  # drop the ragged tail: static shapes, as compile and cuDNN like
-        if steps < 1:
-            raise UserError(f"need at least 2 training images, got {n}")
-        log.info(
-            "event=train_start device=%s precision=%s (%s) images=%d batch=%d "
-            "steps_per_epoch=%d epochs=%d start_epoch=%d",
-            self.device,
-            self.precision.precision,
-            self.precision.reason,
-            n,
-            batch,
-            steps,
-            cfg.epochs,
-            self.epoch + 1,
-        )
-        real_spread = real_class_spread(images, labels, self.gan_cfg.num_classes)
-        if cfg.sampling == "class-balanced":
-            self.sampler = ClassBalancedSampler(y, self.gan_cfg.num_classes)
-        self.generator.train()
-        self.discriminator.train()
-        while self.epoch < cfg.epochs:
-            epoch = self.epoch + 1
-            started = time.perf_counter()
-            d_sum = torch.zeros(len(_D_STATS), device=self.device)
-            g_sum = torch.zeros((), device=self.device)
-            g_steps = 0
-            perm = (
-                self.sampler.real(steps * batch, self.rng)
-                if self.sampler is not None
-                else torch.randperm(n, device=self.device, generator=self.rng)
-            )
-            bar = tqdm(
-                total=steps,
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                disable=None if progress else True,
-                leave=False,
-            )
-            for step in range(steps):
-                idx = perm[step * batch : (step + 1) * batch]
-                update_g = (step + 1) % cfg.d_steps == 0
-                d_stats, loss_g = self._train_step(x[idx], y[idx], update_g)
-                d_sum += d_stats
-                g_sum += loss_g
-                g_steps += int(update_g)
-                bar.update(1)
-                if (step + 1) % cfg.check_every == 0:
-                    self._check_finite(d_sum, g_sum, epoch, step + 1)
-                    means = (d_sum / (step + 1)).tolist()
-                    bar.set_postfix(
-                        loss_d=f"{means[0]:.3f}", d_x=f"{means[1]:.2f}", d_g_z=f"{means[2]:.2f}"
-                    )
-            bar.close()
-            self._check_finite(d_sum, g_sum, epoch, steps)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - started
-            record = dict(zip(_D_STATS, (d_sum / steps).tolist(), strict=True))
-            record = {
-                "epoch": epoch,
-                **record,
-                "loss_g": float(g_sum) / max(g_steps, 1),
-                "seconds": seconds,
-                "images_per_s": steps * batch / seconds,
-            }
-            self.epoch = epoch
-            record["sample_diversity"], record["class_spread"] = self._write_samples(epoch)
-            check = (
-                collapse_signals(record["d_g_z"], record["class_spread"], real_spread)
-                if epoch * steps >= MIN_STEPS_TO_JUDGE
-                else CollapseCheck(())  # an untrained G is flat too: not collapse, not yet
-            )
-            record["collapse_signals"] = list(check.signals)
-            self.history.append(record)
-            self._save()
-            log.info(
-                "event=epoch_end %s",
-                " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if not isinstance(v, list)),
-            )
-            if check.collapsed:
-                log.warning(
-                    "event=collapse_suspected epoch=%d %s (such a model fails the quality gate "
-                    "and is never promoted; for skewed data try --sampling class-balanced "
-                    "--diffaugment translation-cutout)",
-                    epoch,
-                    "; ".join(check.signals),
-                )
-            if on_epoch is not None:
-                on_epoch(record)
-
-    def _check_finite(
-        self, d_sum: torch.Tensor, g_sum: torch.Tensor, epoch: int, step: int
-    ) -> None:
-        if bool(torch.isfinite(d_sum).all()) and bool(torch.isfinite(g_sum)):
-            return
-        last = self.out_dir / CHECKPOINT_NAME
-        kept = (
-            f"the last good checkpoint {last} (epoch {self.epoch}) is kept"
-            if last.exists()
-            else "no checkpoint was written yet"
-        )
-        raise TrainingDiverged(
-            f"a loss became NaN/inf in epoch {epoch} by step {step}; {kept}. "
-            "Lower --lr-d/--lr-g, or try --precision fp32"
-        )
-
-    def _write_samples(self, epoch: int) -> tuple[float, list[float]]:
-        """Sample grid from fixed noise, one row per digit; returns its within-row pixel spread,
-        overall and per class (row).
-
-        The spread (mean over rows of the per-pixel std across the row's samples, pixels in [0, 1])
-        falls toward 0 when the generator collapses onto one image per class.
-        """
-        labels = grid_labels()
-        generator = self.served_generator
-        images = generate(generator, self.gan_cfg, self.cfg.sample_seed, labels, self.device)
-        save_grid_png(images, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
-        save_grid_png(images, self.out_dir / SAMPLES_NAME)
-        rows = (images.reshape(10, 10, -1) + 1) / 2
-        per_class = [round(spread(row), 5) for row in rows]
-        return float(np.mean(per_class)), per_class
-
-    def _save(self) -> None:
-        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())
-        _write_json(
-            self.out_dir / "metrics.json",
-            {
-                "train_config": self.cfg.model_dump(),
-                "dataset": self.dataset_info,
-                "precision": self.precision.to_dict(),
-                "history": self.history,
-            },
-        )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def train(
@@ -449,4 +84,11 @@ def train(
     )
 
 
-__all__ = ["GANTrainer", "TrainResult", "resolve_device", "train"]
+__all__ = [
+    "EpochCallback",
+    "GANTrainer",
+    "TrainResult",
+    "resolve_device",
+    "to_device_images",
+    "train",
+]

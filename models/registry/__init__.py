@@ -29,10 +29,11 @@ from models.registry.errors import (
 from models.registry.local_store import LocalStore
 from models.registry.manifest import FileEntry, Manifest
 from models.registry.names import new_version_id
-from models.registry.registry import ModelRegistry, VersionInfo
+from models.registry.registry import ModelRegistry
 from models.registry.s3_store import S3Store
 from models.registry.settings import RegistrySettings, open_registry, open_store
 from models.registry.store import ObjectInfo, ObjectStore
+from models.registry.versions import VersionInfo
 
 __all__ = [
     "LATEST",

@@ -1,5 +1,5 @@
-"""Writing one version: its files under the version's claim, verified, then the manifest, last and
-create-only, which is what publishes it.
+"""Writing one version: its files hashed (each once), uploaded under the version's claim and
+verified, then the manifest, last and create-only, which is what publishes it.
 
 A version therefore has exactly its files and its manifest, or is not visible at all: an
 interrupted publish leaves files without a manifest (no version), which ``cleanup`` removes once
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from models.fileio import sha256_file
 from models.registry.claims import Claims
 from models.registry.errors import (
     PreconditionFailed,
@@ -23,7 +24,8 @@ from models.registry.errors import (
     VersionExists,
 )
 from models.registry.layout import Layout
-from models.registry.manifest import Manifest
+from models.registry.manifest import FileEntry, Manifest
+from models.registry.names import check_file_name
 from models.registry.signing import ManifestSigner
 from models.registry.store import ObjectStore
 
@@ -35,6 +37,37 @@ def version_exists(where: str) -> VersionExists:
         f"{where} already exists and versions are immutable: "
         "publish under another version id (or leave it out to get a new one)"
     )
+
+
+def hash_files(
+    files: Mapping[str, Path | str], hashed: Mapping[str, FileEntry]
+) -> tuple[dict[str, FileEntry], dict[str, Path]]:
+    """The manifest entries and local paths of ``files`` ({name in the version: local path}),
+    by name. A file in ``hashed`` (its entry computed by the caller: an export records the sha256
+    of what it wrote) is not read again, only its size checked, so no file is hashed twice and one
+    changed since it was hashed is refused instead of published under a stale sum."""
+    unknown = sorted(set(hashed) - set(files))
+    if unknown:
+        raise ValueError(f"hashed names files that are not published: {unknown}")
+    entries: dict[str, FileEntry] = {}
+    paths: dict[str, Path] = {}
+    for name, raw_path in sorted(files.items()):
+        check_file_name(name)
+        path = Path(raw_path)
+        if not path.is_file():
+            raise RegistryError(f"cannot publish {name}: {path} is not a readable file")
+        known = hashed.get(name)
+        if known is None:
+            sha256, size = sha256_file(path)
+            known = FileEntry(sha256=sha256, size=size)
+        elif path.stat().st_size != known.size:
+            raise RegistryError(
+                f"cannot publish {name}: {path} is {path.stat().st_size} bytes, "
+                f"{known.size} when it was hashed; it changed since, nothing was published"
+            )
+        entries[name] = known
+        paths[name] = path
+    return entries, paths
 
 
 def upload_version(

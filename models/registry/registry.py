@@ -1,8 +1,10 @@
 """The model registry: immutable versions, movable aliases, verified pulls (contract 3).
 
 ``ModelRegistry`` is the facade; each job has its module: names.py (what a name may be),
-layout.py (which key holds what), claims.py (per-version write leases), aliases.py (alias records
-and their compare-and-swap), cache.py (the verified local copies), store.py (S3 or a directory).
+layout.py (which key holds what), versions.py (reading manifests, the listing), publishing.py
+(hashing and uploading a version), claims.py (per-version write leases), aliases.py (alias
+records and their compare-and-swap), pulling.py and cache.py (the verified local copies),
+removal.py (deleting, cleaning up), store.py (S3 or a directory).
 
 Why each guarantee holds, on both stores (see store.py for the primitives):
 
@@ -18,44 +20,39 @@ Why each guarantee holds, on both stores (see store.py for the primitives):
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.contract import LATEST, MANIFEST_NAME, PRODUCTION
-from models.fileio import sha256_file
+from models.contract import LATEST, PRODUCTION
 from models.registry.aliases import Aliases, AliasRecord
 from models.registry.cache import ModelCache
 from models.registry.claims import Claims
 from models.registry.errors import (
     AliasNotFound,
     InvalidName,
-    ObjectNotFound,
-    PublishInProgress,
     RegistryError,
     VersionInUse,
     VersionNotFound,
 )
-from models.registry.layout import CLAIM_NAME, Layout
+from models.registry.layout import Layout
 from models.registry.manifest import FileEntry, Manifest, StoredManifest
 from models.registry.names import (
     check_alias,
-    check_file_name,
     check_model_name,
     check_version_id,
     is_alias,
     is_id,
     new_version_id,
 )
-from models.registry.publishing import upload_version, version_exists
+from models.registry.publishing import hash_files, upload_version, version_exists
+from models.registry.pulling import pull_version
+from models.registry.removal import clean_leftovers, delete_version
 from models.registry.signing import ManifestSigner, ManifestVerifier
-from models.registry.store import ObjectInfo, ObjectStore
+from models.registry.store import ObjectStore
+from models.registry.versions import VersionInfo, Versions
 
 log = logging.getLogger("models.registry")
 
@@ -65,18 +62,6 @@ DEFAULT_LEASE_S = 600.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One row of ``list_versions``."""
-
-    version: str
-    created_at: datetime
-    metrics: dict[str, Any]
-    aliases: list[str]
-    size: int  # bytes, all files
-    manifest: Manifest
 
 
 class ModelRegistry:
@@ -111,6 +96,7 @@ class ModelRegistry:
         self.layout = Layout(self.model)
         self._claims = Claims(store, self.layout, claim_lease_s)
         self._aliases = Aliases(store, self.layout, cas_attempts)
+        self._versions = Versions(store, self.layout, verifier)
 
     def for_model(self, model_name: str) -> ModelRegistry:
         """Another model's registry in the same store, with the same keys and timings (a server
@@ -132,30 +118,11 @@ class ModelRegistry:
 
     def exists(self, version: str) -> bool:
         """A version exists iff its manifest does."""
-        return self.store.stat(self.layout.manifest_key(check_version_id(version))) is not None
+        return self._versions.exists(version)
 
     def _read_manifest(self, version: str, *, verify: bool = True) -> StoredManifest:
         """The version's manifest; with a verifier (and ``verify``), only a validly signed one."""
-        key = self.layout.manifest_key(check_version_id(version))
-        try:
-            data, _ = self.store.get_bytes(key)
-        except ObjectNotFound:
-            raise VersionNotFound(
-                f"no version {version} of model {self.model} in {self.store.location} "
-                "(`dcgan models list` shows the versions there are)"
-            ) from None
-        signature = None
-        if verify and self.verifier is not None:
-            with contextlib.suppress(ObjectNotFound):
-                signature, _ = self.store.get_bytes(self.layout.signature_key(version))
-            self.verifier.verify(data, signature, self._where(version))
-        manifest = Manifest.from_json(data, f"{key} in {self.store.location}")
-        if manifest.model_name != self.model or manifest.version != version:
-            raise RegistryError(
-                f"{key} in {self.store.location} describes {manifest.model_name} version "
-                f"{manifest.version}: it was copied or edited; the version cannot be used"
-            )
-        return StoredManifest(manifest, data, signature)
+        return self._versions.read(version, verify=verify)
 
     def _warn_unverified(self) -> None:
         """Once per registry, when a version's files are used without a verifier."""
@@ -216,35 +183,11 @@ class ModelRegistry:
 
     def list_versions(self) -> list[VersionInfo]:
         """Published versions (those with a manifest), oldest first, with metrics and aliases."""
-        keys = (
-            self.layout.version_of(info.key)
-            for info in self.store.list(self.layout.versions_prefix)
-        )
-        versions = sorted(v for v, name in keys if name == MANIFEST_NAME and is_id(v))
+        versions = self._versions.published()
         by_version: dict[str, list[str]] = {}
         for alias, record in self.aliases().items():
             by_version.setdefault(record.version, []).append(alias)
-
-        def load(version: str) -> VersionInfo | None:
-            try:
-                manifest = self._read_manifest(version, verify=False).manifest
-            except VersionNotFound:  # deleted meanwhile
-                return None
-            except RegistryError as exc:
-                log.warning("registry.bad_manifest version=%s error=%s", version, exc)
-                return None
-            return VersionInfo(
-                version=version,
-                created_at=manifest.created_at,
-                metrics=dict(manifest.metrics),
-                aliases=by_version.get(version, []),
-                size=sum(entry.size for entry in manifest.files.values()),
-                manifest=manifest,
-            )
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            rows = [row for row in pool.map(load, versions) if row is not None]
-        return sorted(rows, key=lambda row: (row.created_at, row.version))
+        return self._versions.rows(versions, by_version)
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -262,26 +205,19 @@ class ModelRegistry:
         extra: Mapping[str, Any] | None = None,
         move_latest: bool = True,
         on_file_uploaded: Callable[[str, int], None] | None = None,
+        hashed: Mapping[str, FileEntry] | None = None,
     ) -> Manifest:
         """Upload ``files`` ({name in the version: local path}) as a new immutable version.
 
         Files go first, the manifest last; then ``latest`` moves to the version (unless a newer
-        version got there first). Raises VersionExists for a taken id, PublishInProgress while
-        another process publishes the same id.
+        version got there first). ``hashed``: the entries of files the caller already hashed
+        (an export's), so each file is hashed once. Raises VersionExists for a taken id,
+        PublishInProgress while another process publishes the same id.
         """
         version = check_version_id(new_version_id() if version is None else version)
         if not files:
             raise RegistryError(f"nothing to publish for {self._where(version)}: no files given")
-        entries: dict[str, FileEntry] = {}
-        paths: dict[str, Path] = {}
-        for name, raw_path in sorted(files.items()):
-            check_file_name(name)
-            path = Path(raw_path)
-            if not path.is_file():
-                raise RegistryError(f"cannot publish {name}: {path} is not a readable file")
-            sha256, size = sha256_file(path)
-            entries[name] = FileEntry(sha256=sha256, size=size)
-            paths[name] = path
+        entries, paths = hash_files(files, hashed or {})
 
         self.store.ensure_ready(for_write=True)
         if self.store.stat(self.layout.manifest_key(version)) is not None:
@@ -415,31 +351,8 @@ class ModelRegistry:
         version = self.resolve(ref)
         stored = self._read_manifest(version)
         names = stored.manifest.select(files, optional, self._where(version))
-        cache = ModelCache(cache_dir, self.model)
-        if cache.holds(version, stored.data, names):
-            log.info("registry.pull_cached model=%s version=%s", self.model, version)
-            cache.touch(version)
-            self._warn_unverified()
-            return cache.path(version)
-        started = time.monotonic()
-
-        def chunks_of(name: str) -> Iterator[bytes]:
-            try:
-                yield from self.store.iter_chunks(self.layout.file_key(version, name))
-            except ObjectNotFound:
-                raise RegistryError(
-                    f"{name} of {self._where(version)} is listed in the manifest but missing "
-                    "from the store: the version is damaged (or was deleted meanwhile)"
-                ) from None
-
-        dest = cache.fill(version, stored, names, chunks_of, self._where(version))
-        log.info(
-            "registry.pulled model=%s version=%s files=%d dir=%s seconds=%.2f",
-            self.model,
-            version,
-            len(names),
-            dest,
-            time.monotonic() - started,
+        dest = pull_version(
+            self.store, self.layout, stored, names, ModelCache(cache_dir, self.model)
         )
         self._warn_unverified()
         return dest
@@ -453,57 +366,11 @@ class ModelRegistry:
         users = [alias for alias, record in self.aliases().items() if record.version == version]
         if users:
             raise VersionInUse(version, users)
-        claim = self._claims.acquire(version, "delete", stale_after_s=self._claims.lease_s)
-        if claim is None:
-            raise PublishInProgress(
-                f"{self._where(version)} is claimed by {self._claims.holder(version)}: try again"
-            )
-        try:
-            self.store.delete([self.layout.manifest_key(version)])
-            keys = [
-                info.key
-                for info in self.store.list(self.layout.version_prefix(version))
-                if info.key != claim.key
-            ]
-            self.store.delete(keys)
-        finally:
-            self._claims.release(claim)
-        log.info("registry.deleted model=%s version=%s", self.model, version)
+        delete_version(self.store, self.layout, self._claims, version)
 
     def cleanup(self, grace_period_s: float | None = None) -> list[str]:
         """Remove what interrupted publishes left: objects of versions without a manifest whose
         newest object is older than the grace period (younger ones may be a publish in progress),
         and stale claims of published versions. Returns the version ids it cleaned."""
         grace = self.grace_period_s if grace_period_s is None else grace_period_s
-        cutoff = _now() - timedelta(seconds=grace)
-        groups: dict[str, list[ObjectInfo]] = {}
-        for info in self.store.list(self.layout.versions_prefix):
-            groups.setdefault(self.layout.version_of(info.key)[0], []).append(info)
-        cleaned: list[str] = []
-        for version, infos in sorted(groups.items()):
-            names = {self.layout.version_of(info.key)[1] for info in infos}
-            if max(info.last_modified for info in infos) > cutoff:
-                continue  # recent activity: a publish (or delete) may be running
-            if not is_id(version):
-                continue  # not ours to judge
-            if MANIFEST_NAME in names and CLAIM_NAME not in names:
-                continue  # a published version: nothing left over
-            claim = self._claims.acquire(version, "cleanup", stale_after_s=grace)
-            if claim is None:
-                continue
-            try:  # a published version loses only its stale claim (released below)
-                if MANIFEST_NAME not in names:
-                    # re-list under the claim: nothing can be added to the version meanwhile
-                    keys = [
-                        info.key
-                        for info in self.store.list(self.layout.version_prefix(version))
-                        if info.key != claim.key
-                    ]
-                    if self.store.stat(self.layout.manifest_key(version)) is None:
-                        self.store.delete(keys)
-                        cleaned.append(version)
-            finally:
-                self._claims.release(claim)
-        if cleaned:
-            log.info("registry.cleaned model=%s versions=%s", self.model, ",".join(cleaned))
-        return cleaned
+        return clean_leftovers(self.store, self.layout, self._claims, grace)

@@ -30,6 +30,7 @@ from models.registry import (
     AliasRecord,
     BadCredentials,
     BucketMissing,
+    FileEntry,
     IntegrityError,
     InvalidName,
     LocalStore,
@@ -119,6 +120,26 @@ def test_existing_version_is_refused_and_nothing_changes(
         registry.publish({"manifest.json": other["generator.onnx"]}, version="v2")
     with pytest.raises(InvalidName):
         registry.publish({"../x": other["generator.onnx"]}, version="v2")
+    assert backend.objects() == before
+
+
+def test_sums_the_publisher_computed_are_kept_and_a_file_changed_since_is_refused(
+    backend: Backend, artifacts: dict[str, Path]
+) -> None:
+    registry = backend.registry()
+    onnx = artifacts["generator.onnx"]
+    sha256, size = sha256_file(onnx)
+    known = {"generator.onnx": FileEntry(sha256=sha256, size=size)}  # as an export records it
+    manifest = registry.publish(artifacts, version="v1", hashed=known)
+    assert {name: (e.sha256, e.size) for name, e in manifest.files.items()} == {
+        name: sha256_file(path) for name, path in artifacts.items()
+    }
+    before = backend.objects()
+    _write(onnx, size + 1, 1)  # changed after it was hashed
+    with pytest.raises(RegistryError, match="changed since"):
+        registry.publish(artifacts, version="v2", hashed=known)
+    with pytest.raises(ValueError, match="not published"):
+        registry.publish({"samples.png": artifacts["samples.png"]}, version="v2", hashed=known)
     assert backend.objects() == before
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
-from models.contract import labels_for_request, latent_for_seed
+from models import fileio
+from models.classifier import ClassifierConfig, DigitClassifier
+from models.contract import CLASSIFIER_NAME, labels_for_request, latent_for_seed
 from models.registry import LocalStore, ModelRegistry, S3Store
 from pipeline.data.loading import ImageDataset
+from pipeline.export.classifier_file import export_classifier
 from pipeline.publish import publish_run
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
@@ -85,6 +92,50 @@ def test_publishing_the_same_version_twice_is_refused(
     with pytest.raises(Exception, match="v1"):
         publish_run(run_dir, registry, version="v1")
     assert registry.show("v1") == before
+
+
+def test_a_publish_reads_the_checkpoint_once_and_hashes_each_file_once(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    # An evaluated run: its classifier beside the checkpoint, named by sha256 in the report.
+    export_classifier(DigitClassifier(ClassifierConfig(width=4)), run / CLASSIFIER_NAME)
+    report = json.loads((run / "evaluation.json").read_text())
+    digest = hashlib.sha256((run / CLASSIFIER_NAME).read_bytes()).hexdigest()
+    report["classifier"] = {"file": CLASSIFIER_NAME, "sha256": digest}
+    (run / "evaluation.json").write_text(json.dumps(report))
+
+    loads: list[Any] = []  # what torch.load read, the real torch.load still reading it
+    real_load = torch.load
+
+    def counting_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        loads.append(f)
+        return real_load(f, *args, **kwargs)
+
+    hashed: list[str] = []  # the names of the files hashed, by the real sha256_file
+    real_hash = fileio.sha256_file
+
+    def counting_hash(path: Path) -> tuple[str, int]:
+        hashed.append(Path(path).name)
+        return real_hash(path)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    for name, module in list(sys.modules.items()):  # every module that imported it by name
+        if name.split(".")[0] in ("models", "pipeline") and (
+            getattr(module, "sha256_file", None) is real_hash
+        ):
+            monkeypatch.setattr(module, "sha256_file", counting_hash)
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
+    manifest = publish_run(run, registry, version="v1").manifest
+    monkeypatch.undo()
+
+    assert loads == [run / "checkpoint.pt"]
+    assert sorted(hashed) == sorted(manifest.files)  # each file once, none twice
+    assert CLASSIFIER_NAME in manifest.files and len(manifest.files) == 5
+    # The sums carried along are the files' own: the pull verifies every one.
+    local = registry.pull("v1", tmp_path / "cache")
+    assert (local / CLASSIFIER_NAME).read_bytes() == (run / CLASSIFIER_NAME).read_bytes()
 
 
 def test_export_and_publish_commands(run_dir: Path, tmp_path: Path) -> None:
