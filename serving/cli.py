@@ -103,7 +103,9 @@ def balance(
     min_confidence: Annotated[
         float | None,
         typer.Option(
-            min=0.0, max=1.0, help="Only digits the classifier reads as asked (needs --url)."
+            min=0.0,
+            max=1.0,
+            help="Only digits the version's classifier reads as asked (with or without --url).",
         ),
     ] = None,
     url: Annotated[

@@ -1,8 +1,9 @@
 """`dcgan balance PATH`: fill a dataset's rare classes with generated images, in its own format.
 
-The images come from a running service (``/balance``, so filtering works as served) or straight
-from a registry model, verified as the server verifies it, without a server: the same planning and
-backend code, so for the same model, counts and seed both give the same bytes as ``POST /balance``.
+The images come from a running service (``/balance``) or straight from a registry model, verified
+as the server verifies it, without a server: the same digit service (``serving.digits``), filter
+included, so for the same model, counts and seed both give the same bytes as ``POST /balance``
+(a filtered request the server would split excepted: the client splits it, this runs it whole).
 A dataset with nothing missing is left alone (running the command on its own output adds nothing).
 
 The dataset is untrusted input (models/datasets/files.py): PATH is resolved once, then its format
@@ -34,13 +35,14 @@ from serving.datasets import (
     require_in_place,
     write_balanced,
 )
+from serving.digits import ChunkedRunner, DigitService, run_now
 from serving.errors import DatasetError
-from serving.generation import plan_balance, resolve_seed, run_plan
-from serving.lifecycle import LoadedModel, ModelManager, onnx_factory
+from serving.generation import plan_balance, resolve_seed
+from serving.lifecycle import LoadedModel, ModelManager, onnx_classifier_factory, onnx_factory
 from serving.onnx_backend import usable_cores
-from serving.schemas import BalanceRequest, Limits, validate
+from serving.schemas import DEFAULT_MAX_CANDIDATES, BalanceRequest, Limits, validate
 
-CHUNK = 1024  # images per backend call when generating locally
+CHUNK = 1024  # images per backend or classifier call when generating locally
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,16 @@ class RegistrySource:
         if model is not None:
             self.settings = self.settings.model_copy(update={"model_name": model})
         self._cache = tempfile.TemporaryDirectory(prefix="dcgan-balance-")
+        threads = usable_cores()
         self.manager = ModelManager(
             open_registry(self.settings),
             Path(self._cache.name),
-            onnx_factory("cpu", usable_cores()),
+            onnx_factory("cpu", threads),
             alias=alias,
             warmup_sizes=(1,),
+            classifier_factory=onnx_classifier_factory("cpu", threads),
         )
+        self.digits = DigitService(ChunkedRunner(CHUNK), DEFAULT_MAX_CANDIDATES)
 
     def close(self) -> None:
         """Remove the pulled files (a temporary cache of this source's own)."""
@@ -137,17 +142,25 @@ class RegistrySource:
     def balance(
         self, counts: list[int], target: int | None, seed: int, min_confidence: float | None
     ) -> Generated:
-        if min_confidence is not None:
-            raise DatasetError("--min-confidence needs a running service: give --url")
         model = self._loaded()
-        fields = {"counts": counts, "target": target, "seed": seed}
+        fields = {
+            "counts": counts,
+            "target": target,
+            "seed": seed,
+            "min_confidence": min_confidence,
+        }
         request = validate(BalanceRequest, fields, Limits())  # the server's rules and messages
         plan = plan_balance(request, model.signature)
-        pixels = run_plan(model.backend, plan, CHUNK)
+        answer = run_now(self.digits.answer(model, plan, request.min_confidence))
         provenance = Provenance(
-            model.name, model.version, plan.seed, self.settings.uri, None, model.manifest.metrics
+            model.name,
+            model.version,
+            answer.seed,
+            self.settings.uri,
+            min_confidence,
+            model.manifest.metrics,
         )
-        return Generated(pixels, plan.labels, provenance)
+        return Generated(answer.pixels, answer.labels, provenance)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,15 @@ import base64
 import io
 import json
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.images import png_bytes, tile
 from serving.schemas import OutputFormat
+
+if TYPE_CHECKING:
+    from serving.digits import Answer
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
@@ -51,35 +54,42 @@ def grid_png(pixels: np.ndarray) -> bytes:
     return png_bytes(tile(pixels, per_row=max(1, min(GRID_PER_ROW, len(pixels)))))
 
 
-def response_meta(model: str, version: str, seed: int, size: int) -> dict[str, Any]:
+def answer_meta(answer: Answer) -> dict[str, Any]:
     """What every answer says about itself: in the JSON body and as X- headers."""
-    return {"model": model, "version": version, "seed": seed, "batch_size": size}
-
-
-def response_headers(meta: dict[str, Any]) -> dict[str, str]:
     return {
-        "X-Model-Name": str(meta["model"]),
-        "X-Model-Version": str(meta["version"]),
-        "X-Seed": str(meta["seed"]),
-        "X-Batch-Size": str(meta["batch_size"]),
+        "model": answer.model,
+        "version": answer.version,
+        "seed": answer.seed,
+        "batch_size": answer.size,
     }
 
 
-def encode_images(
-    pixels: np.ndarray, labels: np.ndarray, fmt: OutputFormat, meta: dict[str, Any]
-) -> tuple[bytes, str]:
-    """(body, media type) for ``pixels`` uint8 (N, H, W) in the requested format."""
+def answer_headers(answer: Answer) -> dict[str, str]:
+    """Contract 6's headers, and the filter's when the answer was filtered."""
+    headers = {
+        "X-Model-Name": answer.model,
+        "X-Model-Version": answer.version,
+        "X-Seed": str(answer.seed),
+        "X-Batch-Size": str(answer.size),
+    }
+    if answer.filtered is not None:
+        headers.update(answer.filtered.headers())
+    return headers
+
+
+def encode_images(answer: Answer, fmt: OutputFormat) -> tuple[bytes, str]:
+    """(body, media type) for the answer's uint8 (N, H, W) pixels in the requested format."""
     if fmt is OutputFormat.NPY:
-        return npy_bytes(pixels), NPY
+        return npy_bytes(answer.pixels), NPY
     if fmt is OutputFormat.PNG:
-        return grid_png(pixels), PNG
+        return grid_png(answer.pixels), PNG
     body = {
-        **meta,
-        "labels": labels.tolist(),
-        "images": [base64.b64encode(png_bytes(image)).decode("ascii") for image in pixels],
+        **answer_meta(answer),
+        "labels": answer.labels.tolist(),
+        "images": [base64.b64encode(png_bytes(image)).decode("ascii") for image in answer.pixels],
     }
     return json.dumps(body, separators=(",", ":")).encode(), JSON
 
 
-def encode_balance(pixels: np.ndarray, labels: np.ndarray) -> tuple[bytes, str]:
-    return npz_bytes(images=pixels, labels=labels), NPZ
+def encode_balance(answer: Answer) -> tuple[bytes, str]:
+    return npz_bytes(images=answer.pixels, labels=answer.labels), NPZ

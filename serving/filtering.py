@@ -17,12 +17,12 @@ round can be refused after work was done, and no inference call grows with the r
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from models.contract import candidate_latent
 from serving.errors import RequestError
@@ -107,7 +107,7 @@ async def filtered_pixels(
         # event loop when there are many: 60,000 latents take tens of milliseconds.
         rows = int(waiting[-1]) + 1
         draw = functools.partial(candidate_latent, plan.seed, k, rows, latent_dim)
-        z = (draw() if rows <= INLINE_MAX else await run_in_threadpool(draw))[waiting]
+        z = (draw() if rows <= INLINE_MAX else await asyncio.to_thread(draw))[waiting]
         labels = plan.labels[waiting]
         candidates = await render(z, labels)
         del z

@@ -88,12 +88,16 @@ def render(output: np.ndarray) -> np.ndarray:
     return to_uint8(output)[:, 0]
 
 
-def run_plan(backend: Backend, plan: Plan, chunk: int) -> np.ndarray:
-    """Pixels for a plan, at most ``chunk`` images per backend call (bounded memory)."""
+def render_chunked(backend: Backend, z: np.ndarray, labels: np.ndarray, chunk: int) -> np.ndarray:
+    """uint8 pixels for latents, at most ``chunk`` images per backend call (bounded memory)."""
     sig = backend.signature
-    z = plan.latent(sig)
-    pixels = np.empty((plan.size, sig.image_size, sig.image_size), dtype=np.uint8)
-    for start in range(0, plan.size, chunk):
-        stop = min(start + chunk, plan.size)
-        pixels[start:stop] = render(backend.run(z[start:stop], plan.labels[start:stop]))
+    pixels = np.empty((len(z), sig.image_size, sig.image_size), dtype=np.uint8)
+    for start in range(0, len(z), chunk):
+        stop = start + chunk
+        pixels[start:stop] = render(backend.run(z[start:stop], labels[start:stop]))
     return pixels
+
+
+def run_plan(backend: Backend, plan: Plan, chunk: int) -> np.ndarray:
+    """Pixels for a plan, unfiltered, in the caller's thread (tests' reference, warm-ups)."""
+    return render_chunked(backend, plan.latent(backend.signature), plan.labels, chunk)

@@ -16,7 +16,7 @@ from models.contract import PRODUCTION
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
 from serving.onnx_backend import Device
-from serving.schemas import MAX_CANDIDATES_CEILING, Limits
+from serving.schemas import DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES_CEILING, Limits
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class ServeSettings(BaseSettings):
     # with a 422 (a request may ask for fewer). A filtered request is admitted for its worst
     # case, images x max_candidates queued images, so it may ask for at most
     # max_queue_images // max_candidates images (4,096 by default); more is a 413.
-    max_candidates: int = Field(default=16, ge=1, le=MAX_CANDIDATES_CEILING)
+    max_candidates: int = Field(default=DEFAULT_MAX_CANDIDATES, ge=1, le=MAX_CANDIDATES_CEILING)
 
     # Dynamic batching: concurrent requests share one inference call of up to batch_max_images,
     # waiting at most batch_wait_ms for company. batch_wait_ms=0 still merges what is queued.

@@ -7,15 +7,13 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
-import numpy as np
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from serving.batching import Batcher
-from serving.errors import ClientGone, NotReady, RequestError
-from serving.filtering import FilterStats, NoCandidate, Tally, filtered_pixels, worst_case
-from serving.generation import INLINE_MAX, Classifier, Plan
+from serving.digits import Answer, DigitService
+from serving.errors import ClientGone, RequestError
+from serving.generation import Plan
 from serving.lifecycle import LoadedModel
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelSet
@@ -40,20 +38,11 @@ class ServiceState:
         self.limits: Limits = settings.limits()
         self.models = models
         self.batcher = batcher
+        self.digits = DigitService(batcher, settings.max_candidates)
         self.metrics = metrics
         self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
 
-    async def pixels_for_latent(
-        self, model: LoadedModel, z: np.ndarray, labels: np.ndarray
-    ) -> np.ndarray:
-        """Pixels for latents the client gave (KServe V2's ``z``), through the same batcher."""
-        ticket = self.batcher.admit(len(labels))
-        try:
-            return await self.batcher.run(ticket, model.backend, z.astype(np.float32), labels)
-        finally:
-            ticket.release()
-
-    async def pixels(
+    async def answer(
         self,
         model: LoadedModel,
         plan: Plan,
@@ -61,83 +50,17 @@ class ServiceState:
         *,
         max_candidates: int | None = None,
         route: str = "other",
-    ) -> tuple[np.ndarray, FilterStats | None]:
-        """The plan's pixels through the batcher, admitted whole (a filtered request for its
-        worst case) or refused before any latent exists; filtered by the version's classifier
-        when ``min_confidence`` is given, with at most ``max_candidates`` per image (default and
-        ceiling: the server's). ``route`` labels the counters of a filtered request that fails;
-        an answered one is counted by its route with the answer (``observe_images``)."""
-        sig = model.signature
-        if min_confidence is None:
-            ticket = self.batcher.admit(plan.size)
-            try:
-                small = plan.size <= INLINE_MAX
-                z = plan.latent(sig) if small else await run_in_threadpool(plan.latent, sig)
-                return await self.batcher.run(ticket, model.backend, z, plan.labels), None
-            finally:
-                ticket.release()
-        try:
-            classifier = self._classifier(model)
-            limit = self._max_candidates(max_candidates)
-            rows = worst_case(plan.size, limit, self.batcher.max_queue_images)
-            ticket = self.batcher.admit(rows)
-        except (RequestError, NotReady):
-            self.metrics.observe_filter_failure(route, model.name, "refused", 0)
-            raise
+    ) -> Answer:
+        """The plan's answer from the digit service on the batcher; ``route`` labels the counters
+        of a filtered request that fails (an answered one is counted with its answer,
+        ``observe_images``)."""
 
-        async def render(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-            return await self.batcher.run(ticket, model.backend, z, labels)
+        def failed(outcome: str, candidates: int) -> None:
+            self.metrics.observe_filter_failure(route, model.name, outcome, candidates)
 
-        async def judge(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
-            return await self.batcher.score(classifier, pixels, labels)
-
-        tally = Tally()
-        try:
-            return await filtered_pixels(
-                plan,
-                sig.latent_dim,
-                sig.image_size,
-                min_confidence,
-                limit,
-                render,
-                judge,
-                release=ticket.settle,
-                tally=tally,
-            )
-        except BaseException as exc:
-            outcome = _failure_outcome(exc)
-            self.metrics.observe_filter_failure(route, model.name, outcome, tally.candidates)
-            raise
-        finally:
-            ticket.release()
-
-    def _classifier(self, model: LoadedModel) -> Classifier:
-        if model.classifier is None:
-            raise RequestError(
-                f"model version {model.version} was published without its evaluation "
-                "classifier, so it cannot filter: omit min_confidence, or publish a version "
-                "evaluated with `dcgan evaluate`",
-                409,
-            )
-        return model.classifier
-
-    def _max_candidates(self, asked: int | None) -> int:
-        """The request's cap on candidates per image: at most the server's."""
-        limit = self.settings.max_candidates
-        if asked is None:
-            return limit
-        if not 1 <= asked <= limit:
-            raise RequestError(f"max_candidates must be from 1 to {limit} here, got {asked}")
-        return asked
-
-
-def _failure_outcome(exc: BaseException) -> str:
-    """How a filtered request that was admitted ended without an answer (a metrics label)."""
-    if isinstance(exc, NoCandidate):
-        return "no_candidate"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"  # the client hung up
-    return "failed"
+        return await self.digits.answer(
+            model, plan, min_confidence, max_candidates=max_candidates, on_failure=failed
+        )
 
 
 def service_state(request: Request) -> ServiceState:

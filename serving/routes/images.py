@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from serving import encoding
-from serving.filtering import FilterStats
 from serving.generation import INLINE_MAX, plan_balance, plan_generate
 from serving.schemas import BalanceRequest, GenerateRequest, parse_query
 from serving.state import ServiceState, State, json_body, unless_disconnected
@@ -17,20 +14,12 @@ from serving.state import ServiceState, State, json_body, unless_disconnected
 router = APIRouter()
 
 
-def _headers(meta: dict[str, Any], filtered: FilterStats | None) -> dict[str, str]:
-    """Contract 6's headers, and the filter's when the answer was filtered."""
-    headers = encoding.response_headers(meta)
-    if filtered is not None:
-        headers.update(filtered.headers())
-    return headers
-
-
 async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
     model = state.models.require(request.model)
     plan = plan_generate(request, model.signature)
-    pixels, filtered = await unless_disconnected(
+    answer = await unless_disconnected(
         http,
-        state.pixels(
+        state.answer(
             model,
             plan,
             request.min_confidence,
@@ -38,15 +27,12 @@ async def _generate(http: Request, request: GenerateRequest, state: ServiceState
             route="/generate",
         ),
     )
-    meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
-    if plan.size <= INLINE_MAX:
-        body, media_type = encoding.encode_images(pixels, plan.labels, request.format, meta)
+    if answer.size <= INLINE_MAX:
+        body, media_type = encoding.encode_images(answer, request.format)
     else:
-        body, media_type = await run_in_threadpool(
-            encoding.encode_images, pixels, plan.labels, request.format, meta
-        )
-    state.metrics.observe_images("/generate", model.name, plan.size, filtered)
-    return Response(body, media_type=media_type, headers=_headers(meta, filtered))
+        body, media_type = await run_in_threadpool(encoding.encode_images, answer, request.format)
+    state.metrics.observe_images("/generate", model.name, answer.size, answer.filtered)
+    return Response(body, media_type=media_type, headers=encoding.answer_headers(answer))
 
 
 @router.post(
@@ -79,9 +65,9 @@ async def balance(request: Request, state: State) -> Response:
     parsed = await json_body(request, BalanceRequest, state)
     model = state.models.require(parsed.model)
     plan = plan_balance(parsed, model.signature)
-    pixels, filtered = await unless_disconnected(
+    answer = await unless_disconnected(
         request,
-        state.pixels(
+        state.answer(
             model,
             plan,
             parsed.min_confidence,
@@ -89,9 +75,8 @@ async def balance(request: Request, state: State) -> Response:
             route="/balance",
         ),
     )
-    payload, media_type = await run_in_threadpool(encoding.encode_balance, pixels, plan.labels)
-    state.metrics.observe_images("/balance", model.name, plan.size, filtered)
-    meta = encoding.response_meta(model.name, model.version, plan.seed, plan.size)
-    headers = _headers(meta, filtered)
+    payload, media_type = await run_in_threadpool(encoding.encode_balance, answer)
+    state.metrics.observe_images("/balance", model.name, answer.size, answer.filtered)
+    headers = encoding.answer_headers(answer)
     headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
     return Response(payload, media_type=media_type, headers=headers)

@@ -128,10 +128,8 @@ async def _pixels(
             {"seed": _one(tensors, "seed"), "batch_size": batch, "digits": digits},
             state.limits,
         )
-        pixels, _ = await unless_disconnected(
-            http, state.pixels(model, plan_generate(request, sig))
-        )
-        return pixels
+        answer = await unless_disconnected(http, state.answer(model, plan_generate(request, sig)))
+        return answer.pixels
     z = tensors["z"]  # [N, latent_dim], N within the limit (kserve checked)
     if "count" in tensors:
         raise RequestError("'count' goes with 'seed'; with 'z' the images are its rows", 400)
@@ -142,7 +140,7 @@ async def _pixels(
         rows = labels_for_request(n, digits)
     except ValueError as exc:
         raise RequestError(str(exc), 400) from None
-    return await unless_disconnected(http, state.pixels_for_latent(model, z, rows))
+    return await unless_disconnected(http, state.digits.pixels_for_latent(model, z, rows))
 
 
 @router.post("/models/{name}/infer", summary="V2 inference: digits for a seed or latents")

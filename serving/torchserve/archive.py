@@ -2,7 +2,8 @@
 
 The version is pulled (every sha256 verified) and packed with torch-model-archiver: the TorchScript
 generator as the serialized file, the registry's ``manifest.json`` as an extra file (the handler
-reads name, version and signature from it) and ``handler.py``. The archiver runs as a subprocess
+reads name, version and signature from it), the version's ``classifier.onnx`` where it has one
+(filtered answers) and ``handler.py``. The archiver runs as a subprocess
 with its own TMPDIR because it stages files in ``$TMPDIR/<model name>``, a path two concurrent
 builds of the same model would share. The finished .mar is renamed into the model store, so
 TorchServe never sees half an archive.
@@ -20,7 +21,7 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
-from models.contract import MANIFEST_NAME, TORCHSCRIPT_NAME
+from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME
 from models.fileio import copy_atomic
 from models.registry import Manifest, ModelRegistry
 from serving.errors import ArchiveError
@@ -62,8 +63,13 @@ def build_archive(
             f"version {published.version} of {published.model_name} has no {TORCHSCRIPT_NAME} "
             "(published without TorchScript): export and publish it again to serve it on TorchServe"
         )
-    version_dir = registry.pull(published.version, cache_dir, files=[TORCHSCRIPT_NAME])
+    # The evaluation classifier too, where the version has one: filtered answers (min_confidence).
+    version_dir = registry.pull(
+        published.version, cache_dir, files=[TORCHSCRIPT_NAME], optional=[CLASSIFIER_NAME]
+    )
     manifest_path = version_dir / MANIFEST_NAME
+    classifier = version_dir / CLASSIFIER_NAME
+    extra = [manifest_path, classifier] if CLASSIFIER_NAME in published.files else [manifest_path]
     manifest = Manifest.from_json(manifest_path.read_bytes(), str(manifest_path))
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def build_archive(
             model_name=manifest.model_name,
             version=manifest.version,
             serialized=version_dir / TORCHSCRIPT_NAME,
-            extra=[manifest_path],
+            extra=extra,
             max_batch_size=max_batch_size,
         )
         copy_atomic(built, target)  # a hidden name beside it until complete, not *.mar

@@ -3,8 +3,9 @@
 TorchServe imports this file from the unpacked .mar as the top-level module ``handler`` and calls
 the module function :func:`handle` (first with ``data=None`` to initialise). Everything that
 decides *what* a request means and *which* images it gets is shared with the ONNX Runtime service
-(``serving.schemas``, ``serving.generation``, ``serving.encoding``), so both backends answer the
-same request with the same digits; this module only adds TorchScript inference and the TorchServe
+(``serving.schemas`` decodes, ``serving.digits`` answers, ``serving.encoding`` encodes), so both
+backends answer the same request with the same digits, filtered ones included (the archive carries
+the version's ``classifier.onnx``); this module only adds TorchScript inference and the TorchServe
 plumbing. The project package must be installed in TorchServe's Python (as in our image).
 
 Errors: a handler exception makes TorchServe answer 503 "Prediction failed" for the whole batch,
@@ -20,22 +21,33 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.contract import MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
-from serving.encoding import JSON, encode_images, response_headers, response_meta
+from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
+from serving.digits import ChunkedRunner, DigitService, run_now
+from serving.encoding import JSON, answer_headers, encode_images
 from serving.errors import HandlerConfigError, RequestError
-from serving.generation import Plan, plan_generate, run_plan
-from serving.schemas import GenerateRequest, Limits, parse_body, parse_query
+from serving.generation import Backend, Classifier, Plan, plan_generate
+from serving.lifecycle import warm_up_classifier
+from serving.onnx_backend import OnnxClassifier
+from serving.schemas import (
+    DEFAULT_MAX_CANDIDATES,
+    GenerateRequest,
+    Limits,
+    parse_body,
+    parse_query,
+)
 
 log = logging.getLogger("serving.torchserve")
 
 MAX_BATCH_ENV = "DCGAN_SERVE_MAX_BATCH_SIZE"
 MAX_BODY_ENV = "DCGAN_SERVE_MAX_BODY_BYTES"
+MAX_CANDIDATES_ENV = "DCGAN_SERVE_MAX_CANDIDATES"
 DEFAULTS = Limits()
 CHUNK = 256  # images per TorchScript call: bounds activation memory for a batch-1024 request
 WARMUP_SEED = 0
@@ -68,15 +80,28 @@ class TorchScriptBackend:
         return result
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """The loaded version, as the digit service sees it (``serving.digits.Version``)."""
+
+    name: str
+    version: str
+    backend: Backend
+    classifier: Classifier | None
+
+
 class GeneratorService:
-    """One loaded model version answering a batch of /generate requests."""
+    """One loaded model version answering a batch of /generate requests through the digit
+    service (``serving.digits``), run in place in chunks of ``CHUNK`` images."""
 
     def __init__(self) -> None:
         self.initialized = False
         self.backend: TorchScriptBackend | None = None
+        self.classifier: Classifier | None = None  # the archive's classifier.onnx, if it has one
         self.model_name = ""
         self.version = ""
         self.limits = DEFAULTS
+        self.digits = DigitService(ChunkedRunner(CHUNK), DEFAULT_MAX_CANDIDATES)
 
     def initialize(self, context: Any) -> None:
         """Load the TorchScript, read name/version/signature from the bundled manifest, warm up."""
@@ -93,8 +118,16 @@ class GeneratorService:
         self.backend = TorchScriptBackend(path, signature, device)
         self.model_name = str(manifest["model_name"])
         self.version = str(manifest["version"])
-        self.limits = _limits(getattr(context, "model_yaml_config", None) or {})
+        model_config = getattr(context, "model_yaml_config", None) or {}
+        self.limits = _limits(model_config)
+        max_candidates = _max_candidates(model_config)
+        # Any valid request fits: the most images, each drawing every candidate.
+        runner = ChunkedRunner(CHUNK, self.limits.max_batch_size * max_candidates)
+        self.digits = DigitService(runner, max_candidates)
         self._warm_up()
+        if (model_dir / CLASSIFIER_NAME).is_file():
+            self.classifier = OnnxClassifier(model_dir / CLASSIFIER_NAME, signature.num_classes)
+            warm_up_classifier(self.classifier, self.backend)
         self.initialized = True
         log.info(
             "torchserve.ready model=%s version=%s device=%s max_batch_size=%d seconds=%.2f",
@@ -148,12 +181,6 @@ class GeneratorService:
     def generate(self, request: GenerateRequest) -> tuple[bytes, str, dict[str, str]]:
         """(body, media type, X- headers) for a validated request: the ONNX service's semantics."""
         assert self.backend is not None
-        if request.min_confidence is not None:
-            raise RequestError(
-                "min_confidence (classifier-filtered answers) is served by the ONNX Runtime API "
-                "(dcgan serve) only: omit it here",
-                422,
-            )
         if request.model is not None and request.model != self.model_name:
             raise RequestError(
                 f"unknown model {request.model!r}: this TorchServe model serves "
@@ -161,10 +188,13 @@ class GeneratorService:
                 404,
             )
         plan = plan_generate(request, self.backend.signature)
-        pixels = run_plan(self.backend, plan, CHUNK)
-        meta = response_meta(self.model_name, self.version, plan.seed, plan.size)
-        payload, media_type = encode_images(pixels, plan.labels, request.format, meta)
-        return payload, media_type, response_headers(meta)
+        loaded = Loaded(self.model_name, self.version, self.backend, self.classifier)
+        work = self.digits.answer(
+            loaded, plan, request.min_confidence, max_candidates=request.max_candidates
+        )
+        answer = run_now(work)
+        payload, media_type = encode_images(answer, request.format)
+        return payload, media_type, answer_headers(answer)
 
 
 def parse_request(item: Any, headers: Mapping[str, Any], limits: Limits) -> GenerateRequest:
@@ -285,8 +315,7 @@ def _device(gpu_id: Any) -> str:
 
 def _limits(model_config: Mapping[str, Any]) -> Limits:
     """Env (``DCGAN_SERVE_*``, as the ONNX service) over the .mar's model-config ``handler:``."""
-    section = model_config.get("handler") if isinstance(model_config, Mapping) else None
-    configured: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
+    configured = _handler_section(model_config)
     return Limits(
         max_batch_size=_setting(
             MAX_BATCH_ENV, "max_batch_size", configured, DEFAULTS.max_batch_size, 1
@@ -296,6 +325,18 @@ def _limits(model_config: Mapping[str, Any]) -> Limits:
             MAX_BODY_ENV, "max_body_bytes", configured, DEFAULTS.max_body_bytes, 1024
         ),
     )
+
+
+def _max_candidates(model_config: Mapping[str, Any]) -> int:
+    """Candidates per image of a filtered request: env over the model config, as the limits."""
+    configured = _handler_section(model_config)
+    return _setting(MAX_CANDIDATES_ENV, "max_candidates", configured, DEFAULT_MAX_CANDIDATES, 1)
+
+
+def _handler_section(model_config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The .mar's model-config ``handler:`` section ({} when absent or not a mapping)."""
+    section = model_config.get("handler") if isinstance(model_config, Mapping) else None
+    return section if isinstance(section, Mapping) else {}
 
 
 def _setting(env: str, key: str, configured: Mapping[str, Any], default: int, low: int) -> int:

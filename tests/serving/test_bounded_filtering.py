@@ -154,6 +154,18 @@ def scenario(
     return asyncio.run(main())
 
 
+async def filtered_answer(
+    state: ServiceState,
+    model: LoadedModel,
+    plan: Plan,
+    min_confidence: float,
+    max_candidates: int | None = None,
+) -> tuple[np.ndarray, FilterStats | None]:
+    """The service's answer to a filtered request: its pixels and filter statistics."""
+    answer = await state.answer(model, plan, min_confidence, max_candidates=max_candidates)
+    return answer.pixels, answer.filtered
+
+
 def candidates(loaded: Loaded, plan: Plan, k_max: int) -> tuple[np.ndarray, np.ndarray]:
     """Every candidate the plan may draw (k_max, n, 28, 28) and its score (k_max, n), computed
     here in one piece by the unwrapped sessions (contract 1: row i of candidate_latent)."""
@@ -210,7 +222,7 @@ def test_every_inference_call_of_a_filtered_request_is_bounded(
     expected, judged = expected_filtered(loaded, plan, threshold, 8)
 
     async def ask(state: ServiceState) -> tuple[np.ndarray, FilterStats | None]:
-        return await state.pixels(loaded.model, plan, threshold)
+        return await filtered_answer(state, loaded.model, plan, threshold)
 
     pixels, stats = scenario(loaded, ask, batch_max_images=cap, workers=workers, max_candidates=8)
     np.testing.assert_array_equal(pixels, expected)
@@ -226,13 +238,15 @@ def test_every_inference_call_of_a_filtered_request_is_bounded(
 def test_a_filtered_request_that_could_never_fit_is_a_413_before_any_work(loaded: Loaded) -> None:
     async def ask(state: ServiceState) -> None:
         with pytest.raises(RequestError) as refused:
-            await state.pixels(loaded.model, Plan(1, labels_for_request(13, None)), 0.5)
+            await filtered_answer(state, loaded.model, Plan(1, labels_for_request(13, None)), 0.5)
         assert refused.value.status == 413
         assert refused.value.headers == {"X-Max-Filtered-Images": "12"}
         assert "at most 12 images per filtered request" in str(refused.value)
         assert state.batcher.backlog == 0
         assert loaded.recorder.calls == []  # nothing was generated nor judged
-        fits, _ = await state.pixels(loaded.model, Plan(1, labels_for_request(12, None)), 0.0)
+        fits, _ = await filtered_answer(
+            state, loaded.model, Plan(1, labels_for_request(12, None)), 0.0
+        )
         assert len(fits) == 12
 
     scenario(
@@ -247,10 +261,12 @@ def test_a_busy_server_refuses_a_filtered_request_whole_before_any_work(loaded: 
     async def ask(state: ServiceState) -> None:
         held = state.batcher.admit(60)  # another request's rows: 40 of 100 left
         with pytest.raises(NotReady):  # 10 images x 8 candidates do not fit in 40
-            await state.pixels(loaded.model, Plan(2, labels_for_request(10, None)), 0.5)
+            await filtered_answer(state, loaded.model, Plan(2, labels_for_request(10, None)), 0.5)
         assert state.batcher.backlog == 60 and loaded.recorder.calls == []
         held.release()
-        fits, _ = await state.pixels(loaded.model, Plan(2, labels_for_request(10, None)), 0.0)
+        fits, _ = await filtered_answer(
+            state, loaded.model, Plan(2, labels_for_request(10, None)), 0.0
+        )
         assert len(fits) == 10 and state.batcher.backlog == 0
 
     scenario(
@@ -267,11 +283,11 @@ def test_a_request_may_allow_fewer_candidates_to_fit(loaded: Loaded) -> None:
     async def ask(state: ServiceState) -> None:
         plan = Plan(1, labels_for_request(13, None))
         with pytest.raises(RequestError) as above:
-            await state.pixels(loaded.model, plan, 0.5, max_candidates=9)
+            await filtered_answer(state, loaded.model, plan, 0.5, max_candidates=9)
         assert above.value.status == 422 and "from 1 to 8" in str(above.value)
         assert loaded.recorder.calls == []
         try:
-            await state.pixels(loaded.model, plan, 0.5, max_candidates=2)
+            await filtered_answer(state, loaded.model, plan, 0.5, max_candidates=2)
         except RequestError as exc:  # this tiny generator may not make every digit in 2
             assert exc.status == 422 and "within 2 candidates" in str(exc)
         assert sum(loaded.recorder.sizes("generator")) <= 26
@@ -296,7 +312,7 @@ def test_an_admitted_filtered_request_is_never_refused_after_work_was_done(
 
     async def ask(state: ServiceState) -> tuple[np.ndarray, int]:
         batcher = state.batcher
-        task = asyncio.ensure_future(state.pixels(loaded.model, plan, threshold))
+        task = asyncio.ensure_future(filtered_answer(state, loaded.model, plan, threshold))
         held, refused = [], 0
         while not task.done():
             room = batcher.max_queue_images - batcher.backlog
@@ -327,7 +343,7 @@ def test_candidates_an_accepted_image_will_never_draw_are_released_at_once(
     threshold = threshold_for(loaded, plan, 8)
 
     async def ask(state: ServiceState) -> int:
-        await state.pixels(loaded.model, plan, threshold)
+        await filtered_answer(state, loaded.model, plan, threshold)
         return state.batcher.backlog
 
     backlog_after = scenario(loaded, ask, max_candidates=8, batch_max_images=64, workers=1)

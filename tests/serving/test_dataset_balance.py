@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from models.datasets.recipe import GENERATED_LOSS_WEIGHT
 from models.idx import idx_bytes
-from models.registry import ModelRegistry
+from models.registry import LocalStore, ModelRegistry
 from models.registry.settings import RegistrySettings
 from pipeline.data.loading import ImageDataset
 from serving.app import create_app
@@ -35,8 +36,8 @@ from serving.datasets import (
     Format,
     read_dataset,
 )
-from serving.errors import DatasetError
-from tests.serving.conftest import MODEL, settings
+from serving.errors import DatasetError, ServiceError
+from tests.serving.conftest import FILTERED, MODEL, settings
 from tests.serving.live import serving
 from tests.test_cli import dcgan
 
@@ -202,6 +203,55 @@ def test_the_service_source_filters(mnist: ImageDataset, tmp_path: Path, url: st
     result = balance_dataset(path, tmp_path / "out", ServiceSource(url), seed=SEED)
     assert result.provenance is not None and result.provenance.source == url
     assert read_dataset(tmp_path / "out" / "skewed.npz").counts(10) == [12] * 10
+
+
+def test_the_registry_source_filters_with_the_services_bytes(
+    mnist: ImageDataset, tmp_path: Path, filtering_registry: Path
+) -> None:
+    """Without a server, --min-confidence runs the same digit service and classifier.onnx as
+    POST /balance: the same images, each its first accepted candidate (issue 31, item 1)."""
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(filtering_registry, registry_dir)
+    registry = ModelRegistry(LocalStore(registry_dir), MODEL)
+    images, labels = skewed(mnist)
+    path = write_npz(tmp_path / "skewed", images, labels)
+    app = create_app(settings(), registry, cache_dir=tmp_path / "cache")
+    with serving(app) as base, DigitsClient(base) as client:
+        unfiltered = client.balance(COUNTS, seed=SEED)
+        # The strictest of these that the fixture's tiny generator meets within the cap.
+        for threshold in (0.5, 0.3, 0.2, 0.1, 0.05):
+            try:
+                served = client.balance(COUNTS, seed=SEED, min_confidence=threshold)
+                break
+            except ServiceError as refused:
+                assert refused.status == 422 and "no candidate" in str(refused)
+        else:
+            pytest.fail("no threshold of 0.05 or more is met: the fixture model is broken")
+    # The filter did something: some image is not its unfiltered candidate.
+    assert (served.images != unfiltered.images).any()
+    where = RegistrySettings(_env_file=None, uri=str(registry_dir), model_name=MODEL)  # type: ignore[call-arg]
+    with RegistrySource("production", where) as source:
+        result = balance_dataset(
+            path, tmp_path / "out", source, seed=SEED, min_confidence=threshold
+        )
+    assert result.provenance is not None and result.provenance.min_confidence == threshold
+    assert result.provenance.version == FILTERED
+    balanced = read_dataset(tmp_path / "out" / "skewed.npz")
+    np.testing.assert_array_equal(balanced.images[len(images) :], served.images)
+
+
+def test_a_registry_version_without_its_classifier_cannot_filter(
+    mnist: ImageDataset, tmp_path: Path, registry_dir: Path
+) -> None:
+    images, labels = skewed(mnist)
+    path = write_npz(tmp_path / "skewed", images, labels)
+    env = {"DCGAN_REGISTRY_URI": str(registry_dir), "DCGAN_REGISTRY_MODEL_NAME": MODEL}
+    done = dcgan("balance", str(path), "--min-confidence", "0.9", env=env)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "published without its evaluation classifier" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "skewed-balanced").exists()
 
 
 def _rgb(root: Path) -> None:

@@ -23,16 +23,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.contract import GeneratorSignature
+from models.contract import CLASSIFIER_NAME, GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
+from serving.digits import Answer, ChunkedRunner, DigitService, run_now
 from serving.encoding import grid_png
 from serving.errors import RequestError
 from serving.generation import plan_generate, run_plan
-from serving.onnx_backend import OnnxBackend
-from serving.schemas import GenerateRequest, Limits
+from serving.onnx_backend import OnnxBackend, OnnxClassifier
+from serving.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
 from serving.torchserve.archive import build_archive
-from serving.torchserve.handler import HandlerConfigError, _limits, parse_request
-from tests.serving.conftest import MODEL
+from serving.torchserve.handler import HandlerConfigError, Loaded, _limits, parse_request
+from tests.serving.conftest import FILTERED, MODEL
 from tests.support.torchserve import TorchServeProcess, running_torchserve
 from tests.test_cli import dcgan
 
@@ -92,6 +93,20 @@ def served(published_registry: Path, tmp_path_factory: pytest.TempPathFactory) -
     with running_torchserve(root / "model_store", mar.name, root / "ts", env=env) as server:
         yield Served(server, version_dir, mar)
     assert processes_mentioning(root / "ts") == [], "TorchServe left processes behind"
+
+
+@pytest.fixture(scope="module")
+def served_filtered(
+    filtering_registry: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """v3 (published with its evaluation classifier) archived and served: filtered answers."""
+    root = tmp_path_factory.mktemp("torchserve-filtered")
+    registry = ModelRegistry(LocalStore(filtering_registry), MODEL)
+    mar = build_archive(registry, FILTERED, root / "model_store", cache_dir=root / "cache")
+    version_dir = registry.pull(FILTERED, root / "cache", optional=[CLASSIFIER_NAME])
+    env = {"DCGAN_SERVE_MAX_BATCH_SIZE": "", "DCGAN_SERVE_MAX_CANDIDATES": ""}
+    with running_torchserve(root / "model_store", mar.name, root / "ts", env=env) as server:
+        yield Served(server, version_dir, mar)
 
 
 def processes_mentioning(path: Path) -> list[str]:
@@ -157,6 +172,49 @@ def test_same_pixels_as_onnx_runtime(served: Served) -> None:
     fraction = float((diff > 0).mean())
     assert diff.max() <= 1, f"max grey-level difference {diff.max()}, {fraction:.2e} differ"
     assert fraction < 1e-3, f"{fraction:.2e} of the pixels differ by one grey level"
+
+
+def onnx_answer(version_dir: Path, request: dict[str, Any]) -> Answer:
+    """The ONNX Runtime service's answer to the same request, through the same digit service."""
+    manifest = json.loads((version_dir / "manifest.json").read_bytes())
+    sig = GeneratorSignature.from_dict(manifest["signature"])
+    loaded = Loaded(
+        manifest["model_name"],
+        manifest["version"],
+        OnnxBackend(version_dir / "generator.onnx", sig, device="cpu"),
+        OnnxClassifier(version_dir / CLASSIFIER_NAME, sig.num_classes, device="cpu"),
+    )
+    plan = plan_generate(GenerateRequest.model_validate(request, context={"limits": Limits()}), sig)
+    service = DigitService(ChunkedRunner(256), DEFAULT_MAX_CANDIDATES)
+    return run_now(service.answer(loaded, plan, request["min_confidence"]))
+
+
+def test_filtered_answers_as_the_onnx_service(served_filtered: Served) -> None:
+    """The archive carries classifier.onnx; min_confidence works on TorchServe with the ONNX
+    service's candidates (issue 31, item 1): same filter counts, same pixels within a level."""
+    with zipfile.ZipFile(served_filtered.mar) as archive:
+        assert CLASSIFIER_NAME in archive.namelist()
+    request = {"seed": 4, "batch_size": 40, "digits": [3, 4, 7], "format": "npy"}
+    for threshold in (0.5, 0.3, 0.2, 0.1):  # the strictest the tiny fixture model meets
+        reply = generate(served_filtered, {**request, "min_confidence": threshold})
+        if reply.status == 200:
+            break
+        assert reply.status == 422 and "no candidate" in reply.json()["detail"], reply.body
+    assert reply.status == 200, reply.body[:300]
+    reference = onnx_answer(served_filtered.version_dir, {**request, "min_confidence": threshold})
+    assert reference.filtered is not None
+    assert reply.headers["X-Filter-Candidates"] == str(reference.filtered.candidates)
+    assert reference.filtered.candidates > 40  # the filter refused some first candidates
+    diff = np.abs(reply.npy().astype(np.int16) - reference.pixels.astype(np.int16))
+    assert diff.max() <= 1 and float((diff > 0).mean()) < 1e-3
+
+
+def test_filter_limits_as_the_onnx_service(served: Served, served_filtered: Served) -> None:
+    unevaluated = generate(served, {**NPY_REQUEST, "min_confidence": 0.5})  # v1: no classifier
+    assert unevaluated.status == 409
+    assert "published without its evaluation classifier" in unevaluated.json()["detail"]
+    over = generate(served_filtered, {**NPY_REQUEST, "min_confidence": 0.5, "max_candidates": 17})
+    assert over.status == 422 and "from 1 to 16" in over.json()["detail"]
 
 
 def test_deterministic_and_prefix(served: Served) -> None:
