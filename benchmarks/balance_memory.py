@@ -36,7 +36,7 @@ import yaml
 from benchmarks.machine import describe
 from models.contract import NUM_CLASSES, PRODUCTION
 from pipeline.machine import cpuinfo_field
-from serving.settings import ServeSettings
+from serving.api.settings import ServeSettings
 from tests.serving.live import dcgan_serve
 
 RESULTS = Path(__file__).parent / "results"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from models.contract import MAX_SEED, labels_for_request, latent_for_seed, to_uint8
 from pipeline.checkpoint import load_generator
-from serving.encoding import NPY, npy_bytes
+from serving.core.encoding import NPY, npy_bytes
 
 generator, config, _ = load_generator(
     Path(os.environ["DCGAN_EAGER_CHECKPOINT"]), torch.device("cpu")

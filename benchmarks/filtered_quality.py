@@ -42,8 +42,8 @@ from pipeline.evaluation.metrics import (
 )
 from pipeline.evaluation.options import EVAL
 from pipeline.train import resolve_device
-from serving.client import DigitsClient
-from serving.errors import ServiceError
+from serving.core.errors import ServiceError
+from serving.tools.client import DigitsClient
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

@@ -181,7 +181,7 @@ def cuda_provider_check(
     import onnxruntime as ort
 
     from models.contract import labels_for_request, latent_for_seed
-    from serving.onnx_backend import OnnxBackend, cuda_problem
+    from serving.core.onnx_backend import OnnxBackend, cuda_problem
 
     result: dict[str, Any] = {
         "onnxruntime": ort.__version__,

@@ -39,8 +39,8 @@ from benchmarks.machine import describe
 from models.contract import PRODUCTION, GeneratorSignature, labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
-from serving.generation import render
-from serving.onnx_backend import OnnxBackend, inference_pool
+from serving.core.generation import render
+from serving.core.onnx_backend import OnnxBackend, inference_pool
 from tests.support.ports import free_port
 
 RESULTS = Path(__file__).parent / "results"

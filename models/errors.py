@@ -2,7 +2,8 @@
 
 ``UserFacingError`` lives in models/ (torch-free, imported by everything), so one
 ``except UserFacingError`` in the CLI (``pipeline/cli.py:main``: one line, exit code 2) or in an
-HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) covers them all::
+HTTP handler (``serving/api/http_errors.py``: ``{"detail": ...}`` with the error's status) covers
+them all::
 
     UserFacingError                           models/errors.py
     ├── RegistryError                         models/registry/errors.py (drawn in full there)
@@ -17,7 +18,7 @@ HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) c
     │   ├── TrainingDiverged                  a loss turned NaN/inf
     │   ├── ExportError                       an artifact failed its checks (nothing written)
     │   └── RetrainError                      a Prefect retraining run failed to start or finish
-    ├── RequestError                          serving/errors.py: a request to change (4xx status)
+    ├── RequestError                          serving/core/errors.py: a request to change (4xx)
     ├── NotReady                              no model yet, or the queue is full (503 + Retry-After)
     ├── ModelLoadError                        a version failed to load or warm up (refused)
     ├── ServiceError                          the client: the service refused or is unreachable
@@ -26,7 +27,7 @@ HTTP handler (``serving/app.py``: ``{"detail": ...}`` with the error's status) c
     └── DatasetError                          models/errors.py: a user's dataset unreadable or
                                               unwritable (`dcgan balance`, `dcgan train --data`)
 
-Not user-facing, never shown: ``serving.errors.ClientGone`` (the client hung up; its work is
+Not user-facing, never shown: ``serving.core.errors.ClientGone`` (the client hung up; its work is
 dropped).
 """
 

@@ -71,7 +71,7 @@ def balance(
         service_generator,
     )
     from pipeline.machine import describe
-    from serving.client import DigitsClient
+    from serving.tools.client import DigitsClient
 
     try:
         setup = BalanceSetup(

@@ -1,1 +1,2 @@
-"""The /generate service: ONNX Runtime (torch-free) and the TorchServe backend, plus the client."""
+"""The /generate service: ``core`` (what every protocol shares), ``api`` (the ONNX Runtime HTTP
+app, torch-free), ``torchserve`` (the TorchServe backend) and ``tools`` (client-side tools)."""

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from models.fileio import write_atomic
-from serving.client import DEFAULT_URL, DigitsClient
+from serving.tools.client import DEFAULT_URL, DigitsClient
 
 SUFFIXES = (".npz", ".npy", ".png")
 
@@ -23,9 +23,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (DCGAN_SERVE_PORT).")] = None,
 ) -> None:
     """Serve /generate from the registry's production model (ONNX Runtime; settings from env)."""
-    from serving.app import create_app
-    from serving.server import run
-    from serving.settings import ServeSettings
+    from serving.api.app import create_app
+    from serving.api.server import run
+    from serving.api.settings import ServeSettings
 
     settings = ServeSettings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -66,7 +66,7 @@ def generate(
     """Fetch generated digits from a running service and save them."""
     if out.suffix not in SUFFIXES:
         raise typer.BadParameter(f"{out} must end in one of {', '.join(SUFFIXES)}", param_hint="-o")
-    from serving import encoding
+    from serving.core import encoding
 
     with DigitsClient(url) as client:
         got = client.generate(
@@ -129,7 +129,7 @@ def balance(
 ) -> None:
     """Fill PATH's rare classes with generated images, written in PATH's own format as a copy."""
     from models.datasets.files import refused, shown
-    from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
+    from serving.tools.dataset_balance import RegistrySource, ServiceSource, balance_dataset
 
     if in_place and out is not None:
         raise typer.BadParameter("give --out or --in-place, not both", param_hint="--in-place")

@@ -33,7 +33,7 @@ from models.registry.settings import RegistrySettings
 from models.s3 import S3Settings
 from models.secrets import THIRD_PARTY_CHECKS
 from pipeline.settings import PipelineSettings
-from serving.settings import ServeSettings
+from serving.api.settings import ServeSettings
 from tests.compose.stack import compose_binary
 
 ROOT = Path(__file__).resolve().parents[1]

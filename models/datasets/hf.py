@@ -1,6 +1,6 @@
 """Hugging Face datasets, read as untrusted input (for `dcgan train --data` and `dcgan balance`):
 a Parquet file (as the Hub serves them) or a ``save_to_disk`` directory, through the ``datasets``
-library (the ``hf`` extra); serving/hf_datasets.py writes them back.
+library (the ``hf`` extra); serving/tools/hf_datasets.py writes them back.
 
 The dataset needs one image column (the ``Image`` feature, or PNG/JPEG bytes as Parquet holds
 them) and one integer label column (``ClassLabel`` or an integer named ``label``/``labels``).

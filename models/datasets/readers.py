@@ -55,7 +55,8 @@ from models.idx import INTEGER_CODES, UBYTE, IdxFormatError, IdxHeader, read_hea
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 DECODERS = ("PNG", "JPEG")  # never another of Pillow's parsers, whatever a file's suffix says
 IDX_IMAGES, IDX_LABELS = "images-idx3-ubyte", "labels-idx1-ubyte"
-OWN_PREFIX = ".dcgan-balance-"  # the in-place journal and staging (serving/dataset_journal.py)
+# The in-place journal and staging (serving/tools/dataset_journal.py).
+OWN_PREFIX = ".dcgan-balance-"
 CLASS_FOLDER = re.compile(r"[0-9]+")
 
 

@@ -4,8 +4,8 @@ Generated digits fill the rare classes, but filling alone flattens the label pri
 learns; the recipe keeps the real prior in the loss (the logit-adjusted loss of Menon et al. 2021,
 its offsets the log of the *real* class frequencies) and gives each generated row less say than
 a real one. Declared here once: the weight written into every generated row of ``metadata.jsonl``
-(serving/datasets.py), the client's per-image weights (serving/client.py), the dataset card's
-"How to train on this" section, and the arrays to train on (:func:`training_set`).
+(serving/tools/datasets.py), the client's per-image weights (serving/tools/client.py), the
+dataset card's "How to train on this" section, and the arrays to train on (:func:`training_set`).
 """
 
 from __future__ import annotations

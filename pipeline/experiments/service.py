@@ -12,7 +12,7 @@ from pipeline.experiments.training_sets import Generate
 
 def service_generator(url: str) -> Generate:
     """``/balance`` of a running service, through the project's client."""
-    from serving.client import DigitsClient
+    from serving.tools.client import DigitsClient
 
     def generate(
         counts: Sequence[int], targets: Sequence[int], seed: int, min_confidence: float | None

@@ -24,7 +24,7 @@ from pathlib import Path
 from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME
 from models.fileio import copy_atomic
 from models.registry import Manifest, ModelRegistry
-from serving.errors import ArchiveError
+from serving.core.errors import ArchiveError
 
 log = logging.getLogger("serving.torchserve")
 

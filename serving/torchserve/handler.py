@@ -3,10 +3,11 @@
 TorchServe imports this file from the unpacked .mar as the top-level module ``handler`` and calls
 the module function :func:`handle` (first with ``data=None`` to initialise). Everything that
 decides *what* a request means and *which* images it gets is shared with the ONNX Runtime service
-(``serving.schemas`` decodes, ``serving.digits`` answers, ``serving.encoding`` encodes), so both
-backends answer the same request with the same digits, filtered ones included (the archive carries
-the version's ``classifier.onnx``); this module only adds TorchScript inference and the TorchServe
-plumbing. The project package must be installed in TorchServe's Python (as in our image).
+(``serving.core.schemas`` decodes, ``serving.core.digits`` answers, ``serving.core.encoding``
+encodes), so both backends answer the same request with the same digits, filtered ones included
+(the archive carries the version's ``classifier.onnx``); this module only adds TorchScript
+inference and the TorchServe plumbing. The project package must be installed in TorchServe's
+Python (as in our image).
 
 Errors: a handler exception makes TorchServe answer 503 "Prediction failed" for the whole batch,
 so every request is answered here on its own: a :class:`RequestError` with its 4xx status and
@@ -29,13 +30,13 @@ import numpy as np
 import torch
 
 from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
-from serving.digits import ChunkedRunner, DigitService, run_now
-from serving.encoding import JSON, answer_headers, encode_images
-from serving.errors import HandlerConfigError, RequestError
-from serving.generation import Backend, Classifier, Plan, plan_generate
-from serving.lifecycle import warm_up_classifier
-from serving.onnx_backend import OnnxClassifier
-from serving.schemas import (
+from serving.core.digits import ChunkedRunner, DigitService, run_now
+from serving.core.encoding import JSON, answer_headers, encode_images
+from serving.core.errors import HandlerConfigError, RequestError
+from serving.core.generation import Backend, Classifier, Plan, plan_generate
+from serving.core.lifecycle import warm_up_classifier
+from serving.core.onnx_backend import OnnxClassifier
+from serving.core.schemas import (
     DEFAULT_MAX_CANDIDATES,
     GenerateRequest,
     Limits,
@@ -55,7 +56,7 @@ BODY_KEYS = ("body", "data")  # TorchServe names a raw POST body "body"; some cl
 
 
 class TorchScriptBackend:
-    """``serving.generation.Backend`` over a TorchScript generator (numpy in, numpy out)."""
+    """``serving.core.generation.Backend`` over a TorchScript generator (numpy in, numpy out)."""
 
     def __init__(self, path: Path, signature: GeneratorSignature, device: str = "cpu") -> None:
         self.device = torch.device(device)
@@ -82,7 +83,7 @@ class TorchScriptBackend:
 
 @dataclass(frozen=True)
 class Loaded:
-    """The loaded version, as the digit service sees it (``serving.digits.Version``)."""
+    """The loaded version, as the digit service sees it (``serving.core.digits.Version``)."""
 
     name: str
     version: str
@@ -92,7 +93,7 @@ class Loaded:
 
 class GeneratorService:
     """One loaded model version answering a batch of /generate requests through the digit
-    service (``serving.digits``), run in place in chunks of ``CHUNK`` images."""
+    service (``serving.core.digits``), run in place in chunks of ``CHUNK`` images."""
 
     def __init__(self) -> None:
         self.initialized = False

@@ -24,7 +24,7 @@ from models.secrets import (
     THIRD_PARTY_CHECKS,
     check_environment,
 )
-from serving.settings import ServeSettings
+from serving.api.settings import ServeSettings
 from tests.test_cli import dcgan
 
 REPO = Path(__file__).resolve().parents[2]

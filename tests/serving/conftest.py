@@ -17,9 +17,9 @@ from pipeline.evaluation.run import evaluate_run
 from pipeline.publish import publish_run
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
-from serving.generation import Plan, run_plan
-from serving.onnx_backend import OnnxBackend
-from serving.settings import ServeSettings
+from serving.api.settings import ServeSettings
+from serving.core.generation import Plan, run_plan
+from serving.core.onnx_backend import OnnxBackend
 
 MODEL = "cdcgan-mnist"
 VERSIONS = ("v1", "v2")  # production -> v1; v2 is a different generator (another seed)

@@ -23,7 +23,7 @@ from numpy.lib import format as npy
 from PIL import Image
 
 from models.idx import idx_bytes
-from serving.dataset_journal import PENDING_NAME, write_journal
+from serving.tools.dataset_journal import PENDING_NAME, write_journal
 from tests.serving.hostile import (
     SECRET,
     SIZE,

@@ -36,7 +36,7 @@ from pipeline.experiments.balance import (
     service_generator,
     skewed_indices,
 )
-from serving.app import create_app
+from serving.api.app import create_app
 from tests.serving.conftest import MODEL, settings
 from tests.serving.live import serving
 from tests.support.ports import free_port

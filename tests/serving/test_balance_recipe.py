@@ -49,7 +49,7 @@ def test_training_set_refuses_images_that_do_not_match() -> None:
 
 def test_serving_imports_the_recipe_without_torch() -> None:
     code = BLOCK_TORCH + (
-        "import serving.client, serving.datasets, serving.dataset_balance\n"
+        "import serving.tools.client, serving.tools.datasets, serving.tools.dataset_balance\n"
         "assert 'torch' not in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

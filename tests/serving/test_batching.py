@@ -15,10 +15,10 @@ import pytest
 
 from models.contract import GeneratorSignature, labels_for_request, latent_for_seed
 from models.registry import ModelRegistry
-from serving.batching import Batcher, fix_mmap_threshold
-from serving.errors import NotReady, RequestError
-from serving.generation import render
-from serving.onnx_backend import OnnxBackend
+from serving.core.batching import Batcher, fix_mmap_threshold
+from serving.core.errors import NotReady, RequestError
+from serving.core.generation import render
+from serving.core.onnx_backend import OnnxBackend
 
 T = TypeVar("T")
 

@@ -30,15 +30,15 @@ from models.contract import (
     labels_for_request,
 )
 from models.registry import LocalStore, ModelRegistry
-from serving.batching import Batcher
-from serving.errors import NotReady, RequestError
-from serving.filtering import Classifier, FilterStats
-from serving.generation import Backend, Plan, render
-from serving.lifecycle import LoadedModel, ModelManager
-from serving.metrics import ServiceMetrics
-from serving.model_set import ModelSet
-from serving.onnx_backend import OnnxBackend, OnnxClassifier
-from serving.state import ServiceState
+from serving.api.metrics import ServiceMetrics
+from serving.api.service_state import ServiceState
+from serving.core.batching import Batcher
+from serving.core.errors import NotReady, RequestError
+from serving.core.filtering import Classifier, FilterStats
+from serving.core.generation import Backend, Plan, render
+from serving.core.lifecycle import LoadedModel, ModelManager
+from serving.core.model_set import ModelSet
+from serving.core.onnx_backend import OnnxBackend, OnnxClassifier
 from tests.serving.conftest import FILTERED, MODEL, settings
 
 T = TypeVar("T")

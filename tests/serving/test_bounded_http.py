@@ -1,7 +1,7 @@
 """Bounded filtered requests over real HTTP (issue 29): a failed filtered request is counted
 with the candidates it drew, a refusal names the most images a filtered request may ask for
 (X-Max-Filtered-Images), and the Python client splits a filtered /balance the server refuses
-into parts, deterministically (serving.client.part_seed)."""
+into parts, deterministically (serving.tools.client.part_seed)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.contract import labels_for_request
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
-from serving.client import DigitsClient, part_seed
-from serving.generation import Plan, run_plan
+from serving.api.app import create_app
+from serving.core.generation import Plan, run_plan
+from serving.tools.client import DigitsClient, part_seed
 from tests.serving.conftest import FILTERED, MODEL, settings
 from tests.serving.live import serving
 from tests.serving.test_bounded_filtering import Loaded, candidates, loaded

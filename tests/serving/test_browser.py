@@ -1,6 +1,6 @@
 """The pages people look at, rendered by a real browser (Debian's chromium, headless) that can
 resolve no host name, so that it reaches nothing but the server on loopback: /docs and /redoc
-(their scripts served by the service itself, serving/docs_ui.py) and the gallery at /.
+(their scripts served by the service itself, serving/api/docs_ui.py) and the gallery at /.
 
 A page whose scripts came from a CDN stays blank here, as it does on a machine without internet.
 Without chromium on PATH these tests are skipped and say so; CI installs it (scripts/chromium.sh).
@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
+from serving.api.app import create_app
 from tests.serving.conftest import MODEL, settings
 from tests.serving.live import serving
 

@@ -16,8 +16,8 @@ from PIL import Image
 from models.datasets.recipe import GENERATED_LOSS_WEIGHT
 from models.registry import ModelRegistry
 from pipeline.data.loading import ImageDataset
-from serving.app import create_app
-from serving.client import DatasetError, DigitsClient, ServiceError
+from serving.api.app import create_app
+from serving.tools.client import DatasetError, DigitsClient, ServiceError
 from tests.serving.conftest import Reference, settings
 from tests.serving.live import serving, wait_ready
 from tests.support.ports import free_port

@@ -23,10 +23,11 @@ from models.idx import idx_bytes
 from models.registry import LocalStore, ModelRegistry
 from models.registry.settings import RegistrySettings
 from pipeline.data.loading import ImageDataset
-from serving.app import create_app
-from serving.client import DigitsClient
-from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
-from serving.datasets import (
+from serving.api.app import create_app
+from serving.core.errors import DatasetError, ServiceError
+from serving.tools.client import DigitsClient
+from serving.tools.dataset_balance import RegistrySource, ServiceSource, balance_dataset
+from serving.tools.datasets import (
     CARD_NAME,
     METADATA_NAME,
     OWN_README_CARD_NAME,
@@ -36,7 +37,6 @@ from serving.datasets import (
     Format,
     read_dataset,
 )
-from serving.errors import DatasetError, ServiceError
 from tests.serving.conftest import FILTERED, MODEL, settings
 from tests.serving.live import serving
 from tests.test_cli import dcgan
@@ -382,7 +382,7 @@ def test_an_interrupted_in_place_run_is_finished_by_the_next(
                 raise KeyboardInterrupt  # the process killed while moving files into place
         real_replace(src, dst, **dir_fds)
 
-    monkeypatch.setattr("serving.dataset_journal.os.replace", dies_after_five)
+    monkeypatch.setattr("serving.tools.dataset_journal.os.replace", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         balance_dataset(root, tmp_path / "unused", registry_source, seed=SEED, in_place=True)
     monkeypatch.undo()

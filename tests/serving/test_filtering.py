@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from models.contract import CLASSIFIER_NAME, ONNX_NAME, GeneratorSignature, candidate_latent
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
-from serving.client import DigitsClient
-from serving.generation import render
-from serving.onnx_backend import OnnxBackend
+from serving.api.app import create_app
+from serving.core.generation import render
+from serving.core.onnx_backend import OnnxBackend
+from serving.tools.client import DigitsClient
 from tests.serving.conftest import FILTERED, MODEL, settings
 from tests.serving.live import serving
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from models.registry import ModelRegistry
-from serving.app import create_app
+from serving.api.app import create_app
 from tests.serving.conftest import settings
 from tests.serving.live import serving
 

@@ -26,8 +26,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
-from serving.datasets import read_dataset
+from serving.api.app import create_app
+from serving.tools.datasets import read_dataset
 from tests.serving.conftest import MODEL
 from tests.serving.conftest import settings as serve_settings
 from tests.serving.hostile import (

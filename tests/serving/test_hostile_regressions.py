@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
+from serving.api.app import create_app
 from tests.serving.conftest import MODEL
 from tests.serving.conftest import settings as serve_settings
 from tests.serving.hostile import (
@@ -38,7 +38,9 @@ from tests.serving.hostile import (
 )
 from tests.serving.live import serving
 
-PENDING = ".dcgan-balance-pending"  # the in-place journal's directory (serving/dataset_journal.py)
+PENDING = (
+    ".dcgan-balance-pending"  # the in-place journal's directory (serving/tools/dataset_journal.py)
+)
 SKEWED = [2, 2, 1, 2, 2, 2, 2, 2, 2, 2]
 EVEN = [1] * 10
 

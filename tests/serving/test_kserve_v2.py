@@ -15,8 +15,8 @@ from tritonclient.utils import InferenceServerException
 
 from models.contract import latent_for_seed
 from models.registry import ModelRegistry
-from serving.app import create_app
-from serving.client import DigitsClient
+from serving.api.app import create_app
+from serving.tools.client import DigitsClient
 from tests.serving.conftest import MODEL, Reference, settings
 from tests.serving.live import serving
 

@@ -21,7 +21,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from models.registry import ModelRegistry, S3Store
-from serving.app import create_app
+from serving.api.app import create_app
 from tests.s3_server import S3TestServer
 from tests.serving.conftest import MODEL, TOKEN, settings
 from tests.serving.live import TcpProxy, dcgan_serve, serving, wait_ready

@@ -26,12 +26,12 @@ from pipeline.data.loading import load_dataset
 from pipeline.publish import publish_run
 from pipeline.train import train
 from pipeline.train_config import TrainConfig
-from serving.app import create_app
-from serving.client import DigitsClient
-from serving.dataset_balance import RegistrySource, ServiceSource, balance_dataset
-from serving.generation import Plan, run_plan
-from serving.onnx_backend import OnnxBackend
-from serving.settings import ServedModel, parse_models
+from serving.api.app import create_app
+from serving.api.settings import ServedModel, parse_models
+from serving.core.generation import Plan, run_plan
+from serving.core.onnx_backend import OnnxBackend
+from serving.tools.client import DigitsClient
+from serving.tools.dataset_balance import RegistrySource, ServiceSource, balance_dataset
 from tests.serving.conftest import MODEL, TOKEN, settings
 from tests.serving.live import serving
 

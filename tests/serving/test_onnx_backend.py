@@ -10,9 +10,9 @@ import pytest
 
 from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from serving import onnx_backend
-from serving.errors import ModelLoadError
-from serving.onnx_backend import (
+from serving.core import onnx_backend
+from serving.core.errors import ModelLoadError
+from serving.core.onnx_backend import (
     CPU,
     CUDA,
     OnnxBackend,

@@ -1,4 +1,4 @@
-"""Hypothesis property tests of the request parsing every backend shares (serving.schemas).
+"""Hypothesis property tests of the request parsing every backend shares (serving.core.schemas).
 
 1. Any bytes, any JSON value, any query: the only exception is RequestError (a 4xx), never an
    OverflowError, RecursionError or anything else that would be a 500.
@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
-from serving.errors import RequestError
-from serving.generation import plan_balance, plan_generate
-from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body, parse_query
-from serving.settings import ServeSettings
+from serving.api.app import create_app
+from serving.api.settings import ServeSettings
+from serving.core.errors import RequestError
+from serving.core.generation import plan_balance, plan_generate
+from serving.core.schemas import BalanceRequest, GenerateRequest, Limits, parse_body, parse_query
 
 LIMITS = Limits(max_batch_size=64, max_balance_images=640, max_body_bytes=4096, max_class_count=64)
 DEFAULT = Limits()

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import ServeSettings
+from serving.api.settings import ServeSettings
 from tests.serving.live import ServerProcess, dcgan_serve
 
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from models.contract import GeneratorSignature
 from models.registry import ModelRegistry
-from serving.app import create_app
-from serving.errors import ModelLoadError
-from serving.lifecycle import warm_up
+from serving.api.app import create_app
+from serving.core.errors import ModelLoadError
+from serving.core.lifecycle import warm_up
 from tests.serving.conftest import MODEL, TOKEN, Reference, settings
 from tests.serving.live import serving, wait_ready
 

@@ -25,12 +25,12 @@ from PIL import Image
 
 from models.contract import CLASSIFIER_NAME, GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
-from serving.digits import Answer, ChunkedRunner, DigitService, run_now
-from serving.encoding import grid_png
-from serving.errors import RequestError
-from serving.generation import plan_generate, run_plan
-from serving.onnx_backend import OnnxBackend, OnnxClassifier
-from serving.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
+from serving.core.digits import Answer, ChunkedRunner, DigitService, run_now
+from serving.core.encoding import grid_png
+from serving.core.errors import RequestError
+from serving.core.generation import plan_generate, run_plan
+from serving.core.onnx_backend import OnnxBackend, OnnxClassifier
+from serving.core.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
 from serving.torchserve.archive import build_archive
 from serving.torchserve.handler import HandlerConfigError, Loaded, _limits, parse_request
 from tests.serving.conftest import FILTERED, MODEL

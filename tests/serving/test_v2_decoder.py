@@ -1,4 +1,4 @@
-"""The KServe V2 decoder (serving.kserve.parse_infer) on anything a client can send.
+"""The KServe V2 decoder (serving.api.kserve.parse_infer) on anything a client can send.
 
 Issue 29 found 500s from outside: a shape whose element count overflows int64 or wraps to zero,
 ``parameters`` of the wrong type, an Inference-Header-Content-Length that ``str.isdigit`` takes but
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.errors import RequestError
-from serving.kserve import DATATYPES, INPUTS, InferRequest, parse_infer
-from serving.schemas import MAX_JSON_DEPTH, Limits, strict_json
+from serving.api.kserve import DATATYPES, INPUTS, InferRequest, parse_infer
+from serving.core.errors import RequestError
+from serving.core.schemas import MAX_JSON_DEPTH, Limits, strict_json
 
 LIMITS = Limits(max_batch_size=64, max_body_bytes=64 * 1024)
 LATENT = 100

@@ -1,4 +1,4 @@
-"""The KServe V2 infer body of the OpenAPI document (serving.kserve.body_schema), and the binary
+"""The KServe V2 infer body of the OpenAPI document (serving.api.kserve.body_schema), and the binary
 data extension for the fuzzer.
 
 ``as_binary`` sends a JSON infer request the binary way (a JSON header, then each input's tensor).
@@ -21,8 +21,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from serving.kserve import DATATYPES, HEADER_LENGTH, INFER_REQUEST, body_schema, parse_infer
-from serving.schemas import Limits
+from serving.api.kserve import DATATYPES, HEADER_LENGTH, INFER_REQUEST, body_schema, parse_infer
+from serving.core.schemas import Limits
 
 BINARY_LOG = "DCGAN_FUZZ_BINARY_LOG"  # the fuzz test counts the requests sent the binary way
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from models.registry import LocalStore, ModelRegistry
-from serving.app import create_app
-from serving.kserve import HEADER_LENGTH
+from serving.api.app import create_app
+from serving.api.kserve import HEADER_LENGTH
 from tests.serving.conftest import MODEL
 from tests.serving.conftest import settings as serve_settings
 from tests.serving.test_v2_decoder import headers, requests, values
@@ -232,6 +232,6 @@ def test_server_readiness_is_the_rule_of_readyz(published_registry: Path, tmp_pa
         assert client.get(f"/v2/models/{MODEL}/ready").status_code == 200
         unready = client.get("/v2/models/unpublished/ready")
         assert unready.status_code == 503 and "no model loaded yet" in unready.json()["error"]
-        app.state.service.draining = True  # SIGTERM (serving/server.py): both turn 503
+        app.state.service.draining = True  # SIGTERM (serving/api/server.py): both turn 503
         assert client.get("/readyz").status_code == 503
         assert client.get("/v2/health/ready").status_code == 503

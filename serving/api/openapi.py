@@ -1,12 +1,13 @@
 """The service's OpenAPI document: every parameter, body and status each route can answer.
 
-The request bodies and the GET query are parsed by serving.schemas and serving.kserve (our limits
-and messages), not by FastAPI, so FastAPI cannot see them; this module writes them into the
-document, with the server's own limits as the bounds, pydantic's ``$ref``s inlined (no dangling
-``#/$defs``), the error answers (``{"detail": "..."}``; ``{"error": "..."}`` on the KServe V2
-routes) and the admin route's bearer auth. The KServe V2 operations name the served models, and
-their bodies follow the loaded models' signatures, so the document is built again when a loaded
-version changes. The fuzz test (tests/serving/test_fuzz.py) holds the server to this document.
+The request bodies and the GET query are parsed by serving.core.schemas and serving.api.kserve
+(our limits and messages), not by FastAPI, so FastAPI cannot see them; this module writes them
+into the document, with the server's own limits as the bounds, pydantic's ``$ref``s inlined (no
+dangling ``#/$defs``), the error answers (``{"detail": "..."}``; ``{"error": "..."}`` on the
+KServe V2 routes) and the admin route's bearer auth. The KServe V2 operations name the served
+models, and their bodies follow the loaded models' signatures, so the document is built again
+when a loaded version changes. The fuzz test (tests/serving/test_fuzz.py) holds the server to
+this document.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from fastapi.openapi.utils import get_openapi
 
 from models.contract import MAX_SEED, NUM_CLASSES
 from models.registry.names import ID
-from serving.lifecycle import FailureKind
-from serving.routes import v2
-from serving.schemas import (
+from serving.api.routes import v2
+from serving.core.lifecycle import FailureKind
+from serving.core.schemas import (
     MAX_CANDIDATES_CEILING,
     MAX_CANDIDATES_HELP,
     MODEL_HELP,

@@ -1,9 +1,10 @@
 """The HTTP API (FastAPI over ONNX Runtime): the app, its model follower and its routers.
 
-Routes live in serving/routes/ (images, operations, admin); what a handler needs is
-serving/state.py; how errors become answers is serving/http_errors.py. Request bodies are read
-and validated by serving.schemas (the same code the TorchServe handler uses), so every malformed
-input is a 4xx with one clear ``detail`` line; a 5xx would be a bug.
+Routes live in serving/api/routes/ (images, operations, admin); what a handler needs is
+serving/api/service_state.py, given to it by serving/api/deps.py; how errors become answers is
+serving/api/http_errors.py. Request bodies are read and validated by serving.core.schemas (the
+same code the TorchServe handler uses), so every malformed input is a 4xx with one clear
+``detail`` line; a 5xx would be a bug.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ from fastapi import FastAPI
 
 from models.registry import ModelRegistry
 from models.registry.settings import RegistrySettings, open_registry
-from serving import docs_ui, openapi
-from serving.batching import Batcher
-from serving.http_errors import install_error_handlers
-from serving.lifecycle import (
+from serving.api import docs_ui, openapi
+from serving.api.http_errors import install_error_handlers
+from serving.api.metrics import MetricsMiddleware, ServiceMetrics
+from serving.api.routes import admin, images, operations, v2
+from serving.api.service_state import ServiceState
+from serving.api.settings import ServeSettings
+from serving.core.batching import Batcher
+from serving.core.lifecycle import (
     BackendFactory,
     LoadedModel,
     ModelManager,
     onnx_classifier_factory,
     onnx_factory,
 )
-from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.model_set import ModelSet
-from serving.onnx_backend import inference_pool
-from serving.routes import admin, images, operations, v2
-from serving.settings import ServeSettings
-from serving.state import ServiceState
+from serving.core.model_set import ModelSet
+from serving.core.onnx_backend import inference_pool
 
 ROUTERS = (images.router, operations.router, admin.router, v2.router)
 # Paths the metrics label by name (anything else is "other", so labels stay bounded).

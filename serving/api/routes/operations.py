@@ -9,10 +9,11 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.batching import Batcher
-from serving.gallery import gallery_html
-from serving.lifecycle import LoadedModel, ModelManager
-from serving.state import ServiceState, State
+from serving.api.deps import State
+from serving.api.gallery import gallery_html
+from serving.api.service_state import ServiceState
+from serving.core.batching import Batcher
+from serving.core.lifecycle import LoadedModel, ModelManager
 
 router = APIRouter()
 

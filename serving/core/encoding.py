@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.images import png_bytes, tile
-from serving.schemas import OutputFormat
+from serving.core.schemas import OutputFormat
 
 if TYPE_CHECKING:
-    from serving.digits import Answer
+    from serving.core.digits import Answer
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"

@@ -1,7 +1,7 @@
 """Dynamic batching with admission control and fair sharing between requests.
 
 Inference runs on a fixed pool of worker threads (one per core on CPU, see
-serving.onnx_backend.inference_pool), so requests never oversubscribe the cores. A request is
+serving.core.onnx_backend.inference_pool), so requests never oversubscribe the cores. A request is
 *admitted* whole or refused whole before its latents are built (``admit``): the backlog (rows
 admitted and not yet computed) never passes ``max_queue_images``, and a refusal names a
 ``Retry-After`` computed from the backlog and the measured throughput. A request that could never
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import NotReady, RequestError
-from serving.generation import Backend, Classifier, render
+from serving.core.errors import NotReady, RequestError
+from serving.core.generation import Backend, Classifier, render
 
 Compute = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rows, labels) -> output rows
 
-log = logging.getLogger("serving.batching")
+log = logging.getLogger("serving.core.batching")
 
 RETRY_AFTER_MAX_S = 300
 THROUGHPUT_SMOOTHING = 0.2  # weight of the newest batch in the images/s estimate

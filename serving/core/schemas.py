@@ -30,7 +30,7 @@ from pydantic import (
 
 from models.contract import MAX_SEED, NUM_CLASSES
 from models.registry.names import ID
-from serving.errors import RequestError
+from serving.core.errors import RequestError
 
 M = TypeVar("M", bound=BaseModel)
 

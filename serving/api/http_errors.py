@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from serving.errors import ClientGone, NotReady, RequestError
+from serving.core.errors import ClientGone, NotReady, RequestError
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, never sent
-log = logging.getLogger("serving.app")
+log = logging.getLogger("serving.api.app")
 
 
 V2_PREFIX = "/v2"  # KServe V2 (Open Inference Protocol) clients read {"error": ...} instead

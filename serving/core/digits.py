@@ -7,7 +7,7 @@ filtered one for its worst case, before any latent exists), the seed's latents, 
 filter and the filter's statistics live here once, so a rule or a fix holds on every path and
 the same (version, plan) gives the same bytes on each of them (contracts 1 and 6).
 
-Where the work runs is the :class:`Runner`'s job: the API's batcher (``serving/batching.py``,
+Where the work runs is the :class:`Runner`'s job: the API's batcher (``serving/core/batching.py``,
 shared queue and workers), or a :class:`ChunkedRunner` (TorchServe, offline balancing) that runs
 it in place in slices of bounded size.
 """
@@ -22,9 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from serving.errors import NotReady, RequestError
-from serving.filtering import FilterStats, NoCandidate, Tally, filtered_pixels, worst_case
-from serving.generation import INLINE_MAX, Backend, Classifier, Plan, render_chunked
+from serving.core.errors import NotReady, RequestError
+from serving.core.filtering import FilterStats, NoCandidate, Tally, filtered_pixels, worst_case
+from serving.core.generation import INLINE_MAX, Backend, Classifier, Plan, render_chunked
 
 T = TypeVar("T")
 # A filtered request that ended without an answer: (outcome, candidates judged) for the metrics;
@@ -33,7 +33,7 @@ FailureHook = Callable[[str, int], None]
 
 
 class Version(Protocol):
-    """What the core needs of a loaded model version (``serving.lifecycle.LoadedModel``)."""
+    """What the core needs of a loaded model version (``serving.core.lifecycle.LoadedModel``)."""
 
     @property
     def name(self) -> str: ...

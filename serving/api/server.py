@@ -4,7 +4,7 @@ Every connection's life is bounded without the client's help:
 - uvicorn has no time limit on a request's headers, so a client that trickles them would hold its
   connection for ever (slowloris). ``GuardedProtocol`` closes a connection whose request line and
   headers are not complete within ``header_timeout_s`` of the connection or of the request's first
-  byte; the body's own limit is the app's (serving/state.py, 408).
+  byte; the body's own limit is the app's (serving/api/deps.py, 408).
 - Nor on sending: a client that asks for a large answer and stops reading it would hold the
   connection (and the answer's memory) for ever. ``GuardedProtocol`` resets a connection whose
   client has taken none of what waits to be sent for ``send_timeout_s``; a slow client that keeps
@@ -38,10 +38,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serving.http_errors import error_response
-from serving.settings import ServeSettings
+from serving.api.http_errors import error_response
+from serving.api.settings import ServeSettings
 
-log = logging.getLogger("serving.server")
+log = logging.getLogger("serving.api.server")
 
 # What load balancers and Kubernetes ask; never refused for want of room taken by other requests.
 PROBES = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})

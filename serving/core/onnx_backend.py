@@ -17,9 +17,9 @@ import numpy as np
 import onnxruntime as ort
 
 from models.contract import CLASSIFIER_INPUT, CLASSIFIER_OUTPUT, GeneratorSignature
-from serving.errors import ModelLoadError
+from serving.core.errors import ModelLoadError
 
-log = logging.getLogger("serving.onnx_backend")
+log = logging.getLogger("serving.core.onnx_backend")
 
 Device = Literal["auto", "cpu", "cuda"]
 CUDA = "CUDAExecutionProvider"
@@ -117,7 +117,7 @@ def open_session(path: Path, device: Device, threads: int) -> ort.InferenceSessi
     options.log_severity_level = 3  # errors only; we log what matters ourselves
     # The CPU memory arena (ONNX Runtime's default) keeps what the largest call needed and never
     # gives it back; every call holds at most DCGAN_SERVE_BATCH_MAX_IMAGES images, the
-    # classifier's of a filtered request too (serving/batching.py), so it stays that size:
+    # classifier's of a filtered request too (serving/core/batching.py), so it stays that size:
     # measured flat over repeated 60,000-image /balance (benchmarks/balance_memory.py).
     options.enable_cpu_mem_arena = True
     try:

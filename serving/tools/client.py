@@ -1,6 +1,6 @@
 """Python client for the service: digits as numpy arrays, from your own code.
 
-    from serving.client import DigitsClient
+    from serving.tools.client import DigitsClient
     with DigitsClient("http://127.0.0.1:8000") as client:
         batch = client.generate(64, digits=3, seed=7)      # batch.images: uint8 (64, 28, 28)
         extra = client.balance(counts=[5923, 60, 5958, 61, 5842, 54, 5918, 62, 5851, 59])
@@ -9,10 +9,10 @@
 
 Only httpx, numpy and the request schema (pydantic): nothing of the model or the server is
 imported. A dataset on disk (an ImageFolder, .npz, IDX or Hugging Face dataset) is balanced in
-its own format by ``serving.dataset_balance`` (what `dcgan balance` runs)::
+its own format by ``serving.tools.dataset_balance`` (what `dcgan balance` runs)::
 
     from pathlib import Path
-    from serving.dataset_balance import ServiceSource, balance_dataset
+    from serving.tools.dataset_balance import ServiceSource, balance_dataset
     result = balance_dataset(Path("digits"), Path("digits-balanced"), ServiceSource(url), seed=7)
     print(result.before, result.added)  # images per class before, and how many were generated
 
@@ -39,10 +39,10 @@ import numpy as np
 
 from models.contract import MAX_SEED, NUM_CLASSES, labels_for_request
 from models.datasets.recipe import GENERATED_LOSS_WEIGHT, TrainingSet, training_set
-from serving.errors import DatasetError as DatasetError  # re-exported: client users catch it
-from serving.errors import ServiceError as ServiceError  # re-exported: client users catch it
-from serving.generation import MAX_FILTERED_IMAGES_HEADER
-from serving.schemas import BalanceRequest, Limits
+from serving.core.errors import DatasetError as DatasetError  # re-exported: client users catch it
+from serving.core.errors import ServiceError as ServiceError  # re-exported: client users catch it
+from serving.core.generation import MAX_FILTERED_IMAGES_HEADER
+from serving.core.schemas import BalanceRequest, Limits
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 BUSY_RETRIES = 10  # a part of a split /balance refused as busy (503) is asked again this often
@@ -263,7 +263,7 @@ def part_seed(seed: int, start: int) -> int:
 
 def _per_class(body: Mapping[str, Any]) -> tuple[tuple[int, ...], list[int]]:
     """A /balance ``body``'s counts as 10 numbers and the images per class the server generates
-    for it (its own arithmetic: serving.schemas.BalanceRequest), read without this client's
+    for it (its own arithmetic: serving.core.schemas.BalanceRequest), read without this client's
     guess at the server's limits."""
     unbounded = Limits(max_balance_images=sys.maxsize, max_class_count=sys.maxsize)
     given = {key: body[key] for key in ("counts", "target") if key in body}

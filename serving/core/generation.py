@@ -21,12 +21,12 @@ from models.contract import (
     latent_for_seed,
     to_uint8,
 )
-from serving.errors import RequestError
-from serving.schemas import BalanceRequest, GenerateRequest
+from serving.core.errors import RequestError
+from serving.core.schemas import BalanceRequest, GenerateRequest
 
 INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
 # On a 413 for a filtered request: the most images one may ask for here (the client splits by
-# it). Here, not in serving/filtering.py, so the client reads it without the server's packages.
+# it). Here, not in serving/core/filtering.py, so the client reads it without the server's packages.
 MAX_FILTERED_IMAGES_HEADER = "X-Max-Filtered-Images"
 
 

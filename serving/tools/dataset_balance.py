@@ -1,9 +1,10 @@
 """`dcgan balance PATH`: fill a dataset's rare classes with generated images, in its own format.
 
 The images come from a running service (``/balance``) or straight from a registry model, verified
-as the server verifies it, without a server: the same digit service (``serving.digits``), filter
-included, so for the same model, counts and seed both give the same bytes as ``POST /balance``
-(a filtered request the server would split excepted: the client splits it, this runs it whole).
+as the server verifies it, without a server: the same digit service (``serving.core.digits``),
+filter included, so for the same model, counts and seed both give the same bytes as
+``POST /balance`` (a filtered request the server would split excepted: the client splits it, this
+runs it whole).
 A dataset with nothing missing is left alone (running the command on its own output adds nothing).
 
 The dataset is untrusted input (models/datasets/files.py): PATH is resolved once, then its format
@@ -23,9 +24,15 @@ import numpy as np
 from models.contract import GeneratorSignature
 from models.datasets.files import DatasetLimits, remove_stale, resolve
 from models.registry.settings import RegistrySettings, open_registry
-from serving.client import DigitsClient
-from serving.dataset_journal import STAGING_PREFIX, finish_pending, require_no_pending
-from serving.datasets import (
+from serving.core.digits import ChunkedRunner, DigitService, run_now
+from serving.core.errors import DatasetError
+from serving.core.generation import plan_balance, resolve_seed
+from serving.core.lifecycle import LoadedModel, ModelManager, onnx_classifier_factory, onnx_factory
+from serving.core.onnx_backend import usable_cores
+from serving.core.schemas import DEFAULT_MAX_CANDIDATES, BalanceRequest, Limits, validate
+from serving.tools.client import DigitsClient
+from serving.tools.dataset_journal import STAGING_PREFIX, finish_pending, require_no_pending
+from serving.tools.datasets import (
     Dataset,
     Format,
     Provenance,
@@ -35,12 +42,6 @@ from serving.datasets import (
     require_in_place,
     write_balanced,
 )
-from serving.digits import ChunkedRunner, DigitService, run_now
-from serving.errors import DatasetError
-from serving.generation import plan_balance, resolve_seed
-from serving.lifecycle import LoadedModel, ModelManager, onnx_classifier_factory, onnx_factory
-from serving.onnx_backend import usable_cores
-from serving.schemas import DEFAULT_MAX_CANDIDATES, BalanceRequest, Limits, validate
 
 CHUNK = 1024  # images per backend or classifier call when generating locally
 
@@ -63,7 +64,7 @@ class ImageSource(Protocol):
 
 
 class ServiceSource:
-    """A running service, over HTTP (serving.client); ``model``: which of its models (default:
+    """A running service, over HTTP (serving.tools.client); ``model``: which of its models (default:
     the server's first)."""
 
     def __init__(self, url: str, model: str | None = None) -> None:

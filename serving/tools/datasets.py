@@ -9,7 +9,7 @@ generated image: file, label, model, version, seed, filter, and the training rec
 and how to train on them (models/datasets/recipe.py), naming the dataset by its escaped name only
 (no absolute path). Generated PNGs carry their provenance in an XMP packet (IPTC
 ``DigitalSourceType`` = trainedAlgorithmicMedia) and text chunks (model, version, seed).
-``--in-place`` goes through serving/dataset_journal.py.
+``--in-place`` goes through serving/tools/dataset_journal.py.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from models.datasets.readers import (
 from models.datasets.recipe import GENERATED_FIELDS, how_to_train
 from models.idx import idx_bytes
 from models.registry.names import is_id
-from serving.dataset_journal import (
+from serving.tools.dataset_journal import (
     CARD_NAME,
     METADATA_NAME,
     OWN_README_CARD_NAME,
@@ -352,7 +352,7 @@ def write_balanced(
                 copy_tree(source.tree, stage)
                 lines += _write_pngs(stage, images, labels, provenance, source.path, progress)
             elif source.format in (Format.PARQUET, Format.HF_DISK):
-                from serving import (
+                from serving.tools import (
                     hf_datasets,  # needs the optional `datasets`; imports this module
                 )
 
@@ -388,8 +388,9 @@ def add_in_place(
     progress: bool = False,
     limits: DatasetLimits | None = None,
 ) -> None:
-    """Add the generated images to an ImageFolder itself, journaled (serving/dataset_journal.py):
-    staged in a hidden, locked directory that one rename commits, then moved into place."""
+    """Add the generated images to an ImageFolder itself, journaled
+    (serving/tools/dataset_journal.py): staged in a hidden, locked directory that one rename
+    commits, then moved into place."""
     require_in_place(source)
     root = source.path
     if lstat(root / PENDING_NAME) is not None:

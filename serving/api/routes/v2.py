@@ -1,7 +1,7 @@
 """KServe V2 (Open Inference Protocol) REST endpoints beside ours, so stock clients
 (``tritonclient.http``, KServe) can ask for digits: server and model metadata and health, and
-``infer`` (serving/kserve.py: the bodies); and their part of the OpenAPI document. Errors are
-``{"error": ...}`` (serving/http_errors.py).
+``infer`` (serving/api/kserve.py: the bodies); and their part of the OpenAPI document. Errors are
+``{"error": ...}`` (serving/api/http_errors.py).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from models.contract import GeneratorSignature, labels_for_request
-from serving import kserve
-from serving.errors import RequestError
-from serving.generation import plan_generate
-from serving.lifecycle import LoadedModel
-from serving.routes.operations import server_ready
-from serving.schemas import GenerateRequest, Limits, validate
-from serving.state import ServiceState, State, read_body, unless_disconnected
+from serving.api import kserve
+from serving.api.deps import State, read_body, unless_disconnected
+from serving.api.routes.operations import server_ready
+from serving.api.service_state import ServiceState
+from serving.core.errors import RequestError
+from serving.core.generation import plan_generate
+from serving.core.lifecycle import LoadedModel
+from serving.core.schemas import GenerateRequest, Limits, validate
 
 router = APIRouter(prefix="/v2", tags=["KServe V2 (Open Inference Protocol)"])
 SERVER_NAME, SERVER_VERSION = "dcgan-mnist-service", "0.1.0"
@@ -167,7 +168,7 @@ async def _infer(http: Request, state: ServiceState, model: LoadedModel) -> Resp
     return Response(payload, media_type=media_type, headers=headers)
 
 
-# -- these routes in the OpenAPI document (serving/openapi.py asks) -------------------------------
+# -- these routes in the OpenAPI document (serving/api/openapi.py asks) ---------------------------
 Served = Sequence[tuple[str, LoadedModel | None]]  # each served model's name and loaded version
 JSON = "application/json"
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -203,7 +204,7 @@ ANSWER = {
 
 def document(spec: dict[str, Any], limits: Limits, served: Served) -> None:
     """Answers and ``{"error": ...}`` errors; the served models' names and loaded versions as the
-    path's values; the infer body (serving/kserve.py) that every loaded model accepts."""
+    path's values; the infer body (serving/api/kserve.py) that every loaded model accepts."""
     paths = spec["paths"]
     paths["/v2"]["get"]["responses"] = _answer("Server name, version, extensions")
     paths["/v2/health/live"]["get"]["responses"] = {"200": {"description": "The process answers"}}

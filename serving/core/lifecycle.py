@@ -46,12 +46,12 @@ from models.registry.errors import (
     StoreUnreachable,
     VersionNotFound,
 )
-from serving.errors import ModelLoadError, NotReady
-from serving.filtering import Classifier
-from serving.generation import Backend, Plan, render
-from serving.onnx_backend import Device, OnnxBackend, OnnxClassifier, is_allocation_failure
+from serving.core.errors import ModelLoadError, NotReady
+from serving.core.filtering import Classifier
+from serving.core.generation import Backend, Plan, render
+from serving.core.onnx_backend import Device, OnnxBackend, OnnxClassifier, is_allocation_failure
 
-log = logging.getLogger("serving.lifecycle")
+log = logging.getLogger("serving.core.lifecycle")
 
 WARMUP_SEED = 0
 

@@ -1,15 +1,15 @@
 """Several models from one server: a :class:`ModelManager` per served model, found by name.
 
 Each model follows its own alias and is verified, warmed up, hot-swapped and reported on its own
-(serving/lifecycle.py); a request that names no model gets the first one served.
+(serving/core/lifecycle.py); a request that names no model gets the first one served.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from serving.errors import RequestError
-from serving.lifecycle import LoadedModel, ModelManager
+from serving.core.errors import RequestError
+from serving.core.lifecycle import LoadedModel, ModelManager
 
 
 class ModelSet:

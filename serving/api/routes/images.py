@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from serving import encoding
-from serving.generation import INLINE_MAX, plan_balance, plan_generate
-from serving.schemas import BalanceRequest, GenerateRequest, parse_query
-from serving.state import ServiceState, State, json_body, unless_disconnected
+from serving.api.deps import State, json_body, unless_disconnected
+from serving.api.service_state import ServiceState
+from serving.core import encoding
+from serving.core.generation import INLINE_MAX, plan_balance, plan_generate
+from serving.core.schemas import BalanceRequest, GenerateRequest, parse_query
 
 router = APIRouter()
 

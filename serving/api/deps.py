@@ -1,5 +1,5 @@
-"""What a request handler needs, built once per app, and the steps every image route shares:
-reading a JSON body within its limits, and waiting for pixels unless the client hangs up."""
+"""The FastAPI dependencies and steps every image route shares: the service state, reading a
+JSON body within its limits, and waiting for pixels unless the client hangs up."""
 
 from __future__ import annotations
 
@@ -10,57 +10,12 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
-from serving.batching import Batcher
-from serving.digits import Answer, DigitService
-from serving.errors import ClientGone, RequestError
-from serving.generation import Plan
-from serving.lifecycle import LoadedModel
-from serving.metrics import ServiceMetrics
-from serving.model_set import ModelSet
-from serving.schemas import BalanceRequest, GenerateRequest, Limits, parse_body
-from serving.settings import ServeSettings
+from serving.api.service_state import ServiceState
+from serving.core.errors import ClientGone, RequestError
+from serving.core.schemas import BalanceRequest, GenerateRequest, parse_body
 
 T = TypeVar("T")
 M = TypeVar("M", GenerateRequest, BalanceRequest)
-
-
-class ServiceState:
-    """Everything a request handler needs, built once per app (``app.state.service``)."""
-
-    def __init__(
-        self,
-        settings: ServeSettings,
-        models: ModelSet,
-        batcher: Batcher,
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.settings = settings
-        self.limits: Limits = settings.limits()
-        self.models = models
-        self.batcher = batcher
-        self.digits = DigitService(batcher, settings.max_candidates)
-        self.metrics = metrics
-        self.draining = False  # set on SIGTERM (serving/server.py): /readyz turns 503
-
-    async def answer(
-        self,
-        model: LoadedModel,
-        plan: Plan,
-        min_confidence: float | None = None,
-        *,
-        max_candidates: int | None = None,
-        route: str = "other",
-    ) -> Answer:
-        """The plan's answer from the digit service on the batcher; ``route`` labels the counters
-        of a filtered request that fails (an answered one is counted with its answer,
-        ``observe_images``)."""
-
-        def failed(outcome: str, candidates: int) -> None:
-            self.metrics.observe_filter_failure(route, model.name, outcome, candidates)
-
-        return await self.digits.answer(
-            model, plan, min_confidence, max_candidates=max_candidates, on_failure=failed
-        )
 
 
 def service_state(request: Request) -> ServiceState:

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.errors import RequestError
-from serving.lifecycle import FailureKind, classify
-from serving.routes.operations import model_details
-from serving.state import ServiceState, State
+from serving.api.deps import State
+from serving.api.routes.operations import model_details
+from serving.api.service_state import ServiceState
+from serving.core.errors import RequestError
+from serving.core.lifecycle import FailureKind, classify
 
 # /admin/reload: a refused version or an alias with nothing to load is the caller's to fix (409);
 # every other failure is the server's trouble and is retried by polling (503).

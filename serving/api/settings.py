@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.contract import PRODUCTION
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
-from serving.onnx_backend import Device
-from serving.schemas import DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES_CEILING, Limits
+from serving.core.onnx_backend import Device
+from serving.core.schemas import DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES_CEILING, Limits
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ class ServeSettings(BaseSettings):
     batching: bool = True
     batch_max_images: int = Field(default=256, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0)
-    # Server limits (serving/server.py): a client must send its headers and its body within these
-    # times (else the connection is closed / 408); at most limit_concurrency requests are in the
-    # app at once (more: 503 + Retry-After; the health probes have a budget of their own); a
+    # Server limits (serving/api/server.py): a client must send its headers and its body within
+    # these times (else the connection is closed / 408); at most limit_concurrency requests are in
+    # the app at once (more: 503 + Retry-After; the health probes have a budget of their own); a
     # client that takes none of its answer for send_timeout_s is reset; on SIGTERM /readyz turns
     # 503 at once, the server keeps answering for drain_s (so load balancers stop sending), then
     # finishes what is in flight within shutdown_grace_s and exits.

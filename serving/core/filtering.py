@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.contract import candidate_latent
-from serving.errors import RequestError
-from serving.generation import INLINE_MAX, MAX_FILTERED_IMAGES_HEADER, Classifier, Plan
+from serving.core.errors import RequestError
+from serving.core.generation import INLINE_MAX, MAX_FILTERED_IMAGES_HEADER, Classifier, Plan
 
 __all__ = ["Classifier", "FilterStats", "NoCandidate", "Tally", "filtered_pixels", "worst_case"]
 

@@ -9,7 +9,7 @@ output is ``images`` (UINT8 [N, H, W]).
 https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol
 
 The JSON (the whole body, or the header the binary extension puts before its tensors) is read by
-``serving.schemas.strict_json``, the rules of every route. Every size is then checked in Python
+``serving.core.schemas.strict_json``, the rules of every route. Every size is then checked in Python
 integers against the limits (rows, elements, bytes) before numpy sees a shape; parameters are the
 binary extension's, typed, and anything else is refused: every malformed request is a RequestError.
 """
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from models.contract import MAX_SEED, NUM_CLASSES
-from serving.errors import RequestError
-from serving.schemas import Limits, short, strict_json
+from serving.core.errors import RequestError
+from serving.core.schemas import Limits, short, strict_json
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_DIGITS = 20  # ASCII digits: int() would also take " 7", "1_000" and other scripts' digits
@@ -261,7 +261,7 @@ def encode_infer(
     return header + raw, {HEADER_LENGTH: str(len(header))}, "application/octet-stream"
 
 
-# -- the infer body's JSON Schema (the OpenAPI document's, serving/openapi.py) ---------------------
+# -- the infer body's JSON Schema (the OpenAPI document's, serving/api/openapi.py) -------------
 LONGEST_NUMBER = 42  # JSON bytes of one FP32 value at most: a 39-digit integer and ", "
 REST_OF_BODY = 2560  # JSON bytes of everything else at most: keys, the id (escaped), parameters
 # JSON Schema cannot tie a shape to its data's length, so each length is a branch of its own: the
