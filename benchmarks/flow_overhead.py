@@ -31,6 +31,7 @@ def plain_steps(config: Any, registry_dir: Path, work: Path, eval_samples: int) 
     from models.registry.errors import AliasNotFound, VersionNotFound
     from pipeline.checkpoint_sync import CheckpointSync
     from pipeline.data.loading import load_dataset
+    from pipeline.evaluation.options import EvalOptions
     from pipeline.evaluation.promotion import compare_with_production
     from pipeline.evaluation.run import evaluate_run
     from pipeline.publish import publish_run
@@ -40,7 +41,8 @@ def plain_steps(config: Any, registry_dir: Path, work: Path, eval_samples: int) 
     dataset = load_dataset(config.dataset, config.data)
     sync = CheckpointSync(registry.store, registry.model, "plain-" + work.name)
     train(config, dataset, work, progress=False, on_epoch=sync.uploader(work))
-    evaluation = evaluate_run(work, dataset=dataset, samples=eval_samples, tstr_count=0)
+    options = EvalOptions(samples=eval_samples, tstr_count=0)
+    evaluation = evaluate_run(work, options, dataset=dataset)
     try:
         production = registry.show(PRODUCTION)
     except (AliasNotFound, VersionNotFound):
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> Path:
         }
     )
     os.environ.pop("PREFECT_API_URL", None)
+    from pipeline.evaluation.options import EvalOptions
     from pipeline.flow import train_dcgan
     from pipeline.train_config import TrainConfig
 
@@ -86,8 +89,7 @@ def main(argv: list[str] | None = None) -> Path:
         state = train_dcgan(
             config=config,
             force=True,
-            eval_samples=args.eval_samples,
-            tstr_count=0,
+            evaluation=EvalOptions(samples=args.eval_samples, tstr_count=0),
             return_state=True,
         )
         flow_s = time.perf_counter() - started

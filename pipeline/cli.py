@@ -20,7 +20,7 @@ from pipeline.cli_keys import keys_app
 from pipeline.cli_models import models_app
 from pipeline.cli_retrain import retrain
 from pipeline.cli_train import setup_logging, train
-from pipeline.evaluation.options import EVAL
+from pipeline.evaluation.options import EVAL, EvalOptions
 
 app = typer.Typer(
     help="Train, evaluate and serve a conditional DCGAN for synthetic MNIST digits.",
@@ -114,18 +114,8 @@ def evaluate(
     from pipeline.evaluation.report import print_report
     from pipeline.evaluation.run import evaluate_run
 
-    result = evaluate_run(
-        checkpoint,
-        out=out,
-        data=data,
-        samples=samples,
-        tstr_count=tstr_count,
-        tstr_epochs=tstr_epochs,
-        min_accuracy=min_accuracy,
-        max_fd=max_fd,
-        device=device,
-        progress=progress,
-    )
+    options = EvalOptions(samples, tstr_count, tstr_epochs, min_accuracy, max_fd)
+    result = evaluate_run(checkpoint, options, out=out, data=data, device=device, progress=progress)
     print_report(result.report, result.failures, result.payload["gate"])
     typer.echo(f"report: {result.path}")
 

@@ -4,6 +4,7 @@ configured (PREFECT_API_URL), else in this process (Prefect's ephemeral mode).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import Annotated, Any, cast
@@ -12,7 +13,7 @@ import typer
 
 from models.registry.names import check_model_name
 from pipeline.errors import RetrainError
-from pipeline.evaluation.options import EVAL
+from pipeline.evaluation.options import EVAL, EvalOptions
 from pipeline.train_config import TrainConfig
 
 DEFAULT_DEPLOYMENT = "train-dcgan/gpu"
@@ -83,11 +84,11 @@ def retrain(
     config = TrainConfig(**options)  # ValidationError -> one line, exit 2
     if model is not None:
         check_model_name(model)  # InvalidName -> one line, exit 2
+    evaluation = EvalOptions(samples=eval_samples, tstr_count=tstr_count)
     parameters: dict[str, Any] = {
         "config": config.model_dump(mode="json", exclude_unset=True),
         "force": force,
-        "eval_samples": eval_samples,
-        "tstr_count": tstr_count,
+        "evaluation": dataclasses.asdict(evaluation),
         "resume_run": resume_run,
         "model_name": model,
     }
@@ -99,8 +100,7 @@ def retrain(
     state = train_dcgan(
         config=config,
         force=force,
-        eval_samples=eval_samples,
-        tstr_count=tstr_count,
+        evaluation=evaluation,
         resume_run=resume_run,
         model_name=model,
         return_state=True,

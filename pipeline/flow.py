@@ -111,14 +111,7 @@ def train_model(
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -> Evaluation:
-    result = evaluate_run(
-        run_dir,
-        dataset=dataset,
-        samples=options.samples,
-        tstr_count=options.tstr_count,
-        min_accuracy=options.min_accuracy,
-        max_fd=options.max_fd,
-    )
+    result = evaluate_run(run_dir, options, dataset=dataset)
     get_run_logger().info(
         "evaluated: accuracy %.4f, fd %.2f, gate %s",
         result.payload["accuracy"],
@@ -220,15 +213,14 @@ def _samples_artifact(registry: ModelRegistry, version: str, run_dir: Path) -> N
 def train_dcgan(
     config: TrainConfig | None = None,
     force: bool = False,
-    eval_samples: int = EVAL.samples,
-    tstr_count: int = EVAL.tstr_count,
-    min_accuracy: float | None = EVAL.min_accuracy,
+    evaluation: EvalOptions = EVAL,
     work_dir: str | None = None,
     resume_run: str | None = None,
     model_name: str | None = None,
 ) -> State[Any]:
     """Retrain, evaluate, publish, and promote if good enough. ``config`` holds every trainer
-    option (validated); ``force`` promotes even without a pass. Checkpoints are kept in the
+    option (validated), ``evaluation`` every evaluation option (the gate's thresholds too);
+    ``force`` promotes even without a pass. Checkpoints are kept in the
     store under this flow run's id (a retry of the run resumes from them) or, with
     ``resume_run``, continue those of an earlier, crashed run. ``model_name``: the registry
     model published to (default DCGAN_REGISTRY_MODEL_NAME); each dataset has a model of its own."""
@@ -259,17 +251,13 @@ def train_dcgan(
         key="dcgan-epochs",
         description="per-epoch training metrics",
     )
-    evaluation = evaluate_model(
-        run_dir,
-        dataset,
-        EvalOptions(samples=eval_samples, tstr_count=tstr_count, min_accuracy=min_accuracy),
-    )
+    evaluated = evaluate_model(run_dir, dataset, evaluation)
     production = production_model(registry)
     collapsed = collapse_reason(result.history)
     decision = (
         Decision(False, collapsed)
         if collapsed
-        else compare_with_production(evaluation.payload, production, force)
+        else compare_with_production(evaluated.payload, production, force)
     )
     logger.info(
         "promotion decision: %s (%s)", "promote" if decision.promote else "keep", decision.reason
@@ -277,7 +265,7 @@ def train_dcgan(
     manifest = publish_version(run_dir, registry, version, decision)
     if decision.promote:
         promote_version(registry, manifest.version)
-    create_markdown_artifact(_report(version, evaluation, production, decision), key="dcgan-report")
+    create_markdown_artifact(_report(version, evaluated, production, decision), key="dcgan-report")
     _samples_artifact(registry, version, run_dir)
     if decision.promote:
         return Completed(message=f"published and promoted {version}: {decision.reason}{resumed}")

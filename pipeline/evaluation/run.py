@@ -27,7 +27,7 @@ from pipeline.evaluation.metrics import (
     gate_failures,
     gate_thresholds,
 )
-from pipeline.evaluation.options import EVAL
+from pipeline.evaluation.options import EVAL, EvalOptions
 from pipeline.export.classifier_file import export_classifier
 from pipeline.train import resolve_device
 
@@ -44,20 +44,16 @@ class Evaluation:
 
 def evaluate_run(
     checkpoint: Path,
+    options: EvalOptions = EVAL,
     *,
     out: Path | None = None,
     data: str | None = None,
     dataset: ImageDataset | None = None,
-    samples: int = EVAL.samples,
-    tstr_count: int = EVAL.tstr_count,
-    tstr_epochs: int = EVAL.tstr_epochs,
-    min_accuracy: float | None = EVAL.min_accuracy,
-    max_fd: float | None = EVAL.max_fd,
     device: str = "auto",
     progress: bool = False,
 ) -> Evaluation:
-    """Measure the checkpoint's generator, judge the quality gate (thresholds relative to the
-    dataset unless given), write the JSON report."""
+    """Measure the checkpoint's generator as ``options`` say, judge the quality gate (thresholds
+    relative to the dataset unless given), write the JSON report."""
     torch_device = resolve_device(device)
     generator, cfg, state = load_generator(checkpoint, torch_device)
     trained_on = state["train_config"]
@@ -69,13 +65,13 @@ def evaluate_run(
         ds,
         classifier,
         device=torch_device,
-        num_samples=samples,
-        tstr_count=tstr_count if cfg.conditional else 0,
-        tstr_epochs=tstr_epochs,
+        num_samples=options.samples,
+        tstr_count=options.tstr_count if cfg.conditional else 0,
+        tstr_epochs=options.tstr_epochs,
         progress=progress,
     )
     min_accuracy, max_fd = gate_thresholds(
-        report.classifier_test_accuracy, report.fd_noisy, min_accuracy, max_fd
+        report.classifier_test_accuracy, report.fd_noisy, options.min_accuracy, options.max_fd
     )
     failures = gate_failures(report, min_accuracy, max_fd)
     resolved = resolve_checkpoint_path(checkpoint)

@@ -13,6 +13,7 @@ import pytest
 from models.contract import GeneratorSignature, labels_for_request
 from models.registry import LocalStore, ModelRegistry
 from pipeline.data.loading import ImageDataset
+from pipeline.evaluation.options import EvalOptions
 from pipeline.evaluation.run import evaluate_run
 from pipeline.publish import publish_run
 from pipeline.train import train
@@ -91,7 +92,7 @@ def _build_filtering_registry(root: Path, published_registry: Path, mnist: Image
         limit=6000, epochs=2, batch_size=64, g_width=16, d_width=16, seed=3, loss="bce", ema_decay=0
     )
     train(cfg, mnist, run, progress=False)
-    evaluate_run(run, dataset=mnist, samples=500, tstr_count=0)
+    evaluate_run(run, EvalOptions(samples=500, tstr_count=0), dataset=mnist)
     registry = ModelRegistry(LocalStore(root / "registry"), MODEL)
     publish_run(run, registry, version=FILTERED)
     registry.promote(FILTERED)
