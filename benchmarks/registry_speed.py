@@ -32,205 +32,41 @@ server runs on the same cores as the client: these are loopback figures, not net
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import importlib.metadata
-import json
 import os
 import pstats
 import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 from benchmarks.machine import describe
+from benchmarks.registry_speed_report import MB, markdown_table, write_results
+from benchmarks.registry_speed_store import (
+    TimedStore,
+    process_cpu_s,
+    seaweedfs,
+    weed_version,
+)
 from models.contract import CHECKPOINT_NAME, PRODUCTION, SAMPLES_NAME
-from models.registry import LocalStore, ModelRegistry, ObjectInfo, ObjectStore, S3Store, sha256_file
-from models.registry.store import OCTETS
+from models.registry import LocalStore, ModelRegistry, S3Store, sha256_file
 from pipeline.checkpoint import load_checkpoint, resolve_checkpoint_path
 from pipeline.export import export_checkpoint
 from pipeline.publish import code_version, publish_run, read_evaluation
-
-# The SeaweedFS helpers of the test suite, reused so that the benchmark measures the very server
-# the tests run against. They are private helpers of a test module (and importing it imports
-# pytest, a dev dependency); that is accepted for a benchmark, which is a dev tool too.
-from tests.s3_server import (
-    PORT_TAKEN_MARKERS,
-    START_ATTEMPTS,
-    Credential,
-    S3TestServer,
-    _ServerExited,
-    _start_weed,
-    _stop,
-    _tail,
-    find_weed,
-)
+from tests.s3_server import S3TestServer  # the suite's server (see registry_speed_store.py)
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "cdcgan-mnist"
 STORES = ("local", "s3")
-MB = 1e6
 T = TypeVar("T")
-
-
-# --- the S3 server -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    server: S3TestServer
-    pid: int  # of ``weed mini``, one process: its CPU time is the server's
-
-
-@contextlib.contextmanager
-def seaweedfs() -> Iterator[RunningServer]:
-    """A SeaweedFS S3 server on loopback for the block; stopped (and its data removed) after it.
-
-    Started like the ``s3_server`` test fixture: new ports when one was taken meanwhile.
-    """
-    weed = find_weed()
-    admin = Credential.generate("bench")
-    root = Path(tempfile.mkdtemp(prefix="bench-seaweedfs-"))
-    sockets = Path(tempfile.mkdtemp(prefix="weed-"))
-    try:
-        for attempt in range(1, START_ATTEMPTS + 1):
-            attempt_root = root / f"attempt{attempt}"
-            try:
-                process, server = _start_weed(weed, attempt_root, sockets, admin, {})
-                break
-            except _ServerExited as exc:
-                log_tail = _tail(attempt_root / "weed.log", 25)
-                taken = any(marker in log_tail for marker in PORT_TAKEN_MARKERS)
-                if taken and attempt < START_ATTEMPTS:
-                    continue
-                raise RuntimeError(f"SeaweedFS did not start: {exc}\n{log_tail}") from exc
-            except Exception as exc:
-                log_tail = _tail(attempt_root / "weed.log", 40)
-                raise RuntimeError(f"SeaweedFS did not start: {exc}\n{log_tail}") from exc
-        else:  # pragma: no cover - the loop either breaks or raises
-            raise AssertionError("unreachable")
-        try:
-            yield RunningServer(server, process.pid)
-        finally:
-            _stop(process, server.ports)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(sockets, ignore_errors=True)
-
-
-def weed_version() -> str:
-    """``weed version``'s first line (e.g. ``version 8000GB 4.48 pypi linux amd64``)."""
-    try:
-        out = subprocess.run(
-            [find_weed(), "version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unknown ({exc})"
-    return (out.stdout.strip().splitlines() or ["unknown"])[0]
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 10 ms resolution)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- a store that clocks itself ------------------------------------------------------------------
-
-
-class TimedStore(ObjectStore):
-    """Delegates to a real store, adding up the seconds spent in each of its operations.
-
-    Streams are clocked per chunk (time inside the store's generator only), so a pull's store
-    time excludes the registry writing and hashing each chunk. The overhead is two
-    ``perf_counter`` calls per operation or per 1 MiB chunk.
-    """
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.location = inner.location
-        self.seconds: dict[str, float] = {}
-        self.calls: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
-
-    def _timed(self, op: str, fn: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            self.seconds[op] = self.seconds.get(op, 0.0) + time.perf_counter() - started
-            self.calls[op] += 1
-
-    def _timed_iter(self, op: str, source: Iterator[Any]) -> Iterator[Any]:
-        self.calls[op] += 1
-        try:
-            while True:
-                started = time.perf_counter()
-                try:
-                    item = next(source)
-                except StopIteration:
-                    return
-                finally:
-                    self.seconds[op] = self.seconds.get(op, 0.0) + time.perf_counter() - started
-                yield item
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    def ensure_ready(self, *, for_write: bool) -> None:
-        self._timed("ensure_ready", lambda: self.inner.ensure_ready(for_write=for_write))
-
-    def put_file(self, key: str, path: Path, content_type: str = OCTETS) -> None:
-        self._timed("put_file", lambda: self.inner.put_file(key, path, content_type))
-
-    def put_bytes(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_absent: bool = False,
-        if_match: str | None = None,
-        content_type: str = "application/json",
-    ) -> str:
-        result: str = self._timed(
-            "put_bytes",
-            lambda: self.inner.put_bytes(
-                key, data, if_absent=if_absent, if_match=if_match, content_type=content_type
-            ),
-        )
-        return result
-
-    def get_bytes(self, key: str) -> tuple[bytes, str]:
-        result: tuple[bytes, str] = self._timed("get_bytes", lambda: self.inner.get_bytes(key))
-        return result
-
-    def iter_chunks(self, key: str) -> Iterator[bytes]:
-        return self._timed_iter("iter_chunks", self.inner.iter_chunks(key))
-
-    def stat(self, key: str) -> ObjectInfo | None:
-        result: ObjectInfo | None = self._timed("stat", lambda: self.inner.stat(key))
-        return result
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self._timed_iter("list", self.inner.list(prefix))
-
-    def delete(self, keys: Iterable[str]) -> None:
-        self._timed("delete", lambda: self.inner.delete(keys))
 
 
 # --- what gets published -------------------------------------------------------------------------
@@ -535,93 +371,6 @@ def run_benchmark(
     results["load_average_after"] = os.getloadavg()
     results["table"] = markdown_table(results)
     return results
-
-
-# --- reporting -----------------------------------------------------------------------------------
-
-
-def _cell(entry: dict[str, Any]) -> tuple[str, str]:
-    seconds = f"{entry['median_s']:.3f} / {entry['min_s']:.3f}"
-    return seconds, (f"{entry['median_mb_s']:.0f}" if "median_mb_s" in entry else "-")
-
-
-def markdown_table(results: dict[str, Any]) -> str:
-    setup, stores = results["setup"], results["stores"]
-    local, s3 = stores["local"], stores["s3"]
-    header = [
-        f"Model version: {len(setup['files'])} files, {setup['total_mb']:.1f} MB "
-        f"({', '.join(f'{n} {b / MB:.1f}' for n, b in setup['files'].items())}); "
-        f"{setup['repeats']} repeats; seconds as median / min, MB/s from the median.",
-        "",
-        "| step | local s | local MB/s | S3 (SeaweedFS) s | S3 MB/s |",
-        "|---|---|---|---|---|",
-    ]
-    export_s = f"{results['export']['seconds']:.2f} (once)"
-    rows = [
-        f"| export (ONNX + TorchScript + parity), cold process | {export_s} | - | {export_s} | - |"
-    ]
-    for label, key in (
-        ("publish (hash + upload + manifest + latest)", "publish"),
-        ("promote (alias compare-and-swap)", "promote"),
-        ("cold pull (download + sha256 + install)", "pull_cold"),
-        ("warm pull (cache valid: re-hash only)", "pull_warm"),
-    ):
-        ls, lr = _cell(local[key])
-        ss, sr = _cell(s3[key])
-        rows.append(f"| {label} | {ls} | {lr} | {ss} | {sr} |")
-    hs, hr = _cell(results["sha256_only"])
-    rows.append(f"| sha256 of the files alone (no store) | {hs} | {hr} | {hs} | {hr} |")
-    lp, sp = local["publish"]["split_median"], s3["publish"]["split_median"]
-    rows.append(
-        "| publish: in `put_file` / other store calls / outside the store | "
-        f"{lp['store_put_file_s']:.3f} / {lp['store_other_s']:.3f} / {lp['outside_store_s']:.3f}"
-        f" | - | {sp['store_put_file_s']:.3f} / {sp['store_other_s']:.3f} / "
-        f"{sp['outside_store_s']:.3f} | - |"
-    )
-    for label, key in (("publish", "publish"), ("cold pull", "pull_cold")):
-        lx, sx = local[key]["split_median"], s3[key]["split_median"]
-        server_cpu = f"{sx['server_cpu_s']:.2f}" if "server_cpu_s" in sx else "?"
-        rows.append(
-            f"| {label}: CPU s, this process (all threads) / S3 server | "
-            f"{lx['client_cpu_s']:.3f} / - | - | {sx['client_cpu_s']:.3f} / {server_cpu} | - |"
-        )
-    lc, sc = local["pull_cold"]["split_median"], s3["pull_cold"]["split_median"]
-    rows.append(
-        "| cold pull: reading the store / other store calls / outside (write, hash) | "
-        f"{lc['store_iter_chunks_s']:.3f} / {lc['store_other_s']:.3f} / "
-        f"{lc['outside_store_s']:.3f} | - | {sc['store_iter_chunks_s']:.3f} / "
-        f"{sc['store_other_s']:.3f} / {sc['outside_store_s']:.3f} | - |"
-    )
-    if "publish_run_end_to_end_s" in local:
-        rows.append(
-            "| `publish_run` end to end (export + publish), once | "
-            f"{local['publish_run_end_to_end_s']:.2f} | - | "
-            f"{s3['publish_run_end_to_end_s']:.2f} | - |"
-        )
-    if "profile" in local:
-        rows += [
-            "",
-            "cProfile own time per kind of work in the main thread, seconds (one profiled run "
-            "each; minio uploads parts in worker threads, seen here only as waiting):",
-        ]
-        rows += ["", "| kind | local publish | local cold pull | S3 publish | S3 cold pull |"]
-        rows.append("|---|---|---|---|---|")
-        cols = [local["profile"]["publish"], local["profile"]["pull_cold"]]
-        cols += [s3["profile"]["publish"], s3["profile"]["pull_cold"]]
-        kinds = ["wall_s", *sorted({k for c in cols for k in c if k != "wall_s"})]
-        for kind in kinds:
-            label = "wall clock (profiled)" if kind == "wall_s" else kind
-            rows.append(
-                f"| {label} | " + " | ".join(f"{c.get(kind, 0.0):.3f}" for c in cols) + " |"
-            )
-    return "\n".join(header + rows)
-
-
-def write_results(results: dict[str, Any], out_dir: Path, tag: str) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"registry_speed-{tag}-{results['machine']['date'][:10]}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
