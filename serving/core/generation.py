@@ -99,5 +99,5 @@ def render_chunked(backend: Backend, z: np.ndarray, labels: np.ndarray, chunk: i
 
 
 def run_plan(backend: Backend, plan: Plan, chunk: int) -> np.ndarray:
-    """Pixels for a plan, unfiltered, in the caller's thread (tests' reference, warm-ups)."""
+    """Pixels for a plan, unfiltered, in the caller's thread: the tests' reference answer."""
     return render_chunked(backend, plan.latent(backend.signature), plan.labels, chunk)

@@ -9,30 +9,35 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.deps import State, json_body, unless_disconnected
 from serving.api.service_state import ServiceState
 from serving.core import encoding
+from serving.core.digits import Answer
 from serving.core.generation import INLINE_MAX, plan_balance, plan_generate
 from serving.core.schemas import BalanceRequest, GenerateRequest, parse_query
 
 router = APIRouter()
 
 
-async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
+async def _answer(
+    http: Request, request: GenerateRequest | BalanceRequest, state: ServiceState, route: str
+) -> Answer:
+    """The request's answer from the digit service, dropped if the client hangs up."""
     model = state.models.require(request.model)
-    plan = plan_generate(request, model.signature)
-    answer = await unless_disconnected(
-        http,
-        state.answer(
-            model,
-            plan,
-            request.min_confidence,
-            max_candidates=request.max_candidates,
-            route="/generate",
-        ),
+    if isinstance(request, GenerateRequest):
+        plan = plan_generate(request, model.signature)
+    else:
+        plan = plan_balance(request, model.signature)
+    work = state.answer(
+        model, plan, request.min_confidence, max_candidates=request.max_candidates, route=route
     )
+    return await unless_disconnected(http, work)
+
+
+async def _generate(http: Request, request: GenerateRequest, state: ServiceState) -> Response:
+    answer = await _answer(http, request, state, "/generate")
     if answer.size <= INLINE_MAX:
         body, media_type = encoding.encode_images(answer, request.format)
     else:
         body, media_type = await run_in_threadpool(encoding.encode_images, answer, request.format)
-    state.metrics.observe_images("/generate", model.name, answer.size, answer.filtered)
+    state.metrics.observe_images("/generate", answer.model, answer.size, answer.filtered)
     return Response(body, media_type=media_type, headers=encoding.answer_headers(answer))
 
 
@@ -64,20 +69,9 @@ async def generate_get(request: Request, state: State) -> Response:
 )
 async def balance(request: Request, state: State) -> Response:
     parsed = await json_body(request, BalanceRequest, state)
-    model = state.models.require(parsed.model)
-    plan = plan_balance(parsed, model.signature)
-    answer = await unless_disconnected(
-        request,
-        state.answer(
-            model,
-            plan,
-            parsed.min_confidence,
-            max_candidates=parsed.max_candidates,
-            route="/balance",
-        ),
-    )
+    answer = await _answer(request, parsed, state, "/balance")
     payload, media_type = await run_in_threadpool(encoding.encode_balance, answer)
-    state.metrics.observe_images("/balance", model.name, answer.size, answer.filtered)
+    state.metrics.observe_images("/balance", answer.model, answer.size, answer.filtered)
     headers = encoding.answer_headers(answer)
     headers["Content-Disposition"] = 'attachment; filename="balance.npz"'
     return Response(payload, media_type=media_type, headers=headers)
