@@ -2,8 +2,8 @@
 
 ``UserFacingError`` lives in models/ (torch-free, imported by everything), so one
 ``except UserFacingError`` in the CLI (``pipeline/cli.py:main``: one line, exit code 2) or in an
-HTTP handler (``serving/api/http_errors.py``: ``{"detail": ...}`` with the error's status) covers
-them all::
+HTTP handler (``serving/api/http_errors.py``: ``{"detail": ...}`` with the status its type maps
+to) covers them all::
 
     UserFacingError                           models/errors.py
     ├── RegistryError                         models/registry/errors.py (drawn in full there)
@@ -18,7 +18,10 @@ them all::
     │   ├── TrainingDiverged                  a loss turned NaN/inf
     │   ├── ExportError                       an artifact failed its checks (nothing written)
     │   └── RetrainError                      a Prefect retraining run failed to start or finish
-    ├── RequestError                          serving/core/errors.py: a request to change (4xx)
+    ├── RequestError                          serving/core/errors.py: a request to change (4xx;
+    │   │                                     its HTTP status: serving/http_status.py)
+    │   ├── InvalidRequest (NoCandidate), MalformedRequest, UnsupportedMediaType, TooLarge,
+    │   │   BodyTimeout, UnknownModel, UnsupportedByVersion, NotAuthenticated, AdminDisabled
     ├── NotReady                              no model yet, or the queue is full (503 + Retry-After)
     ├── ModelLoadError                        a version failed to load or warm up (refused)
     ├── ServiceError                          the client: the service refused or is unreachable

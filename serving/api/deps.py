@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
 from serving.api.service_state import ServiceState
-from serving.core.errors import ClientGone, RequestError
+from serving.core.errors import BodyTimeout, ClientGone, TooLarge
 from serving.core.schemas import BalanceRequest, GenerateRequest, parse_body
 
 T = TypeVar("T")
@@ -64,16 +64,16 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     connection); a client that hangs up while sending it is ClientGone (no 5xx, no traceback)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"request body of {declared} bytes is above the limit of {limit}", 413)
+        raise TooLarge(f"request body of {declared} bytes is above the limit of {limit}")
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    raise RequestError(f"request body is above the limit of {limit} bytes", 413)
+                    raise TooLarge(f"request body is above the limit of {limit} bytes")
     except ClientDisconnect:
         raise ClientGone from None
     except TimeoutError:
-        raise RequestError(f"request body not received within {timeout_s:g} s", 408) from None
+        raise BodyTimeout(f"request body not received within {timeout_s:g} s") from None
     return bytes(body)

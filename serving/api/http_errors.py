@@ -1,7 +1,8 @@
 """How every error becomes an HTTP answer, in one place: ``{"detail": "..."}`` (``{"error":
-"..."}`` on KServe V2's /v2 routes, as that protocol's clients read it) with the status the error
-carries (RequestError), 503 + Retry-After (NotReady), nothing at all for a client that hung up
-(ClientGone, counted as 499), and FastAPI's own 404/405/422 in the same shape."""
+"..."}`` on KServe V2's /v2 routes, as that protocol's clients read it) with the status HTTP
+gives the error's type (RequestError, ``serving.http_status``), 503 + Retry-After (NotReady),
+nothing at all for a client that hung up (ClientGone, counted as 499), and FastAPI's own
+404/405/422 in the same shape."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from serving.core.errors import ClientGone, NotReady, RequestError
+from serving.http_status import http_headers, http_status
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request": counted, never sent
 log = logging.getLogger("serving.api.app")
@@ -37,7 +39,7 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return error_response(exc.status, str(exc), exc.headers, request.url.path)
+        return error_response(http_status(exc), str(exc), http_headers(exc), request.url.path)
 
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from models.contract import MAX_SEED, NUM_CLASSES
-from serving.core.errors import RequestError
+from serving.core.errors import InvalidRequest, MalformedRequest
 from serving.core.schemas import Limits, short, strict_json
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -69,8 +69,9 @@ class InferRequest:
     binary_output: bool  # the caller asked for the images as binary data
 
 
-def _error(message: str, status: int = 400) -> RequestError:
-    return RequestError(message, status)
+def _error(message: str) -> MalformedRequest:
+    """The V2 request's shape is broken (answered 400, as KServe's servers do)."""
+    return MalformedRequest(message)
 
 
 def parse_infer(
@@ -182,10 +183,9 @@ def _shape(name: str, shape: Any, max_rows: int, latent_dim: int) -> list[int]:
     ):
         raise _error(f"input {name!r} is {wanted}, not {short(shape)}")
     if name not in ONE_VALUE and not 1 <= shape[0] <= max_rows:
-        raise _error(
+        raise InvalidRequest(
             f"input {name!r} has {short(shape[0])} rows: give 1..{max_rows} (this server's limit "
-            "of images per request)",
-            422,
+            "of images per request)"
         )
     return shape
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.core.errors import NotReady, RequestError
+from serving.core.errors import NotReady, TooLarge
 from serving.core.generation import Backend, Classifier, render
 
 Compute = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rows, labels) -> output rows
@@ -193,10 +193,9 @@ class Batcher:
     def admit(self, size: int) -> Ticket:
         """Reserve ``size`` rows, or refuse the whole request now (before any work is done)."""
         if size > self.max_queue_images:
-            raise RequestError(
+            raise TooLarge(
                 f"{size} images can never be queued here (the queue holds "
-                f"{self.max_queue_images}): ask for fewer per request",
-                413,
+                f"{self.max_queue_images}): ask for fewer per request"
             )
         if self._backlog and self._backlog + size > self.max_queue_images:
             retry = self.retry_after_s(self._backlog + size - self.max_queue_images)

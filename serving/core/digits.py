@@ -22,7 +22,13 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from serving.core.errors import NotReady, RequestError
+from serving.core.errors import (
+    InvalidRequest,
+    NotReady,
+    RequestError,
+    TooLarge,
+    UnsupportedByVersion,
+)
 from serving.core.filtering import FilterStats, NoCandidate, Tally, filtered_pixels, worst_case
 from serving.core.generation import INLINE_MAX, Backend, Classifier, Plan, render_chunked
 
@@ -184,11 +190,10 @@ class DigitService:
     @staticmethod
     def _classifier(version: Version) -> Classifier:
         if version.classifier is None:
-            raise RequestError(
+            raise UnsupportedByVersion(
                 f"model version {version.version} was published without its evaluation "
                 "classifier, so it cannot filter: omit min_confidence, or publish a version "
-                "evaluated with `dcgan evaluate`",
-                409,
+                "evaluated with `dcgan evaluate`"
             )
         return version.classifier
 
@@ -197,7 +202,7 @@ class DigitService:
         if asked is None:
             return self.max_candidates
         if not 1 <= asked <= self.max_candidates:
-            raise RequestError(
+            raise InvalidRequest(
                 f"max_candidates must be from 1 to {self.max_candidates} here, got {asked}"
             )
         return asked
@@ -233,10 +238,9 @@ class ChunkedRunner:
 
     def admit(self, size: int) -> _InPlaceTicket:
         if size > self.max_queue_images:
-            raise RequestError(
+            raise TooLarge(
                 f"a request for {size} images is above the {self.max_queue_images} this "
-                "server computes per request: ask for fewer",
-                413,
+                "server computes per request: ask for fewer"
             )
         return _InPlaceTicket()
 

@@ -8,14 +8,51 @@ from models.errors import UserFacingError
 
 
 class RequestError(UserFacingError):
-    """A request the client must change: answered with ``status`` and ``{"detail": message}``."""
+    """A request the client must change. The subclass says why; each protocol turns that into
+    its own answer in one place (HTTP: ``serving/http_status.py``), so no status number is
+    written where the error is raised. ``headers`` are response headers that help the caller
+    (e.g. the most images a filtered request may ask for)."""
 
-    def __init__(
-        self, message: str, status: int = 422, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.headers = headers  # e.g. WWW-Authenticate on a 401
+        self.headers = headers
+
+
+class InvalidRequest(RequestError):
+    """The request is well formed but a value breaks the contract (out of range, wrong type,
+    a repeated key, something the loaded model cannot make)."""
+
+
+class MalformedRequest(RequestError):
+    """The bytes are not a request: not JSON, nested too deep, a protocol's shape broken."""
+
+
+class UnsupportedMediaType(RequestError):
+    """A body not declared as JSON."""
+
+
+class TooLarge(RequestError):
+    """A body, or the work it asks for, above what this server ever takes."""
+
+
+class BodyTimeout(RequestError):
+    """The request body did not arrive in time."""
+
+
+class UnknownModel(RequestError):
+    """A model or version this server does not serve."""
+
+
+class UnsupportedByVersion(RequestError):
+    """The served version cannot do what was asked (filtering without its classifier)."""
+
+
+class NotAuthenticated(RequestError):
+    """An admin request without the right token."""
+
+
+class AdminDisabled(RequestError):
+    """Admin requests while no admin token is configured."""
 
 
 class NotReady(UserFacingError):

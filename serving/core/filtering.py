@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.contract import candidate_latent
-from serving.core.errors import RequestError
+from serving.core.errors import InvalidRequest, TooLarge
 from serving.core.generation import INLINE_MAX, MAX_FILTERED_IMAGES_HEADER, Classifier, Plan
 
 __all__ = ["Classifier", "FilterStats", "NoCandidate", "Tally", "filtered_pixels", "worst_case"]
@@ -59,22 +59,21 @@ class Tally:
     candidates: int = 0
 
 
-class NoCandidate(RequestError):
-    """Some image found no accepted candidate within the cap (422)."""
+class NoCandidate(InvalidRequest):
+    """Some image found no accepted candidate within the cap."""
 
 
 def worst_case(images: int, max_candidates: int, queue_limit: int) -> int:
     """Rows to admit for a filtered request: every image drawing every candidate. One that could
-    never be queued is a 413 naming the most images a filtered request may ask for here."""
+    never be queued is TooLarge, naming the most images a filtered request may ask for here."""
     rows = images * max_candidates
     if rows > queue_limit:
         most = queue_limit // max_candidates
-        raise RequestError(
+        raise TooLarge(
             f"a filtered request for {images} images may draw up to {rows} candidates "
             f"({max_candidates} per image), more than this server ever queues ({queue_limit}): "
             f"ask for at most {most} images per filtered request (the Python client splits "
             "larger ones), or allow fewer candidates per image",
-            413,
             headers={MAX_FILTERED_IMAGES_HEADER: str(most)},
         )
     return rows
@@ -122,7 +121,6 @@ async def filtered_pixels(
         raise NoCandidate(
             f"{len(waiting)} of {n} images found no candidate that the classifier reads as their "
             f"digit ({digits}) with confidence >= {min_confidence} within {max_candidates} "
-            "candidates each: lower min_confidence",
-            422,
+            "candidates each: lower min_confidence"
         )
     return pixels, FilterStats(min_confidence, tally.candidates, n)

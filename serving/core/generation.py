@@ -21,7 +21,7 @@ from models.contract import (
     latent_for_seed,
     to_uint8,
 )
-from serving.core.errors import RequestError
+from serving.core.errors import InvalidRequest
 from serving.core.schemas import BalanceRequest, GenerateRequest
 
 INLINE_MAX = 64  # bigger requests build latents and encode answers off the event loop
@@ -68,7 +68,7 @@ def resolve_seed(seed: int | None) -> int:
 
 def plan_generate(request: GenerateRequest, sig: GeneratorSignature) -> Plan:
     if request.digits is not None and not sig.conditional:
-        raise RequestError(
+        raise InvalidRequest(
             "the loaded model is unconditional: it cannot be asked for digits; omit 'digits'"
         )
     labels = labels_for_request(request.batch_size, request.digits)
@@ -78,7 +78,9 @@ def plan_generate(request: GenerateRequest, sig: GeneratorSignature) -> Plan:
 def plan_balance(request: BalanceRequest, sig: GeneratorSignature) -> Plan:
     """Labels sorted by class: ``deficit[k]`` images of digit k, for k = 0..9."""
     if not sig.conditional:
-        raise RequestError("the loaded model is unconditional: /balance needs a conditional model")
+        raise InvalidRequest(
+            "the loaded model is unconditional: /balance needs a conditional model"
+        )
     labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int64), request.deficits())
     return Plan(resolve_seed(request.seed), labels)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from serving.core.errors import RequestError
+from serving.core.errors import UnknownModel
 from serving.core.lifecycle import LoadedModel, ModelManager
 
 
@@ -33,7 +33,7 @@ class ModelSet:
         manager = self._by_name.get(name)
         if manager is None:
             served = ", ".join(repr(n) for n in self._by_name)
-            raise RequestError(f"unknown model {name!r}: this server serves {served}", 404)
+            raise UnknownModel(f"unknown model {name!r}: this server serves {served}")
         return manager
 
     def require(self, name: str | None) -> LoadedModel:

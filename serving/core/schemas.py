@@ -30,7 +30,12 @@ from pydantic import (
 
 from models.contract import MAX_SEED, NUM_CLASSES
 from models.registry.names import ID
-from serving.core.errors import RequestError
+from serving.core.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    TooLarge,
+    UnsupportedMediaType,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -270,20 +275,21 @@ def describe(exc: ValidationError) -> str:
 
 def check_content_type(content_type: str | None, body: bytes) -> None:
     """A body must be declared JSON: a ``text/plain`` POST (a CORS "simple" request that any web
-    page can send) is refused with 415. An empty body needs no type (it means the defaults)."""
+    page can send) is refused (UnsupportedMediaType). An empty body needs no type (it means the
+    defaults)."""
     if not body:
         return
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in JSON_MEDIA_TYPES:
         shown = f"{media_type!r}" if media_type else "no Content-Type"
-        raise RequestError(
-            f"request body sent with {shown}: send JSON with Content-Type: application/json", 415
+        raise UnsupportedMediaType(
+            f"request body sent with {shown}: send JSON with Content-Type: application/json"
         )
 
 
 def parse_body(model: type[M], body: bytes, content_type: str | None, limits: Limits) -> M:
-    """An HTTP request body, judged in this order by every backend: size (413), declared type
-    (415), then ``parse_json``."""
+    """An HTTP request body, judged in this order by every backend: size (TooLarge),
+    declared type (UnsupportedMediaType), then ``parse_json``."""
     _check_size(body, limits)
     check_content_type(content_type, body)
     return parse_json(model, body, limits)
@@ -291,33 +297,34 @@ def parse_body(model: type[M], body: bytes, content_type: str | None, limits: Li
 
 def _check_size(body: bytes, limits: Limits) -> None:
     if len(body) > limits.max_body_bytes:
-        raise RequestError(
-            f"request body of {len(body)} bytes is above the limit of {limits.max_body_bytes}", 413
+        raise TooLarge(
+            f"request body of {len(body)} bytes is above the limit of {limits.max_body_bytes}"
         )
 
 
 def parse_json(model: type[M], body: bytes, limits: Limits) -> M:
     """Validate a JSON body (``strict_json``'s rules): ``"3"`` is not a digit nor ``true`` a
-    seed (strict numbers). No body means the defaults; anything but an object is refused (422)."""
+    seed (strict numbers). No body means the defaults; anything but an object is InvalidRequest."""
     data = strict_json(body or b"{}", limits)  # whitespace alone is not a JSON text
     if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object", 422)
+        raise InvalidRequest("request body must be a JSON object")
     return validate(model, data, limits)
 
 
 def strict_json(body: bytes, limits: Limits, what: str = "request body") -> Any:
     """The JSON value of ``body`` under the rules every route shares (``/generate``, ``/balance``,
-    KServe V2, TorchServe): over ``max_body_bytes`` is 413; not UTF-8, not JSON, nested deeper
-    than ``MAX_JSON_DEPTH`` (checked before parsing, so no recursion limit is reached) or holding
-    NaN/Infinity, literally or by overflow, is 400; a repeated key is 422. A number with no
+    KServe V2, TorchServe): over ``max_body_bytes`` is TooLarge; not UTF-8, not JSON, nested
+    deeper than ``MAX_JSON_DEPTH`` (checked before parsing, so no recursion limit is reached) or
+    holding NaN/Infinity, literally or by overflow, is MalformedRequest; a repeated key is
+    InvalidRequest. A number with no
     fraction is that integer (``30.0`` is 30). ``what`` names the text in the messages."""
     _check_size(body, limits)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RequestError(f"{what} is not valid JSON: not UTF-8 ({exc.reason})", 400) from None
+        raise MalformedRequest(f"{what} is not valid JSON: not UTF-8 ({exc.reason})") from None
     if _json_depth(text) > MAX_JSON_DEPTH:
-        raise RequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels", 400)
+        raise MalformedRequest(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(
             text,
@@ -326,9 +333,9 @@ def strict_json(body: bytes, limits: Limits, what: str = "request body") -> Any:
             parse_float=_json_number,
         )
     except _DuplicateKey as exc:
-        raise RequestError(f"{what} repeats the key {short(exc.key)}", 422) from None
+        raise InvalidRequest(f"{what} repeats the key {short(exc.key)}") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number of > 4300 digits
-        raise RequestError(f"{what} is not valid JSON: {exc}", 400) from None
+        raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
 
 
 class _DuplicateKey(ValueError):
@@ -379,7 +386,7 @@ def validate(model: type[M], data: Mapping[str, Any], limits: Limits) -> M:
     try:
         return model.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
-        raise RequestError(describe(exc)) from None
+        raise InvalidRequest(describe(exc)) from None
 
 
 def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequest:
@@ -387,9 +394,9 @@ def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequ
     data: dict[str, Any] = {}
     for key, values in params.items():
         if key not in GenerateRequest.model_fields:
-            raise RequestError(f"unknown query parameter {key!r}")
+            raise InvalidRequest(f"unknown query parameter {key!r}")
         if len(values) != 1 and key != "digits":
-            raise RequestError(f"query parameter {key!r} given {len(values)} times")
+            raise InvalidRequest(f"query parameter {key!r} given {len(values)} times")
         joined = ",".join(values)
         if key in ("format", "model"):
             data[key] = joined
@@ -406,7 +413,7 @@ def _query_fraction(key: str, text: str) -> float:
     """ASCII decimal notation from 0 to 1 (``0.95``, ``1``, ``.5``): no exponents, signs or
     spaces."""
     if not re.fullmatch(QUERY_FRACTION, text):
-        raise RequestError(
+        raise InvalidRequest(
             f"{key}: {short(text)} is not a decimal number from 0 to 1, such as 0.95"
         )
     return float(text)
@@ -415,5 +422,5 @@ def _query_fraction(key: str, text: str) -> float:
 def _query_int(key: str, text: str) -> int:
     """ASCII digits only: Python's int() would also take " 7", "1_000" and other scripts' digits."""
     if not re.fullmatch(rf"[0-9]{{1,{MAX_INTEGER_DIGITS}}}", text):
-        raise RequestError(f"{key}: {short(text)} is not a whole number (ASCII digits 0-9)")
+        raise InvalidRequest(f"{key}: {short(text)} is not a whole number (ASCII digits 0-9)")
     return int(text)

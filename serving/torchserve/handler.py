@@ -10,7 +10,8 @@ inference and the TorchServe plumbing. The project package must be installed in 
 Python (as in our image).
 
 Errors: a handler exception makes TorchServe answer 503 "Prediction failed" for the whole batch,
-so every request is answered here on its own: a :class:`RequestError` with its 4xx status and
+so every request is answered here on its own: a :class:`RequestError` with its 4xx status
+(``serving.http_status``, as the ONNX service answers it) and
 ``{"detail": ...}``, and (a bug) anything else with 500 for that request only.
 """
 
@@ -32,7 +33,12 @@ import torch
 from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
 from serving.core.digits import ChunkedRunner, DigitService, run_now
 from serving.core.encoding import JSON, answer_headers, encode_images
-from serving.core.errors import HandlerConfigError, RequestError
+from serving.core.errors import (
+    HandlerConfigError,
+    RequestError,
+    UnknownModel,
+    UnsupportedMediaType,
+)
 from serving.core.generation import Backend, Classifier, Plan, plan_generate
 from serving.core.lifecycle import warm_up_classifier
 from serving.core.onnx_backend import OnnxClassifier
@@ -43,6 +49,7 @@ from serving.core.schemas import (
     parse_body,
     parse_query,
 )
+from serving.http_status import http_status
 
 log = logging.getLogger("serving.torchserve")
 
@@ -161,8 +168,9 @@ class GeneratorService:
             request = parse_request(item, _request_headers(context, idx), self.limits)
             payload, media_type, headers = self.generate(request)
         except RequestError as exc:
-            log.info("torchserve.rejected status=%d detail=%s", exc.status, exc)
-            return _error(context, idx, exc.status, str(exc))
+            status = http_status(exc)
+            log.info("torchserve.rejected status=%d detail=%s", status, exc)
+            return _error(context, idx, status, str(exc))
         except Exception:  # a bug: answer this request with 500, keep the rest of the batch
             log.exception("torchserve.failed model=%s version=%s", self.model_name, self.version)
             return _error(context, idx, 500, "internal error while generating; see the model log")
@@ -183,10 +191,9 @@ class GeneratorService:
         """(body, media type, X- headers) for a validated request: the ONNX service's semantics."""
         assert self.backend is not None
         if request.model is not None and request.model != self.model_name:
-            raise RequestError(
+            raise UnknownModel(
                 f"unknown model {request.model!r}: this TorchServe model serves "
-                f"{self.model_name!r} (TorchServe serves each model under its own URL)",
-                404,
+                f"{self.model_name!r} (TorchServe serves each model under its own URL)"
             )
         plan = plan_generate(request, self.backend.signature)
         loaded = Loaded(self.model_name, self.version, self.backend, self.classifier)
@@ -211,7 +218,7 @@ def parse_request(item: Any, headers: Mapping[str, Any], limits: Limits) -> Gene
             return _parse_form(fields, limits)
         if _declared_length(headers) > 0:
             # curl -d '{...}' without a JSON content type: TorchServe's form decoder ate it.
-            raise RequestError(NOT_JSON, 415)
+            raise UnsupportedMediaType(NOT_JSON)
     content_type = _body_content_type(headers)
     return parse_body(GenerateRequest, request_body(fields, content_type), content_type, limits)
 
@@ -241,7 +248,7 @@ def request_body(fields: Mapping[str, Any], content_type: str | None) -> bytes:
 
 def _parse_form(fields: Mapping[str, Any], limits: Limits) -> GenerateRequest:
     if any(str(key).lstrip().startswith(("{", "[")) for key in fields):
-        raise RequestError(NOT_JSON, 415)
+        raise UnsupportedMediaType(NOT_JSON)
     values = {str(key): [_text(value)] for key, value in fields.items()}
     return parse_query(values, limits)
 

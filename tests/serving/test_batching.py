@@ -19,6 +19,7 @@ from serving.core.batching import Batcher, fix_mmap_threshold
 from serving.core.errors import NotReady, RequestError
 from serving.core.generation import render
 from serving.core.onnx_backend import OnnxBackend
+from serving.http_status import http_status
 
 T = TypeVar("T")
 
@@ -99,7 +100,7 @@ def test_admission_is_whole_with_a_retry_after_from_the_measured_rate(
     async def never_fits(batcher: Batcher) -> None:
         with pytest.raises(RequestError) as too_big:
             batcher.admit(1001)
-        assert too_big.value.status == 413
+        assert http_status(too_big.value) == 413
 
     run(never_fits, max_queue_images=1000)
 

@@ -39,6 +39,7 @@ from serving.core.generation import Backend, Plan, render
 from serving.core.lifecycle import LoadedModel, ModelManager
 from serving.core.model_set import ModelSet
 from serving.core.onnx_backend import OnnxBackend, OnnxClassifier
+from serving.http_status import http_status
 from tests.serving.conftest import FILTERED, MODEL, settings
 
 T = TypeVar("T")
@@ -239,7 +240,7 @@ def test_a_filtered_request_that_could_never_fit_is_a_413_before_any_work(loaded
     async def ask(state: ServiceState) -> None:
         with pytest.raises(RequestError) as refused:
             await filtered_answer(state, loaded.model, Plan(1, labels_for_request(13, None)), 0.5)
-        assert refused.value.status == 413
+        assert http_status(refused.value) == 413
         assert refused.value.headers == {"X-Max-Filtered-Images": "12"}
         assert "at most 12 images per filtered request" in str(refused.value)
         assert state.batcher.backlog == 0
@@ -284,12 +285,12 @@ def test_a_request_may_allow_fewer_candidates_to_fit(loaded: Loaded) -> None:
         plan = Plan(1, labels_for_request(13, None))
         with pytest.raises(RequestError) as above:
             await filtered_answer(state, loaded.model, plan, 0.5, max_candidates=9)
-        assert above.value.status == 422 and "from 1 to 8" in str(above.value)
+        assert http_status(above.value) == 422 and "from 1 to 8" in str(above.value)
         assert loaded.recorder.calls == []
         try:
             await filtered_answer(state, loaded.model, plan, 0.5, max_candidates=2)
         except RequestError as exc:  # this tiny generator may not make every digit in 2
-            assert exc.status == 422 and "within 2 candidates" in str(exc)
+            assert http_status(exc) == 422 and "within 2 candidates" in str(exc)
         assert sum(loaded.recorder.sizes("generator")) <= 26
         assert state.batcher.backlog == 0
 

@@ -297,7 +297,7 @@ def test_admin_reload_needs_the_token_and_swaps_to_the_promoted_version(
 ) -> None:
     assert httpx.post(f"{url}/admin/reload").status_code == 401
     wrong = httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     unchanged = httpx.post(f"{url}/admin/reload", headers=auth)
     v1 = {"version": "v1", "changed": False}

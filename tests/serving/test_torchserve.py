@@ -31,6 +31,7 @@ from serving.core.errors import RequestError
 from serving.core.generation import plan_generate, run_plan
 from serving.core.onnx_backend import OnnxBackend, OnnxClassifier
 from serving.core.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
+from serving.http_status import http_status
 from serving.torchserve.archive import build_archive
 from serving.torchserve.handler import HandlerConfigError, Loaded, _limits, parse_request
 from tests.serving.conftest import FILTERED, MODEL
@@ -405,4 +406,4 @@ def test_parse_request_refuses_a_body_not_declared_json(
 ) -> None:
     with pytest.raises(RequestError) as refused:
         parse_request(item, headers, Limits())
-    assert refused.value.status == 415
+    assert http_status(refused.value) == 415

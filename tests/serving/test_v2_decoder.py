@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from serving.api.kserve import DATATYPES, INPUTS, InferRequest, parse_infer
 from serving.core.errors import RequestError
 from serving.core.schemas import MAX_JSON_DEPTH, Limits, strict_json
+from serving.http_status import http_status
 
 LIMITS = Limits(max_batch_size=64, max_body_bytes=64 * 1024)
 LATENT = 100
@@ -131,7 +132,7 @@ def _judged(body: bytes, header: str | None) -> InferRequest | None:
     try:
         request = parse_infer(body, header, LIMITS, LATENT)
     except RequestError as exc:
-        assert 400 <= exc.status < 500 and str(exc), exc
+        assert 400 <= http_status(exc) < 500 and str(exc), exc
         assert len(str(exc)) < 400  # a client's 5,000-digit number is not echoed back
         return None
     for name, array in request.tensors.items():
@@ -171,7 +172,7 @@ def test_deep_nesting_is_refused_before_parsing(depth: int, key: bool) -> None:
     body = b'{"inputs": ' + inner + b"}" if key else inner
     with pytest.raises(RequestError, match="nests deeper") as caught:
         parse_infer(body, None, LIMITS, LATENT)
-    assert caught.value.status == 400
+    assert http_status(caught.value) == 400
 
 
 @settings(max_examples=100, deadline=None)
@@ -189,7 +190,7 @@ def test_a_repeated_key_is_refused_wherever_it_is(
     }[where]
     with pytest.raises(RequestError, match="repeats the key") as caught:
         parse_infer(body.encode(), None, LIMITS, LATENT)
-    assert caught.value.status == 422
+    assert http_status(caught.value) == 422
 
 
 def _seed_input(**changes: Any) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def test_sizes_are_checked_in_python_integers(tensor: dict[str, Any], message: s
     body = json.dumps({"inputs": [tensor]}).encode()
     with pytest.raises(RequestError, match=message.replace("[", r"\[")) as caught:
         parse_infer(body, None, LIMITS, LATENT)
-    assert 400 <= caught.value.status < 500
+    assert 400 <= http_status(caught.value) < 500
 
 
 @pytest.mark.parametrize(
@@ -242,7 +243,7 @@ def test_parameters_of_the_wrong_type_are_400(where: str, parameters: Any) -> No
     holder[where]["parameters"] = parameters
     with pytest.raises(RequestError, match="parameter") as caught:
         parse_infer(json.dumps(request).encode(), None, LIMITS, LATENT)
-    assert caught.value.status == 400
+    assert http_status(caught.value) == 400
 
 
 @pytest.mark.parametrize("header", ["²", "٣", "¹", "١٢", " 12", "12 ", "+12", "1_2", "", "1" * 21])
@@ -250,7 +251,7 @@ def test_the_header_length_is_plain_ascii_digits(header: str) -> None:
     body = json.dumps({"inputs": [_seed_input()]}).encode()
     with pytest.raises(RequestError, match="ASCII digits") as caught:
         parse_infer(body, header, LIMITS, LATENT)
-    assert caught.value.status == 400
+    assert http_status(caught.value) == 400
 
 
 def test_binary_and_json_forms_are_the_same_request() -> None:
@@ -292,4 +293,4 @@ def test_every_route_reads_json_by_one_rule(body: bytes) -> None:
     except RequestError as exc:
         with pytest.raises(RequestError) as caught:
             parse_infer(body, None, LIMITS, LATENT)
-        assert (caught.value.status, str(caught.value)) == (exc.status, str(exc))
+        assert (http_status(caught.value), str(caught.value)) == (http_status(exc), str(exc))

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from serving.api.deps import State
 from serving.api.routes.operations import model_details
 from serving.api.service_state import ServiceState
-from serving.core.errors import RequestError
+from serving.core.errors import AdminDisabled, NotAuthenticated
 from serving.core.lifecycle import FailureKind, classify
 
 # /admin/reload: a refused version or an alias with nothing to load is the caller's to fix (409);
@@ -35,14 +35,10 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 def require_admin(state: State, credentials: Credentials) -> ServiceState:
     token = state.settings.admin_token
     if token is None:
-        raise RequestError("admin endpoints are disabled: set DCGAN_SERVE_ADMIN_TOKEN", 403)
+        raise AdminDisabled("admin endpoints are disabled: set DCGAN_SERVE_ADMIN_TOKEN")
     given = credentials.credentials if credentials is not None else ""
     if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise RequestError(
-            "admin token missing or wrong: send 'Authorization: Bearer <token>'",
-            401,
-            {"WWW-Authenticate": "Bearer"},
-        )
+        raise NotAuthenticated("admin token missing or wrong: send 'Authorization: Bearer <token>'")
     return state
 
 

@@ -18,7 +18,7 @@ from serving.api import kserve
 from serving.api.deps import State, read_body, unless_disconnected
 from serving.api.routes.operations import server_ready
 from serving.api.service_state import ServiceState
-from serving.core.errors import RequestError
+from serving.core.errors import MalformedRequest, UnknownModel
 from serving.core.generation import plan_generate
 from serving.core.lifecycle import LoadedModel
 from serving.core.schemas import GenerateRequest, Limits, validate
@@ -31,8 +31,8 @@ def _model(state: ServiceState, name: str, version: str | None) -> LoadedModel:
     """The named model's loaded version (and that version); 404 for another."""
     model = state.models.require(name)
     if version is not None and version != model.version:
-        raise RequestError(
-            f"version {version!r} of {name!r} is not loaded here (loaded: {model.version!r})", 404
+        raise UnknownModel(
+            f"version {version!r} of {name!r} is not loaded here (loaded: {model.version!r})"
         )
     return model
 
@@ -115,15 +115,15 @@ async def _pixels(
     sig: GeneratorSignature = model.signature
     labels = tensors.get("labels")
     if labels is not None and not sig.conditional:
-        raise RequestError("the model is unconditional: omit 'labels'", 400)
+        raise MalformedRequest("the model is unconditional: omit 'labels'")
     if ("seed" in tensors) == ("z" in tensors):
-        raise RequestError("give exactly one of the inputs 'seed' and 'z'", 400)
+        raise MalformedRequest("give exactly one of the inputs 'seed' and 'z'")
     digits = None if labels is None else [int(d) for d in labels]
     if "seed" in tensors:
         count = _one(tensors, "count")
         batch = count if count is not None else len(digits) if digits else None
         if batch is None:
-            raise RequestError("with 'seed', give 'count' or 'labels' (how many images)", 400)
+            raise MalformedRequest("with 'seed', give 'count' or 'labels' (how many images)")
         request = validate(
             GenerateRequest,
             {"seed": _one(tensors, "seed"), "batch_size": batch, "digits": digits},
@@ -133,14 +133,14 @@ async def _pixels(
         return answer.pixels
     z = tensors["z"]  # [N, latent_dim], N within the limit (kserve checked)
     if "count" in tensors:
-        raise RequestError("'count' goes with 'seed'; with 'z' the images are its rows", 400)
+        raise MalformedRequest("'count' goes with 'seed'; with 'z' the images are its rows")
     n = len(z)
     if digits is not None and len(digits) != n:
-        raise RequestError(f"'labels' has {len(digits)} values for {n} rows of 'z'", 400)
+        raise MalformedRequest(f"'labels' has {len(digits)} values for {n} rows of 'z'")
     try:  # the contract's labels: the 0..9 cycle when none are given, range-checked
         rows = labels_for_request(n, digits)
     except ValueError as exc:
-        raise RequestError(str(exc), 400) from None
+        raise MalformedRequest(str(exc)) from None
     return await unless_disconnected(http, state.digits.pixels_for_latent(model, z, rows))
 
 
@@ -158,7 +158,7 @@ async def _infer(http: Request, state: ServiceState, model: LoadedModel) -> Resp
     body = await read_body(http, state)
     lengths = http.headers.getlist(kserve.HEADER_LENGTH)
     if len(lengths) > 1:
-        raise RequestError(f"{kserve.HEADER_LENGTH} is given {len(lengths)} times", 400)
+        raise MalformedRequest(f"{kserve.HEADER_LENGTH} is given {len(lengths)} times")
     header_length = lengths[0] if lengths else None
     limits, latent_dim = state.limits, model.signature.latent_dim
     request = kserve.parse_infer(body, header_length, limits, latent_dim)
