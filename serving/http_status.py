@@ -10,6 +10,7 @@ from serving.core.errors import (
     InvalidRequest,
     MalformedRequest,
     NotAuthenticated,
+    NotReady,
     RequestError,
     TooLarge,
     UnknownModel,
@@ -17,7 +18,7 @@ from serving.core.errors import (
     UnsupportedMediaType,
 )
 
-STATUS: dict[type[RequestError], int] = {
+STATUS: dict[type[Exception], int] = {
     MalformedRequest: 400,
     NotAuthenticated: 401,
     AdminDisabled: 403,
@@ -27,6 +28,7 @@ STATUS: dict[type[RequestError], int] = {
     TooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidRequest: 422,
+    NotReady: 503,  # with Retry-After (serving/api/http_errors.py)
 }
 # Headers HTTP itself asks for with a status (RFC 9110: a 401 names its scheme).
 PROTOCOL_HEADERS: dict[type[RequestError], dict[str, str]] = {
@@ -34,7 +36,7 @@ PROTOCOL_HEADERS: dict[type[RequestError], dict[str, str]] = {
 }
 
 
-def http_status(exc: RequestError) -> int:
+def http_status(exc: Exception) -> int:
     """The status of the nearest error class HTTP names; any other RequestError is a 422."""
     for cls in type(exc).__mro__:
         if cls in STATUS:

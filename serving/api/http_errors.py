@@ -44,7 +44,7 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
         retry = {"Retry-After": str(exc.retry_after_s)}
-        return error_response(503, str(exc), retry, request.url.path)
+        return error_response(http_status(exc), str(exc), retry, request.url.path)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, _: ClientGone) -> Response:

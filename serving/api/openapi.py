@@ -1,13 +1,16 @@
 """The service's OpenAPI document: every parameter, body and status each route can answer.
 
 The request bodies and the GET query are parsed by serving.core.schemas and serving.api.kserve
-(our limits and messages), not by FastAPI, so FastAPI cannot see them; this module writes them
-into the document, with the server's own limits as the bounds, pydantic's ``$ref``s inlined (no
-dangling ``#/$defs``), the error answers (``{"detail": "..."}``; ``{"error": "..."}`` on the
-KServe V2 routes) and the admin route's bearer auth. The KServe V2 operations name the served
-models, and their bodies follow the loaded models' signatures, so the document is built again
-when a loaded version changes. The fuzz test (tests/serving/test_fuzz.py) holds the server to
-this document.
+(our limits and messages), not by FastAPI, so FastAPI cannot see them. Nothing here restates
+them: the bodies are the request models' schemas with the server's own limits as the bounds, the
+GET query is GenerateRequest's fields in their text forms (``QUERY_TEXT_FORMS``), the JSON
+answers are the models the routes build them with (serving/api/answers.py, ImagesJSON), and each
+error's status is serving/http_status.py's; this module adds what a reader needs (descriptions,
+headers), inlines pydantic's ``$ref``s (no dangling ``#/$defs``), writes the error answers
+(``{"detail": "..."}``; ``{"error": "..."}`` on the KServe V2 routes) and the admin route's
+bearer auth. The KServe V2 operations name the served models, and their bodies follow the loaded
+models' signatures, so the document is built again when a loaded version changes. The fuzz test
+(tests/serving/test_fuzz.py) holds the server to this document.
 """
 
 from __future__ import annotations
@@ -17,21 +20,31 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
-from models.contract import MAX_SEED, NUM_CLASSES
-from models.registry.names import ID
-from serving.api.routes import v2
-from serving.core.lifecycle import FailureKind
-from serving.core.schemas import (
-    MAX_CANDIDATES_CEILING,
-    MAX_CANDIDATES_HELP,
-    MODEL_HELP,
-    QUERY_FRACTION,
-    BalanceRequest,
-    GenerateRequest,
-    Limits,
-    OutputFormat,
+from serving.api.answers import (
+    PublicModel,
+    ReloadAnswer,
+    ReloadFailed,
+    ServedModels,
+    ServerReadiness,
 )
+from serving.api.routes import v2
+from serving.core.encoding import ImagesJSON
+from serving.core.errors import (
+    AdminDisabled,
+    BodyTimeout,
+    InvalidRequest,
+    MalformedRequest,
+    NotAuthenticated,
+    NotReady,
+    TooLarge,
+    UnknownModel,
+    UnsupportedByVersion,
+    UnsupportedMediaType,
+)
+from serving.core.schemas import QUERY_TEXT_FORMS, BalanceRequest, GenerateRequest, Limits
+from serving.http_status import STATUS
 
 JSON = "application/json"
 ERROR: dict[str, Any] = {
@@ -39,21 +52,25 @@ ERROR: dict[str, Any] = {
     "required": ["detail"],
     "properties": {"detail": {"type": "string"}},
 }
-ERRORS = {
-    400: "The body is not JSON, is not UTF-8, holds NaN/Infinity or nests too deep",
-    401: "The admin token is missing or wrong",
-    404: "No served model has that name (GET /models lists them)",
-    403: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
-    408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
-    409: "Admin reload: the version was refused (checksum, manifest, load or warm-up), or the "
-    "alias names no version, and the old one keeps serving. Images: min_confidence was asked of "
-    "a version published without its evaluation classifier",
-    413: "The body is over the byte limit, or the request can never fit the queue (a filtered "
-    "one: images x max_candidates; X-Max-Filtered-Images then names the most that fit)",
-    415: "A body not sent as Content-Type: application/json",
-    422: "A field is wrong (the detail names it), a key is repeated, or a limit is passed",
-    503: "No model is loaded yet, or the server is busy: retry after Retry-After seconds",
+# What each error a route raises means to a reader; its status is serving/http_status.py's.
+ERROR_TEXT: dict[type[Exception], str] = {
+    MalformedRequest: "The body is not JSON, is not UTF-8, holds NaN/Infinity or nests too deep",
+    NotAuthenticated: "The admin token is missing or wrong",
+    UnknownModel: "No served model has that name (GET /models lists them)",
+    AdminDisabled: "Admin endpoints are disabled (no DCGAN_SERVE_ADMIN_TOKEN)",
+    BodyTimeout: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
+    UnsupportedByVersion: "min_confidence was asked of a version published without its "
+    "evaluation classifier",
+    TooLarge: "The body is over the byte limit, or the request can never fit the queue (a "
+    "filtered one: images x max_candidates; X-Max-Filtered-Images then names the most that fit)",
+    UnsupportedMediaType: "A body not sent as Content-Type: application/json",
+    InvalidRequest: "A field is wrong (the detail names it), a key is repeated, or a limit is "
+    "passed",
+    NotReady: "No model is loaded yet, or the server is busy: retry after Retry-After seconds",
 }
+BODY_ERRORS = (MalformedRequest, BodyTimeout, TooLarge, UnsupportedMediaType, InvalidRequest)
+IMAGE_ERRORS = (UnknownModel, UnsupportedByVersion, TooLarge, InvalidRequest, NotReady)
+ADMIN_ERRORS = (NotAuthenticated, AdminDisabled, UnknownModel)
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait: 1 while no model is loaded, else from the backlog.",
@@ -75,18 +92,6 @@ ANSWER_HEADERS = {
     **{
         name: {"required": False, "description": text, "schema": {"type": "string"}}
         for name, text in FILTER_HEADERS.items()
-    },
-}
-GENERATED_JSON = {
-    "type": "object",
-    "required": ["model", "version", "seed", "batch_size", "labels", "images"],
-    "properties": {
-        "model": {"type": "string"},
-        "version": {"type": "string"},
-        "seed": {"type": "integer"},
-        "batch_size": {"type": "integer"},
-        "labels": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}},
-        "images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
     },
 }
 BINARY = {"type": "string", "format": "binary"}
@@ -115,9 +120,9 @@ def complete(spec: dict[str, Any], limits: Limits, served: v2.Served) -> None:
     paths = spec["paths"]
     post_generate, get_generate = paths["/generate"]["post"], paths["/generate"]["get"]
     post_generate["requestBody"] = _body(generate_body(limits), required=False)
-    post_generate["responses"] = _generated(400, 404, 408, 409, 413, 415, 422, 503)
+    post_generate["responses"] = _generated(*BODY_ERRORS, *IMAGE_ERRORS)
     get_generate["parameters"] = query_parameters(limits)
-    get_generate["responses"] = _generated(404, 409, 413, 422, 503)
+    get_generate["responses"] = _generated(*IMAGE_ERRORS)
 
     balance = paths["/balance"]["post"]
     balance["requestBody"] = _body(balance_body(limits), required=True)
@@ -126,125 +131,57 @@ def complete(spec: dict[str, Any], limits: Limits, served: v2.Served) -> None:
             **_ok({"application/x-npz": {"schema": BINARY}}, "images uint8 (N, 28, 28), labels"),
             "headers": ANSWER_HEADERS,
         },
-        **_errors(400, 404, 408, 409, 413, 415, 422, 503),
-    }
-    public_model = {
-        "type": "object",
-        "required": ["model", "alias", "ready", "version", "signature", "metrics"],
-        "properties": {
-            "model": {"type": "string"},
-            "alias": {"type": "string"},
-            "ready": {"type": "boolean", "description": "A verified version is loaded"},
-            "version": {"type": ["string", "null"]},
-            "signature": {
-                "type": ["object", "null"],
-                "description": "The generator's input contract",
-            },
-            "metrics": {"type": ["object", "null"], "description": "The version's evaluation"},
-        },
-    }
-    served_models = {
-        "type": "object",
-        "required": ["default", "models"],
-        "properties": {
-            "default": {"type": "string", "description": "Answers requests that name no model"},
-            "models": {"type": "array", "items": public_model, "minItems": 1},
-        },
+        **_errors(*BODY_ERRORS, *IMAGE_ERRORS),
     }
     paths["/models"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": served_models}}, "Each served model, the default first"),
+        "200": _ok(_json(ServedModels), "Each served model, the default first"),
     }
     paths["/models/{name}"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": public_model}}, "The model, its version, contract, metrics"),
-        **_errors(404),
+        "200": _ok(_json(PublicModel), "The model, its version, contract, metrics"),
+        **_errors(UnknownModel),
     }
     paths["/admin/model"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "Manifest, backend, limits, source"),
-        **_errors(401, 403, 404, 503),
+        **_errors(*ADMIN_ERRORS, NotReady),
     }
     paths["/healthz"]["get"]["responses"] = {
         "200": _ok({JSON: {"schema": {"type": "object"}}}, "The process answers")
     }
-    ready_properties: dict[str, Any] = {
-        "ready": {"type": "boolean"},
-        "version": {"type": ["string", "null"]},
-        "source": {
-            "enum": ["registry", "cache", None],
-            "description": "cache: the registry was unreachable at start; the alias's last "
-            "version is served from the local cache (checksums verified) until it answers",
-        },
-        "last_error": {"type": ["string", "null"]},
-        "error_kind": {
-            "enum": [kind.name.lower() for kind in FailureKind] + [None],
-            "description": "What the last failure was; only 'refused' is not retried",
-        },
-    }
-    ready = {
-        "type": "object",
-        "required": list(ready_properties),
-        "properties": ready_properties,
-    }
-    ready_all = {
-        "type": "object",
-        "required": [*ready_properties, "models"],
-        "properties": {
-            **ready_properties,
-            "models": {
-                "type": "object",
-                "additionalProperties": ready,
-                "description": "Each served model's own state, by name",
-            },
-        },
-    }
     paths["/readyz"]["get"]["responses"] = {
-        "200": _ok({JSON: {"schema": ready_all}}, "The default model is verified and loaded"),
-        "503": _ok({JSON: {"schema": ready_all}}, "No default model loaded yet, or shutting down"),
+        "200": _ok(_json(ServerReadiness), "The default model is verified and loaded"),
+        "503": _ok(_json(ServerReadiness), "No default model loaded yet, or shutting down"),
     }
     paths["/metrics"]["get"]["responses"] = {
         "200": _ok({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text format")
     }
     v2.document(spec, limits, served)
     reload = paths["/admin/reload"]["post"]  # its bearer security is FastAPI's (routes/admin.py)
-    reloaded = {"type": "object", "description": "Each reloaded model's version and change"}
     reload["responses"] = {
         "200": _ok(
-            {
-                JSON: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["version", "changed", "models"],
-                        "properties": {
-                            "version": {"type": "string"},
-                            "changed": {"type": "boolean"},
-                            "models": reloaded,
-                        },
-                    }
-                }
-            },
-            "The aliases were re-read; version and changed are the first model's",
+            _json(ReloadAnswer), "The aliases were re-read; version and changed are the first's"
         ),
-        **_errors(401, 403, 404, 409),
-        "503": _error_response(
+        **_errors(*ADMIN_ERRORS),
+        # a failure's answer still shows what the other models did
+        "409": _ok(
+            _json(ReloadFailed),
+            "The version was refused (checksum, manifest, load or warm-up), or the alias names "
+            "no version, and the old one keeps serving",
+        ),
+        "503": _ok(
+            _json(ReloadFailed),
             "Loading failed for a reason polling retries (registry unreachable, disk full, "
             "permission denied, out of memory, timeout); the detail names it and the old "
-            "version keeps serving"
+            "version keeps serving",
         ),
     }
-    for status in ("409", "503"):  # a failure's answer still shows what the other models did
-        failed = {**ERROR, "properties": {**ERROR["properties"], "models": reloaded}}
-        reload["responses"][status]["content"][JSON]["schema"] = failed
 
 
 def generate_body(limits: Limits) -> dict[str, Any]:
     schema = _inline(GenerateRequest.model_json_schema())
-    schema["properties"]["batch_size"]["maximum"] = limits.max_batch_size
-    digits = schema["properties"]["digits"]
-    digits.pop("anyOf", None)
-    digits["anyOf"] = [
-        _digit(),
-        {"type": "array", "items": _digit(), "minItems": 1, "maxItems": limits.max_batch_size},
-        {"type": "null"},
-    ]
+    properties = schema["properties"]
+    properties["batch_size"]["maximum"] = limits.max_batch_size
+    digit_list = next(part for part in properties["digits"]["anyOf"] if part["type"] == "array")
+    digit_list["maxItems"] = limits.max_batch_size
     schema["description"] = (
         "Image i is digit digits[i % len(digits)]; a list without batch_size asks for one image "
         "per digit; no digits: 0,1,..,9,0,... Same body (and seed), same bytes."
@@ -270,45 +207,29 @@ def balance_body(limits: Limits) -> dict[str, Any]:
 
 
 def query_parameters(limits: Limits) -> list[dict[str, Any]]:
-    def parameter(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": text,
-        }
-
-    return [
-        parameter("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED}, "ASCII digits"),
-        parameter(
-            "batch_size",
-            {"type": "integer", "minimum": 1, "maximum": limits.max_batch_size},
-            "Images to generate (default 10)",
-        ),
-        parameter(
-            "digits",
-            {"type": "string", "pattern": "^[0-9](,[0-9])*$"},
-            "One digit for all, or one per image separated by commas (as many as batch_size)",
-        ),
-        parameter("format", {"type": "string", "enum": [f.value for f in OutputFormat]}, "json"),
-        parameter(
-            "min_confidence",
-            {"type": "string", "pattern": f"^({QUERY_FRACTION})$"},
-            "Decimal 0..1, e.g. 0.95: keep only images the classifier reads as their digit with "
-            "at least this probability (ONNX Runtime API only)",
-        ),
-        parameter(
-            "max_candidates",
-            {"type": "integer", "minimum": 1, "maximum": MAX_CANDIDATES_CEILING},
-            MAX_CANDIDATES_HELP,
-        ),
-        parameter("model", {"type": "string", "pattern": f"^{ID.pattern}$"}, MODEL_HELP),
-    ]
+    """GET /generate's query: the body's fields (their bounds and help), in their text forms."""
+    parameters = []
+    for name, field in generate_body(limits)["properties"].items():
+        text_form = QUERY_TEXT_FORMS.get(name)
+        schema = text_form["schema"] if text_form else _value_schema(field)
+        description = text_form["description"] if text_form else field.get("description", "")
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": schema,
+                "description": description,
+            }
+        )
+    return parameters
 
 
-def _digit() -> dict[str, Any]:
-    return {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1}
+def _value_schema(field: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema without null (a query parameter is given or left out), title or default."""
+    (value,) = [part for part in field.get("anyOf", [field]) if part.get("type") != "null"]
+    dropped = ("title", "default", "description", "anyOf")
+    return {key: item for key, item in value.items() if key not in dropped}
 
 
 def _bound_counts(schema: dict[str, Any], maximum: int) -> None:
@@ -364,24 +285,30 @@ def _ok(content: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": content}
 
 
-def _generated(*statuses: int) -> dict[str, Any]:
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {JSON: {"schema": _inline(model.model_json_schema())}}
+
+
+def _generated(*errors: type[Exception]) -> dict[str, Any]:
     ok = _ok(
         {
-            JSON: {"schema": GENERATED_JSON},
+            **_json(ImagesJSON),
             "application/x-npy": {"schema": BINARY},
             "image/png": {"schema": BINARY},
         },
         "Digits in the requested format (json: base64 PNGs; npy: uint8 N x 28 x 28; png: grid)",
     )
     ok["headers"] = ANSWER_HEADERS
-    return {"200": ok, **_errors(*statuses)}
+    return {"200": ok, **_errors(*errors)}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): _error_response(ERRORS[status], retry_after=status == 503)
-        for status in statuses
+def _errors(*errors: type[Exception]) -> dict[str, Any]:
+    """Each error's answer under its HTTP status (serving/http_status.py), in status order."""
+    answers = {
+        STATUS[error]: _error_response(ERROR_TEXT[error], retry_after=error is NotReady)
+        for error in errors
     }
+    return {str(status): answers[status] for status in sorted(answers)}
 
 
 def _error_response(description: str, *, retry_after: bool = False) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import zipfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
+from models.contract import NUM_CLASSES
 from models.images import png_bytes, tile
 from serving.core.schemas import OutputFormat
 
@@ -54,6 +55,23 @@ def grid_png(pixels: np.ndarray) -> bytes:
     return png_bytes(tile(pixels, per_row=max(1, min(GRID_PER_ROW, len(pixels)))))
 
 
+Label = Annotated[int, Field(ge=0, le=NUM_CLASSES - 1)]
+
+
+class ImagesJSON(BaseModel):
+    """The answer to format "json" (the OpenAPI document shows this model)."""
+
+    model: str
+    version: str
+    seed: int
+    batch_size: int
+    labels: list[Label]
+    images: list[str] = Field(
+        description="One PNG per image, base64",
+        json_schema_extra={"items": {"type": "string", "contentEncoding": "base64"}},
+    )
+
+
 def answer_meta(answer: Answer) -> dict[str, Any]:
     """What every answer says about itself: in the JSON body and as X- headers."""
     return {
@@ -83,12 +101,12 @@ def encode_images(answer: Answer, fmt: OutputFormat) -> tuple[bytes, str]:
         return npy_bytes(answer.pixels), NPY
     if fmt is OutputFormat.PNG:
         return grid_png(answer.pixels), PNG
-    body = {
+    body = ImagesJSON(
         **answer_meta(answer),
-        "labels": answer.labels.tolist(),
-        "images": [base64.b64encode(png_bytes(image)).decode("ascii") for image in answer.pixels],
-    }
-    return json.dumps(body, separators=(",", ":")).encode(), JSON
+        labels=answer.labels.tolist(),
+        images=[base64.b64encode(png_bytes(image)).decode("ascii") for image in answer.pixels],
+    )
+    return body.model_dump_json().encode(), JSON
 
 
 def encode_balance(answer: Answer) -> tuple[bytes, str]:

@@ -40,6 +40,7 @@ from serving.core.errors import (
 M = TypeVar("M", bound=BaseModel)
 
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
+Digit = Annotated[StrictInt, Field(ge=0, le=NUM_CLASSES - 1)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 MAX_CANDIDATES_CEILING = 1024  # as DCGAN_SERVE_MAX_CANDIDATES's own bound
 DEFAULT_MAX_CANDIDATES = 16  # DCGAN_SERVE_MAX_CANDIDATES's default, the same on every backend
@@ -57,8 +58,7 @@ CONFIDENCE_HELP = (
     "Keep only images that the version's evaluation classifier reads as the requested digit "
     "with at least this probability (0..1): each image is its first such candidate from the "
     "seed's fixed stream, so answers stay deterministic and prefix-stable; the share accepted "
-    "is in X-Filter-Acceptance-Rate. 0 gives the unfiltered images. Omitted: unfiltered. "
-    "ONNX Runtime API only."
+    "is in X-Filter-Acceptance-Rate. 0 gives the unfiltered images. Omitted: unfiltered."
 )
 DEFAULT_BATCH_SIZE = 10
 MAX_JSON_DEPTH = 8  # our bodies nest two deep; a deeper one is refused before it is parsed
@@ -104,7 +104,7 @@ class GenerateRequest(BaseModel):
         description="Images to generate (1..the server's limit). Omitted: as many as a list of "
         f"digits has, else {DEFAULT_BATCH_SIZE}.",
     )
-    digits: int | list[int] | None = Field(
+    digits: Digit | Annotated[list[Digit], Field(min_length=1)] | None = Field(
         default=None,
         description="One digit for all, a list repeated to batch_size, or omitted: 0,1,..,9,0,..",
     )
@@ -387,6 +387,20 @@ def validate(model: type[M], data: Mapping[str, Any], limits: Limits) -> M:
         return model.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         raise InvalidRequest(describe(exc)) from None
+
+
+# GET /generate's query holds GenerateRequest's fields as text: an integer in ASCII digits, a
+# string as itself, and these two in forms of their own (the OpenAPI document takes them from here).
+QUERY_TEXT_FORMS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "schema": {"type": "string", "pattern": "^[0-9](,[0-9])*$"},
+        "description": "One digit for all, or one per image separated by commas",
+    },
+    "min_confidence": {
+        "schema": {"type": "string", "pattern": f"^({QUERY_FRACTION})$"},
+        "description": "A decimal from 0 to 1, such as 0.95. " + CONFIDENCE_HELP,
+    },
+}
 
 
 def parse_query(params: Mapping[str, list[str]], limits: Limits) -> GenerateRequest:

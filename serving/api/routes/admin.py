@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from serving.api.answers import ReloadAnswer, Reloaded, ReloadFailed
 from serving.api.deps import State
 from serving.api.routes.operations import model_details
 from serving.api.service_state import ServiceState
@@ -58,7 +59,7 @@ async def reload(state: Admin, model: str | None = None) -> JSONResponse:
     on its own; if any failed, the answer is that failure's status and names each, and its
     ``models`` still holds what the others did (a swap that happened is never hidden)."""
     managers = [state.models.manager(model)] if model is not None else list(state.models)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Reloaded] = {}
     failures: list[tuple[int, str]] = []
     for manager in managers:
         name = manager.registry.model
@@ -71,10 +72,12 @@ async def reload(state: Admin, model: str | None = None) -> JSONResponse:
                 (RELOAD_STATUS.get(kind, 503), f"{name}: {kind}: {exc}; still serving {serving}")
             )
             continue
-        results[name] = {"version": result.version, "changed": result.changed}
+        results[name] = Reloaded(version=result.version, changed=result.changed)
     if failures:
         status = max(code for code, _ in failures)  # 503 (retried) outranks 409
         detail = "; ".join(text for _, text in failures)
-        return JSONResponse({"detail": detail, "models": results}, status_code=status)
+        failed = ReloadFailed(detail=detail, models=results)
+        return JSONResponse(failed.model_dump(mode="json"), status_code=status)
     first = results[managers[0].registry.model]
-    return JSONResponse({**first, "models": results})
+    answer = ReloadAnswer(**first.model_dump(), models=results)
+    return JSONResponse(answer.model_dump(mode="json"))

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from serving.api.answers import PublicModel, Readiness, ServedModels, ServerReadiness
 from serving.api.deps import State
 from serving.api.gallery import gallery_html
 from serving.api.service_state import ServiceState
@@ -18,33 +19,31 @@ from serving.core.lifecycle import LoadedModel, ModelManager
 router = APIRouter()
 
 
-def _public(manager: ModelManager) -> dict[str, Any]:
-    """What a client needs to reproduce and judge an answer, nothing about the deployment (the
-    full manifest and backend are on /admin/model)."""
+def _public(manager: ModelManager) -> PublicModel:
     model = manager.current
-    return {
-        "model": manager.registry.model,
-        "alias": manager.alias,
-        "ready": model is not None,
-        "version": model.version if model else None,
-        "signature": model.manifest.signature if model else None,
-        "metrics": model.manifest.metrics if model else None,
-    }
+    return PublicModel(
+        model=manager.registry.model,
+        alias=manager.alias,
+        ready=model is not None,
+        version=model.version if model else None,
+        signature=model.manifest.signature if model else None,
+        metrics=model.manifest.metrics if model else None,
+    )
 
 
 @router.get("/models", summary="The served models: name, alias, version, signature and metrics")
 async def models(state: State) -> dict[str, Any]:
     """Public (the Ingress exposes it): every model served, in order; ``default`` answers
     requests that name no model."""
-    return {
-        "default": state.models.default.registry.model,
-        "models": [_public(manager) for manager in state.models],
-    }
+    return ServedModels(
+        default=state.models.default.registry.model,
+        models=[_public(manager) for manager in state.models],
+    ).model_dump(mode="json")
 
 
 @router.get("/models/{name}", summary="One served model: alias, version, signature and metrics")
 async def one_model(state: State, name: str) -> dict[str, Any]:
-    return _public(state.models.manager(name))
+    return _public(state.models.manager(name)).model_dump(mode="json")
 
 
 def model_details(state: ServiceState, name: str | None) -> dict[str, Any]:
@@ -76,27 +75,27 @@ def server_ready(state: ServiceState) -> bool:
     return state.models.default.current is not None and not state.draining
 
 
-def _readiness(manager: ModelManager, draining: bool) -> dict[str, Any]:
+def _readiness(manager: ModelManager, draining: bool) -> Readiness:
     model = manager.current
     kind = manager.last_error_kind
-    return {
-        "ready": model is not None and not draining,
-        "version": model.version if model else None,
-        "source": model.source if model else None,
-        "last_error": "shutting down" if draining else manager.last_error,
-        "error_kind": kind.name.lower() if kind and not draining else None,
-    }
+    return Readiness(
+        ready=model is not None and not draining,
+        version=model.version if model else None,
+        source=model.source if model else None,
+        last_error="shutting down" if draining else manager.last_error,
+        error_kind=kind.name.lower() if kind and not draining else None,
+    )
 
 
 @router.get("/readyz", summary="Readiness: the default model is verified, warmed up and loaded")
 async def readyz(state: State) -> JSONResponse:
     """Ready as ``server_ready`` says; ``models`` tells each model's own state."""
-    body = _readiness(state.models.default, state.draining)
-    body["ready"] = server_ready(state)
-    body["models"] = {
-        manager.registry.model: _readiness(manager, state.draining) for manager in state.models
-    }
-    return JSONResponse(body, status_code=200 if body["ready"] else 503)
+    body = ServerReadiness(
+        **_readiness(state.models.default, state.draining).model_dump(),
+        models={m.registry.model: _readiness(m, state.draining) for m in state.models},
+    )
+    body.ready = server_ready(state)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

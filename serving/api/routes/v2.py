@@ -18,10 +18,18 @@ from serving.api import kserve
 from serving.api.deps import State, read_body, unless_disconnected
 from serving.api.routes.operations import server_ready
 from serving.api.service_state import ServiceState
-from serving.core.errors import MalformedRequest, UnknownModel
+from serving.core.errors import (
+    BodyTimeout,
+    InvalidRequest,
+    MalformedRequest,
+    NotReady,
+    TooLarge,
+    UnknownModel,
+)
 from serving.core.generation import plan_generate
 from serving.core.lifecycle import LoadedModel
 from serving.core.schemas import GenerateRequest, Limits, validate
+from serving.http_status import STATUS
 
 router = APIRouter(prefix="/v2", tags=["KServe V2 (Open Inference Protocol)"])
 SERVER_NAME, SERVER_VERSION = "dcgan-mnist-service", "0.1.0"
@@ -172,13 +180,16 @@ async def _infer(http: Request, state: ServiceState, model: LoadedModel) -> Resp
 Served = Sequence[tuple[str, LoadedModel | None]]  # each served model's name and loaded version
 JSON = "application/json"
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
-ERRORS = {
-    400: "The request is not a well-formed V2 inference request (the error names what)",
-    404: "No such model, or that version is not the one loaded here",
-    408: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
-    413: "The body is over the byte limit",
-    422: "A limit is passed (images per request), a value is out of range or a key is repeated",
-    503: "No model is loaded yet, or the server is busy",
+# What each error means on these routes; its status is serving/http_status.py's.
+ERROR_TEXT: dict[type[Exception], str] = {
+    MalformedRequest: "The request is not a well-formed V2 inference request (the error names "
+    "what)",
+    UnknownModel: "No such model, or that version is not the one loaded here",
+    BodyTimeout: "The body did not arrive within DCGAN_SERVE_BODY_TIMEOUT_S",
+    TooLarge: "The body is over the byte limit",
+    InvalidRequest: "A limit is passed (images per request), a value is out of range or a key is "
+    "repeated",
+    NotReady: "No model is loaded yet, or the server is busy",
 }
 LENGTH_SCHEMA = {"type": "string", "pattern": f"^[0-9]{{1,{kserve.HEADER_DIGITS}}}$"}
 LENGTH_HEADER = {
@@ -231,8 +242,14 @@ def document(spec: dict[str, Any], limits: Limits, served: Served) -> None:
     values = {"name": [name for name, _ in served], "version": sorted({m.version for m in loaded})}
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         metadata, ready = paths[path]["get"], paths[f"{path}/ready"]["get"]
-        metadata["responses"] = {**_answer("Name, versions, inputs, outputs"), **_errors(404, 503)}
-        ready["responses"] = {"200": {"description": "Loaded and ready"}, **_errors(404, 503)}
+        metadata["responses"] = {
+            **_answer("Name, versions, inputs, outputs"),
+            **_errors(UnknownModel, NotReady),
+        }
+        ready["responses"] = {
+            "200": {"description": "Loaded and ready"},
+            **_errors(UnknownModel, NotReady),
+        }
         infer = paths[f"{path}/infer"]["post"]
         infer["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
         infer["parameters"].append(LENGTH_HEADER)
@@ -244,7 +261,7 @@ def document(spec: dict[str, Any], limits: Limits, served: Served) -> None:
                 "content": {JSON: {"schema": ANSWER}, **binary},
                 "headers": {kserve.HEADER_LENGTH: length},
             },
-            **_errors(400, 404, 408, 413, 422, 503),
+            **_errors(*ERROR_TEXT),
         }
         for operation in (metadata, ready, infer):
             for parameter in operation["parameters"]:
@@ -256,8 +273,10 @@ def _answer(description: str) -> dict[str, Any]:
     return {"200": {"description": description, "content": {JSON: {"schema": {"type": "object"}}}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): {"description": ERRORS[status], "content": {JSON: {"schema": ERROR}}}
-        for status in statuses
+def _errors(*errors: type[Exception]) -> dict[str, Any]:
+    """Each error's answer under its HTTP status, in status order."""
+    answers = {
+        STATUS[error]: {"description": ERROR_TEXT[error], "content": {JSON: {"schema": ERROR}}}
+        for error in errors
     }
+    return {str(status): answers[status] for status in sorted(answers)}
