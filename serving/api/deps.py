@@ -11,8 +11,9 @@ from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
 from serving.api.service_state import ServiceState
+from serving.core.decoding import parse_body
 from serving.core.errors import BodyTimeout, ClientGone, TooLarge
-from serving.core.schemas import BalanceRequest, GenerateRequest, parse_body
+from serving.core.schemas import BalanceRequest, GenerateRequest
 
 T = TypeVar("T")
 M = TypeVar("M", GenerateRequest, BalanceRequest)

@@ -9,9 +9,10 @@ output is ``images`` (UINT8 [N, H, W]).
 https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol
 
 The JSON (the whole body, or the header the binary extension puts before its tensors) is read by
-``serving.core.schemas.strict_json``, the rules of every route. Every size is then checked in Python
-integers against the limits (rows, elements, bytes) before numpy sees a shape; parameters are the
-binary extension's, typed, and anything else is refused: every malformed request is a RequestError.
+``serving.core.decoding.strict_json``, the rules of every route. Every size is then checked in
+Python integers against the limits (rows, elements, bytes) before numpy sees a shape; parameters
+are the binary extension's, typed, and anything else is refused: every malformed request is a
+RequestError.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from models.contract import MAX_SEED, NUM_CLASSES
+from serving.core.decoding import strict_json
 from serving.core.errors import InvalidRequest, MalformedRequest
-from serving.core.schemas import Limits, short, strict_json
+from serving.core.schemas import Limits, short
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_DIGITS = 20  # ASCII digits: int() would also take " 7", "1_000" and other scripts' digits

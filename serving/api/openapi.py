@@ -30,6 +30,7 @@ from serving.api.answers import (
     ServerReadiness,
 )
 from serving.api.routes import v2
+from serving.core.decoding import QUERY_TEXT_FORMS
 from serving.core.encoding import ImagesJSON
 from serving.core.errors import (
     AdminDisabled,
@@ -43,7 +44,7 @@ from serving.core.errors import (
     UnsupportedByVersion,
     UnsupportedMediaType,
 )
-from serving.core.schemas import QUERY_TEXT_FORMS, BalanceRequest, GenerateRequest, Limits
+from serving.core.schemas import BalanceRequest, GenerateRequest, Limits
 from serving.http_status import STATUS
 
 JSON = "application/json"

@@ -18,9 +18,10 @@ from serving.api.openapi import (
     query_parameters,
 )
 from serving.api.routes import v2
+from serving.core.decoding import QUERY_TEXT_FORMS
 from serving.core.encoding import ImagesJSON
 from serving.core.errors import RequestError
-from serving.core.schemas import QUERY_TEXT_FORMS, GenerateRequest, Limits
+from serving.core.schemas import GenerateRequest, Limits
 from serving.http_status import STATUS
 
 LIMITS = Limits(max_batch_size=77)

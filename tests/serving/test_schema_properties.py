@@ -23,9 +23,10 @@ from models.contract import GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
 from serving.api.app import create_app
 from serving.api.settings import ServeSettings
+from serving.core.decoding import parse_body, parse_query
 from serving.core.errors import RequestError
 from serving.core.generation import plan_balance, plan_generate
-from serving.core.schemas import BalanceRequest, GenerateRequest, Limits, parse_body, parse_query
+from serving.core.schemas import BalanceRequest, GenerateRequest, Limits
 from serving.http_status import http_status
 
 LIMITS = Limits(max_batch_size=64, max_balance_images=640, max_body_bytes=4096, max_class_count=64)

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.api.kserve import DATATYPES, INPUTS, InferRequest, parse_infer
+from serving.core.decoding import MAX_JSON_DEPTH, strict_json
 from serving.core.errors import RequestError
-from serving.core.schemas import MAX_JSON_DEPTH, Limits, strict_json
+from serving.core.schemas import Limits
 from serving.http_status import http_status
 
 LIMITS = Limits(max_batch_size=64, max_body_bytes=64 * 1024)

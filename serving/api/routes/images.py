@@ -9,9 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.deps import State, json_body, unless_disconnected
 from serving.api.service_state import ServiceState
 from serving.core import encoding
+from serving.core.decoding import parse_query
 from serving.core.digits import Answer
 from serving.core.generation import INLINE_MAX, plan_balance, plan_generate
-from serving.core.schemas import BalanceRequest, GenerateRequest, parse_query
+from serving.core.schemas import BalanceRequest, GenerateRequest
 
 router = APIRouter()
 

@@ -18,6 +18,7 @@ from serving.api import kserve
 from serving.api.deps import State, read_body, unless_disconnected
 from serving.api.routes.operations import server_ready
 from serving.api.service_state import ServiceState
+from serving.core.decoding import validate
 from serving.core.errors import (
     BodyTimeout,
     InvalidRequest,
@@ -28,7 +29,7 @@ from serving.core.errors import (
 )
 from serving.core.generation import plan_generate
 from serving.core.lifecycle import LoadedModel
-from serving.core.schemas import GenerateRequest, Limits, validate
+from serving.core.schemas import GenerateRequest, Limits
 from serving.http_status import STATUS
 
 router = APIRouter(prefix="/v2", tags=["KServe V2 (Open Inference Protocol)"])
