@@ -35,11 +35,9 @@ import argparse
 import cProfile
 import importlib.metadata
 import os
-import pstats
 import secrets
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -49,6 +47,13 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from benchmarks.machine import describe
+from benchmarks.registry_speed_measure import (
+    clock,
+    median_split,
+    profile_kinds,
+    store_split,
+    timing_stats,
+)
 from benchmarks.registry_speed_report import MB, markdown_table, write_results
 from benchmarks.registry_speed_store import (
     TimedStore,
@@ -113,69 +118,6 @@ def export_once(run: Path, out_dir: Path) -> tuple[dict[str, Path], dict[str, An
     return files, kwargs, figures
 
 
-# --- measuring -----------------------------------------------------------------------------------
-
-
-def _clock(fn: Callable[[], T]) -> tuple[float, T]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
-def _store_split(store: TimedStore, total_s: float, main_op: str) -> dict[str, float]:
-    """Seconds in the store's main operation, in its other operations, and outside the store."""
-    inside = sum(store.seconds.values())
-    return {
-        f"store_{main_op}_s": store.seconds.get(main_op, 0.0),
-        "store_other_s": inside - store.seconds.get(main_op, 0.0),
-        "store_calls": float(sum(store.calls.values())),
-        "outside_store_s": total_s - inside,
-    }
-
-
-def _stats(values: list[float], total_bytes: int | None = None) -> dict[str, Any]:
-    median = statistics.median(values)
-    out: dict[str, Any] = {
-        "median_s": median,
-        "min_s": min(values),
-        "max_s": max(values),
-        "all_s": [round(v, 4) for v in values],
-    }
-    if total_bytes is not None:
-        out["median_mb_s"] = total_bytes / MB / median
-        out["best_mb_s"] = total_bytes / MB / min(values)
-    return out
-
-
-def _median_split(splits: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(s[key] for s in splits) for key in splits[0]}
-
-
-# Kinds of work, by the name cProfile gives a C function (Python code counts as "python").
-PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("hashing (hashlib: sha256, md5)", ("_hashlib",)),
-    ("fsync", ("fsync",)),
-    ("waiting for other threads (minio's parallel part uploads)", ("_thread.lock",)),
-    ("socket send/recv (incl. waiting for the server)", ("_socket.socket", "select", "poll")),
-    ("file read/write/copy", ("_io.", "sendfile", "copy_file_range", "posix.read", "posix.write")),
-)
-
-
-def profile_kinds(profile: cProfile.Profile) -> dict[str, float]:
-    """Own time (tottime) per kind of work, in seconds, over a profiled call."""
-    kinds: dict[str, float] = {}
-    raw: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in raw.items():
-        label = "python (registry, minio, urllib3, ...) and other C calls"
-        if filename == "~":
-            for kind, markers in PROFILE_KINDS:
-                if any(marker in name for marker in markers):
-                    label = kind
-                    break
-        kinds[label] = kinds.get(label, 0.0) + tottime
-    return kinds
-
-
 class Bench:
     """Both stores over one exported model; every measurement appends to ``self.raw``."""
 
@@ -211,8 +153,8 @@ class Bench:
         store.reset()
         server_before = self._server_cpu()
         client_before = time.process_time()  # every thread of this process (minio's uploaders)
-        seconds, result = _clock(fn)
-        split = _store_split(store, seconds, main_op)
+        seconds, result = clock(fn)
+        split = store_split(store, seconds, main_op)
         split["client_cpu_s"] = time.process_time() - client_before
         server_after = self._server_cpu()
         if name == "s3" and server_before is not None and server_after is not None:
@@ -232,7 +174,7 @@ class Bench:
         return str(manifest.version)
 
     def promote(self, name: str, version: str) -> None:
-        seconds, _ = _clock(lambda: self.registries[name].promote(version))
+        seconds, _ = clock(lambda: self.registries[name].promote(version))
         self._add(name, "promote", seconds)
 
     def pulls(self, name: str) -> None:
@@ -250,7 +192,7 @@ class Bench:
         shutil.rmtree(cache)
 
     def hash_only(self) -> float:
-        seconds, _ = _clock(lambda: [sha256_file(p) for p in self.files.values()])
+        seconds, _ = clock(lambda: [sha256_file(p) for p in self.files.values()])
         return seconds
 
     def profiled(self, name: str) -> dict[str, dict[str, float]]:
@@ -333,7 +275,7 @@ def run_benchmark(
                     f"{raw['promote'][-1]:.3f} s, cold pull {raw['pull_cold'][-1]:.3f} s, "
                     f"warm pull {raw['pull_warm'][-1]:.3f} s"
                 )
-        results["sha256_only"] = _stats(hashes, bench.total_bytes)
+        results["sha256_only"] = timing_stats(hashes, bench.total_bytes)
 
         stores: dict[str, Any] = {}
         for name in STORES:
@@ -342,17 +284,17 @@ def run_benchmark(
                 "location": bench.stores[name].location,
                 "first_publish": first[name],
                 "publish": {
-                    **_stats(raw["publish"], bench.total_bytes),
-                    "split_median": _median_split(raw["publish_split"]),
+                    **timing_stats(raw["publish"], bench.total_bytes),
+                    "split_median": median_split(raw["publish_split"]),
                 },
-                "promote": _stats(raw["promote"]),
+                "promote": timing_stats(raw["promote"]),
                 "pull_cold": {
-                    **_stats(raw["pull_cold"], bench.total_bytes),
-                    "split_median": _median_split(raw["pull_cold_split"]),
+                    **timing_stats(raw["pull_cold"], bench.total_bytes),
+                    "split_median": median_split(raw["pull_cold_split"]),
                 },
                 "pull_warm": {
-                    **_stats(raw["pull_warm"], bench.total_bytes),
-                    "split_median": _median_split(raw["pull_warm_split"]),
+                    **timing_stats(raw["pull_warm"], bench.total_bytes),
+                    "split_median": median_split(raw["pull_warm_split"]),
                 },
             }
         if profile:

@@ -1,5 +1,7 @@
 """Labelled image datasets on disk, written back with generated images added (what
-`dcgan balance` does); reading is models/datasets/readers.py, re-exported here.
+`dcgan balance` does); reading is models/datasets/readers.py, re-exported here, and what each
+generated image says about itself (provenance, metadata.jsonl rows, the card) is
+serving/tools/provenance.py.
 
 The output is a new directory, built under a temporary, locked name beside it and renamed into
 place whole, so no half-written dataset is ever visible: the source's regular files (copied; no
@@ -14,20 +16,13 @@ and how to train on them (models/datasets/recipe.py), naming the dataset by its 
 
 from __future__ import annotations
 
-import html
-import io
 import json
 import os
-import re
-import stat
-import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from models.datasets.files import (
@@ -36,11 +31,9 @@ from models.datasets.files import (
     copy_tree,
     json_object,
     lstat,
-    open_regular,
     read_file,
     refused,
     remove_stale,
-    shown,
 )
 from models.datasets.readers import (
     Dataset,
@@ -51,7 +44,7 @@ from models.datasets.readers import (
     read_dataset,
     stack_same_shape,
 )
-from models.datasets.recipe import GENERATED_FIELDS, how_to_train
+from models.datasets.recipe import GENERATED_FIELDS
 from models.idx import idx_bytes
 from models.registry.names import is_id
 from serving.tools.dataset_journal import (
@@ -62,6 +55,16 @@ from serving.tools.dataset_journal import (
     STAGING_PREFIX,
     finish_pending,
     write_journal,
+)
+from serving.tools.provenance import (
+    SOURCE_TYPE,
+    TRAINED_ALGORITHMIC_MEDIA,
+    Provenance,
+    card,
+    card_name,
+    has_our_card,
+    metadata_lines,
+    png_bytes,
 )
 
 __all__ = [
@@ -85,62 +88,6 @@ __all__ = [
     "write_balanced",
 ]
 
-TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-SOURCE_TYPE = "trainedAlgorithmicMedia"  # a generated row's digital_source_type in metadata.jsonl
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where generated images came from; stamped into every one and into the card."""
-
-    model: str
-    version: str
-    seed: int
-    source: str  # the service URL or the registry URI
-    min_confidence: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def png_bytes(pixels: np.ndarray, provenance: Provenance, index: int) -> bytes:
-    """A grayscale PNG stamped as machine-generated: XMP (IPTC) plus text chunks."""
-    info = PngImagePlugin.PngInfo()
-    xmp = (
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
-        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
-        f'Iptc4xmpExt:DigitalSourceType="{TRAINED_ALGORITHMIC_MEDIA}"/></rdf:RDF></x:xmpmeta>'
-    )
-    info.add_itxt("XML:com.adobe.xmp", xmp)
-    info.add_text("DigitalSourceType", TRAINED_ALGORITHMIC_MEDIA)
-    info.add_text("dcgan:model", provenance.model)
-    info.add_text("dcgan:version", provenance.version)
-    info.add_text("dcgan:seed", f"{provenance.seed}:{index}")
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
-
-
-def metadata_lines(files: Sequence[str], labels: np.ndarray, provenance: Provenance) -> list[str]:
-    """The metadata.jsonl lines of the answer's generated images, named ``files``: every
-    format's and ``--in-place``'s, so each row has the same fields."""
-    return [
-        json.dumps(
-            {
-                "file_name": file,
-                "label": int(label),
-                "model": provenance.model,
-                "version": provenance.version,
-                "seed": provenance.seed,
-                "index": i,  # position in the answer to that seed
-                "min_confidence": provenance.min_confidence,
-                "digital_source_type": SOURCE_TYPE,
-                **GENERATED_FIELDS,  # the training recipe's: generated, and its loss weight
-            }
-        )
-        for i, (file, label) in enumerate(zip(files, labels, strict=True))
-    ]
-
 
 def _is_generated(row: dict[str, Any]) -> bool:
     """A metadata.jsonl row of a generated image (ours, or one a dataset marks synthetic)."""
@@ -158,75 +105,6 @@ def _generated_counts(lines: Sequence[str], num_classes: int) -> list[int]:
     return counts
 
 
-# --- the card -----------------------------------------------------------------------------
-
-
-def markdown(text: object) -> str:
-    """``text`` as inert Markdown and HTML on one line: control characters shown escaped,
-    Markdown's special characters backslash-escaped, ``<>&"'`` as entities."""
-    return html.escape(MARKDOWN_SPECIAL.sub(r"\\\1", shown(text)), quote=True)
-
-
-def public_source(uri: str) -> str:
-    """Where the images came from, for the card: a URL without credentials, query or fragment;
-    a local registry directory is not named (the card holds no local path)."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-        port = parts.port
-    except ValueError:
-        return "a registry"
-    if parts.scheme in ("http", "https", "s3") and parts.hostname:
-        return f"{parts.scheme}://{parts.hostname}{f':{port}' if port else ''}{parts.path}"
-    return "a local registry"
-
-
-def _card(source: Dataset, real: Sequence[int], after: Sequence[int], p: Provenance) -> str:
-    """The dataset card: where the images came from, the real and filled counts per class, and
-    how to train on them (models/datasets/recipe.py)."""
-    metrics = ", ".join(
-        f"{markdown(key)} {value:.4g}"
-        for key, value in p.metrics.items()
-        if isinstance(value, float)
-    )
-    rows = "\n".join(
-        f"| {k} | {r} | {a - r} | {a} |" for k, (r, a) in enumerate(zip(real, after, strict=True))
-    )
-    name = markdown(source.path.name)
-    return (
-        "---\ntags:\n- synthetic\n- machine-generated\n---\n\n"
-        f"# {name}, balanced\n\n"
-        f"Machine-generated images were added to {name} ({source.format}) by "
-        "`dcgan balance`, so that every class has "
-        f"{max(after)} images. The added images are "
-        "synthetic (IPTC digital source type: trainedAlgorithmicMedia); each is listed in "
-        f"`{METADATA_NAME}`.\n\n"
-        f"- Model: {markdown(p.model)} version {markdown(p.version)}, from "
-        f"{markdown(public_source(p.source))}\n"
-        f"- Seed: {p.seed}; classifier filter: "
-        f"{'none' if p.min_confidence is None else f'min confidence {p.min_confidence}'}\n"
-        f"- Model metrics: {metrics or 'not published'}\n\n"
-        "Images per class: real (before filling), generated, and after filling.\n\n"
-        "| class | real | generated | after |\n|---|---|---|---|\n"
-        f"{rows}\n\n" + "\n".join(how_to_train(real, after)) + "\n"
-    )
-
-
-def _has_our_card(directory: Path) -> bool:
-    """Whether ``directory``'s README.md is a card this command wrote (a link is not read)."""
-    st = lstat(directory / CARD_NAME)
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return False
-    with open_regular(directory / CARD_NAME, 1 << 30) as (stream, _):
-        return "`dcgan balance`" in stream.read(2000).decode("utf-8", errors="replace")
-
-
-def _card_name(root: Path) -> str:
-    """README.md, unless the dataset has a README of its own: that is kept, the card beside it."""
-    if lstat(root / CARD_NAME) is None or _has_our_card(root):
-        return CARD_NAME
-    return OWN_README_CARD_NAME
-
-
 def _prior_lines(source: Dataset, limits: DatasetLimits) -> list[str]:
     """The lines of the dataset's metadata.jsonl, kept: an ImageFolder's own (Hugging Face's
     ImageFolder convention) or ours; beside a .npz or IDX file only where we wrote it. A row
@@ -239,7 +117,7 @@ def _prior_lines(source: Dataset, limits: DatasetLimits) -> list[str]:
     metadata = directory / METADATA_NAME
     if lstat(metadata) is None:
         return []
-    if source.format is not Format.IMAGEFOLDER and not _has_our_card(directory):
+    if source.format is not Format.IMAGEFOLDER and not has_our_card(directory):
         return []
     try:
         text = read_file(metadata, limits.max_file_bytes).decode("utf-8")
@@ -305,9 +183,9 @@ def _write_records(
     after = [b + int(n) for b, n in zip(before, added, strict=True)]
     generated = _generated_counts(lines, num_classes)
     real = [max(0, a - g) for a, g in zip(after, generated, strict=True)]
-    card = _card(source, real, after, provenance)
-    name = _card_name(source.path) if source.format is Format.IMAGEFOLDER else CARD_NAME
-    (stage / name).write_text(card)
+    text = card(source, real, after, provenance)
+    name = card_name(source.path) if source.format is Format.IMAGEFOLDER else CARD_NAME
+    (stage / name).write_text(text)
 
 
 def _write_arrays(stage: Path, source: Dataset, images: np.ndarray, labels: np.ndarray) -> str:

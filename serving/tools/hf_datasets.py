@@ -12,7 +12,7 @@ import numpy as np
 
 from models.datasets.hf import columns, guarded, library
 from models.datasets.readers import Dataset, Format
-from serving.tools.datasets import Provenance, png_bytes
+from serving.tools.provenance import Provenance, png_bytes
 
 
 def write(
