@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.secrets import check_secret
+from models.settings import read_once
 
 
 def check_s3_key(value: SecretStr, setting: str) -> SecretStr:
@@ -51,6 +52,9 @@ class S3Settings(BaseSettings):
         return self.endpoint, self.secure
 
 
+s3_settings = read_once(S3Settings)
+
+
 def make_http_client(settings: S3Settings) -> urllib3.PoolManager:
     """The connection pool minio would build, with our timeouts and retry budget."""
     return urllib3.PoolManager(
@@ -67,7 +71,7 @@ def make_http_client(settings: S3Settings) -> urllib3.PoolManager:
 
 
 def make_client(settings: S3Settings | None = None) -> Minio:
-    settings = settings or S3Settings()
+    settings = settings or s3_settings()
     host, secure = settings.host_and_secure()
     return Minio(
         host,

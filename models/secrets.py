@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.settings import read_once
+
 log = logging.getLogger("models.secrets")
 
 # Values people leave in place: the examples' prefix and the usual vendor and tutorial defaults.
@@ -35,6 +37,9 @@ class SecuritySettings(BaseSettings):
     insecure_dev: bool = False
 
 
+security_settings = read_once(SecuritySettings)
+
+
 def is_placeholder(value: str) -> bool:
     lowered = value.strip().lower()
     return lowered in PLACEHOLDERS or lowered.startswith(PLACEHOLDER_PREFIXES)
@@ -50,7 +55,7 @@ def check_secret(value: SecretStr, setting: str, min_length: int) -> SecretStr:
         problem = f"is shorter than {min_length} characters"
     else:
         return value
-    if SecuritySettings().insecure_dev:
+    if security_settings().insecure_dev:
         log.warning("secrets.insecure %s %s; allowed by DCGAN_INSECURE_DEV", setting, problem)
         return value
     raise ValueError(

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from models.contract import PRODUCTION
 from models.registry import ModelRegistry
-from models.registry.settings import RegistrySettings, open_registry
+from models.registry.settings import open_registry, registry_settings
 from pipeline.errors import UserError
 
 models_app = typer.Typer(help="List, inspect, promote, roll back, pull and delete model versions.")
@@ -41,7 +41,7 @@ def _size(n: int) -> str:
 def list_versions() -> None:
     """Every published version, oldest first, with its aliases and key metrics."""
     rows = _registry().list_versions()
-    table = Table(title=f"models in {RegistrySettings().uri}")
+    table = Table(title=f"models in {registry_settings().uri}")
     for column in ("version", "created (UTC)", "aliases", "accuracy", "FD", "TSTR", "size"):
         table.add_column(
             column, justify="right" if column in ("accuracy", "FD", "TSTR", "size") else "left"
@@ -126,7 +126,7 @@ def pull(
     ] = None,
 ) -> None:
     """Download a version into the local cache, verifying every file's sha256."""
-    target = cache_dir or RegistrySettings().cache_dir.expanduser()
+    target = cache_dir or registry_settings().cache_dir.expanduser()
     typer.echo(str(_registry().pull(ref, target, files=file or None)))
 
 

@@ -34,7 +34,7 @@ from prefect.tasks import exponential_backoff
 from models.contract import PRODUCTION, SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
 from models.registry.errors import AliasNotFound, BucketMissing, VersionExists, VersionNotFound
-from models.registry.settings import RegistrySettings, open_registry
+from models.registry.settings import open_registry, registry_settings
 from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
 from pipeline.data.loading import ImageDataset, load_dataset
@@ -228,7 +228,10 @@ def train_dcgan(
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     version = f"run-{run_id[:8]}-{run_id[-12:]}"
-    registry = open_registry(RegistrySettings(model_name=model_name) if model_name else None)
+    settings = registry_settings()
+    if model_name:
+        settings = settings.model_copy(update={"model_name": model_name})
+    registry = open_registry(settings)
     check_same_dataset(production_model(registry), config.dataset, registry.model)
     lineage = resume_run or run_id
     sync = CheckpointSync(registry.store, registry.model, lineage)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.settings import read_once
 
 # auto: bf16 only where the device runs it natively (pipeline.precision.decide); or forced.
 PrecisionChoice = Literal["auto", "fp32", "bf16"]
@@ -21,6 +22,4 @@ class PipelineSettings(BaseSettings):
     precision: PrecisionChoice = "auto"  # every torch computation without an explicit precision
 
 
-@lru_cache
-def get_settings() -> PipelineSettings:
-    return PipelineSettings()
+get_settings = read_once(PipelineSettings)

@@ -25,9 +25,9 @@ def serve(
     """Serve /generate from the registry's production model (ONNX Runtime; settings from env)."""
     from serving.api.app import create_app
     from serving.api.server import run
-    from serving.api.settings import ServeSettings
+    from serving.api.settings import serve_settings
 
-    settings = ServeSettings()
+    settings = serve_settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.model_copy(update=overrides)
     logging.basicConfig(

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from models.settings import read_again
 from pipeline.data.loading import ImageDataset, load_dataset
 
 pytest_plugins = ["tests.s3_server"]
+
+
+@pytest.fixture(autouse=True)
+def settings_read_per_test() -> None:
+    """A process reads its settings once (models/settings.py); each test is a process of its own
+    here, so one that sets DCGAN_* in the environment is read as it set them."""
+    read_again()
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from models.registry.errors import (
     StoreUnreachable,
 )
 from models.registry.store import CHUNK, JSON, OCTETS, ObjectInfo, ObjectStore, check_key
-from models.s3 import S3Settings, make_client
+from models.s3 import S3Settings, make_client, s3_settings
 
 _CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
 _log = logging.getLogger("models.registry")
@@ -101,7 +101,7 @@ class S3Store(ObjectStore):
         create_bucket: bool = True,
         client: Minio | None = None,
     ) -> None:
-        self.settings = settings or S3Settings()
+        self.settings = settings or s3_settings()
         try:
             check_bucket_name(bucket, strict=True)
         except ValueError as exc:

@@ -13,6 +13,7 @@ from models.registry.registry import DEFAULT_GRACE_S, DEFAULT_LEASE_S, ModelRegi
 from models.registry.s3_store import S3Store
 from models.registry.signing import ManifestSigner, ManifestVerifier
 from models.s3 import S3Settings
+from models.settings import read_once
 
 
 class RegistrySettings(BaseSettings):
@@ -38,10 +39,13 @@ class RegistrySettings(BaseSettings):
         return [part.strip() for part in self.trusted_keys.split(",") if part.strip()]
 
 
+registry_settings = read_once(RegistrySettings)
+
+
 def open_registry(
     settings: RegistrySettings | None = None, s3: S3Settings | None = None
 ) -> ModelRegistry:
-    settings = settings or RegistrySettings()
+    settings = settings or registry_settings()
     store = open_store(
         settings.uri,
         s3 if settings.uri.startswith("s3://") else None,

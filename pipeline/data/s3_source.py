@@ -11,7 +11,7 @@ from minio import Minio
 
 from models.registry.errors import BucketMissing, ObjectNotFound, RegistryError
 from models.registry.s3_store import s3_errors
-from models.s3 import S3Settings, make_client, split_s3_uri
+from models.s3 import S3Settings, make_client, s3_settings, split_s3_uri
 from pipeline.data.catalog import DatasetSpec
 from pipeline.data.sources import maybe_gunzip, missing_or_invalid, write_verified
 from pipeline.errors import DataSourceError
@@ -49,7 +49,7 @@ def fetch_from_s3(
     spec: DatasetSpec, uri: str, dest: Path, settings: S3Settings | None = None
 ) -> None:
     """Copy the dataset's files (raw or .gz) from ``s3://bucket/prefix`` into ``dest``."""
-    settings = settings or S3Settings()
+    settings = settings or s3_settings()
     try:
         bucket, prefix = split_s3_uri(uri)
         client = make_client(settings)

@@ -17,13 +17,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from models.registry import ModelRegistry
-from models.registry.settings import RegistrySettings, open_registry
+from models.registry.settings import open_registry, registry_settings
 from serving.api import docs_ui, openapi
 from serving.api.http_errors import install_error_handlers
 from serving.api.metrics import MetricsMiddleware, ServiceMetrics
 from serving.api.routes import admin, images, operations, v2
 from serving.api.service_state import ServiceState
-from serving.api.settings import ServeSettings
+from serving.api.settings import ServeSettings, serve_settings
 from serving.core.batching import Batcher
 from serving.core.lifecycle import (
     BackendFactory,
@@ -48,11 +48,11 @@ def create_app(
     factory: BackendFactory | None = None,
 ) -> FastAPI:
     """The service. Defaults: settings and registry from the environment, ONNX Runtime backend."""
-    settings = settings or ServeSettings()
+    settings = settings or serve_settings()
     if registry is None or cache_dir is None:
-        registry_settings = RegistrySettings()
-        registry = registry or open_registry(registry_settings)
-        cache_dir = cache_dir or registry_settings.cache_dir.expanduser()
+        registry_config = registry_settings()
+        registry = registry or open_registry(registry_config)
+        cache_dir = cache_dir or registry_config.cache_dir.expanduser()
     metrics = ServiceMetrics()
     workers, threads = inference_pool(settings.device, settings.workers, settings.threads)
     backend_factory = factory or onnx_factory(settings.device, threads)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.contract import PRODUCTION
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
+from models.settings import read_once
 from serving.core.onnx_backend import Device
 from serving.core.schemas import DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES_CEILING, Limits
 
@@ -144,3 +145,6 @@ class ServeSettings(BaseSettings):
             max_body_bytes=self.max_body_bytes,
             max_class_count=self.max_class_count,
         )
+
+
+serve_settings = read_once(ServeSettings)

@@ -23,7 +23,7 @@ import numpy as np
 
 from models.contract import GeneratorSignature
 from models.datasets.files import DatasetLimits, remove_stale, resolve
-from models.registry.settings import RegistrySettings, open_registry
+from models.registry.settings import RegistrySettings, open_registry, registry_settings
 from serving.core.decoding import validate
 from serving.core.digits import ChunkedRunner, DigitService, run_now
 from serving.core.errors import DatasetError
@@ -108,7 +108,7 @@ class RegistrySource:
     def __init__(
         self, alias: str, settings: RegistrySettings | None = None, model: str | None = None
     ) -> None:
-        self.settings = settings or RegistrySettings()
+        self.settings = settings or registry_settings()
         if model is not None:
             self.settings = self.settings.model_copy(update={"model_name": model})
         self._cache = tempfile.TemporaryDirectory(prefix="dcgan-balance-")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from models.contract import PRODUCTION
-from models.registry.settings import RegistrySettings, open_registry
+from models.registry.settings import open_registry, registry_settings
 from serving.torchserve.archive import build_archive
 
 torchserve_app = typer.Typer(
@@ -35,7 +35,7 @@ def archive(
     ] = None,
 ) -> None:
     """Build <model>-<version>.mar from a registry version (sha256-verified); print its path."""
-    settings = RegistrySettings()
+    settings = registry_settings()
     path = build_archive(
         open_registry(settings),
         ref,
