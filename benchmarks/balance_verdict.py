@@ -7,6 +7,9 @@ shown: the larger of the two methods' own standard deviations (the claim's test)
 per-seed differences (the seeds pair up: the same skewed set and classifier seed).
 
     python -m benchmarks.balance_verdict benchmarks/results/balance-*-own-data-*.json
+
+``--pool`` judges the given files as one run: the same dataset and scenario, other seeds (a later
+run adding seeds to an earlier one), over the methods every file has.
 """
 
 from __future__ import annotations
@@ -55,6 +58,25 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs of the same dataset and scenario over disjoint seeds: each method's
+    per-seed accuracies joined in seed order (only methods every run measured)."""
+    keys = {(r.get("dataset"), r.get("scenario"), str(r.get("boundary"))) for r in runs}
+    if len(keys) != 1:
+        raise ValueError("pooled runs must share the dataset, scenario and boundary")
+    seeds = [seed for r in runs for seed in r["setup"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"pooled runs must not repeat a seed: {sorted(seeds)}")
+    names = [n for n in runs[0]["methods"] if all(n in r["methods"] for r in runs)]
+    order = np.argsort(seeds, kind="stable")
+    methods = {}
+    for name in names:
+        accuracy = [a for r in runs for a in r["methods"][name]["accuracy"]]
+        joined = [accuracy[i] for i in order]
+        methods[name] = {"accuracy": joined, "accuracy_mean": float(np.mean(joined))}
+    return {**runs[0], "methods": methods, "setup": {**runs[0]["setup"], "seeds": sorted(seeds)}}
+
+
 def line(v: dict[str, Any]) -> str:
     """One Markdown table row of a verdict."""
     scenario = f"{v['scenario']}{' (UPPER BOUND)' if v['upper_bound'] else ''}"
@@ -70,14 +92,16 @@ def line(v: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="results JSON files")
+    parser.add_argument("--pool", action="store_true", help="judge the files as one run")
     args = parser.parse_args(argv)
+    runs = [json.loads(path.read_text()) for path in args.results]
     print(
         "| dataset | scenario | strongest baseline | best generated | difference (points) "
         "| std: larger / paired | beats by > 2 std |"
     )
     print("|---|---|---|---|---:|---|---|")
-    for path in args.results:
-        print(line(verdict(json.loads(path.read_text()))))
+    for run in [pool(runs)] if args.pool else runs:
+        print(line(verdict(run)))
 
 
 if __name__ == "__main__":

@@ -152,3 +152,27 @@ def test_balance_verdict_names_the_strongest_baseline_and_applies_two_stds() -> 
     # Ahead on average, but by less than two of the larger standard deviation: not a win.
     close = verdict(results([0.969, 0.975, 0.981]))
     assert close["difference"] > 0 and close["beats_by_two_std"] is False
+
+
+def test_balance_verdict_pools_runs_over_other_seeds() -> None:
+    from benchmarks.balance_verdict import pool, verdict
+
+    def run(seeds: list[int], base: list[float], gen: list[float]) -> dict[str, object]:
+        methods = {"logit-adjusted": base, "generated+recipe": gen, "skewed": [0.5] * len(seeds)}
+        return {
+            "dataset": "fashion-mnist",
+            "scenario": "public",
+            "boundary": {"upper_bound": False},
+            "setup": {"seeds": seeds},
+            "methods": {
+                n: {"accuracy": a, "accuracy_mean": sum(a) / len(a)} for n, a in methods.items()
+            },
+        }
+
+    later = run([3, 4], [0.80, 0.79], [0.82, 0.81])
+    pooled = pool([later, run([0, 1, 2], [0.78, 0.80, 0.80], [0.81, 0.81, 0.82])])
+    assert pooled["setup"]["seeds"] == [0, 1, 2, 3, 4]
+    assert pooled["methods"]["logit-adjusted"]["accuracy"] == [0.78, 0.80, 0.80, 0.80, 0.79]
+    assert verdict(pooled)["seeds"] == 5
+    with pytest.raises(ValueError, match="repeat a seed"):
+        pool([later, later])
