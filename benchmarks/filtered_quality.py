@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> Path:
         except ServiceError as exc:  # e.g. a threshold the candidate cap cannot meet (422)
             print(f"min_confidence {threshold:g}: the service refused: {exc}", flush=True)
             results.setdefault("refused", {})[f"{threshold:g}"] = str(exc)
+            write_atomic(path, json.dumps(results, indent=2).encode())  # kept, even if last
             continue
         row: dict[str, Any] = {"min_confidence": threshold, "acceptance_rate": rate, **source}
         row["generate_seconds"] = time.perf_counter() - started
