@@ -11,7 +11,6 @@ the environment between cases, and for a process whose environment really change
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic_settings import BaseSettings
@@ -22,17 +21,9 @@ _READERS: list[functools._lru_cache_wrapper[BaseSettings]] = []
 
 def read_once(cls: type[S]) -> functools._lru_cache_wrapper[S]:
     """A function returning the process's one ``cls()``, read on its first call."""
-    reader: functools._lru_cache_wrapper[S] = functools.cache(_constructor(cls))
+    reader: functools._lru_cache_wrapper[S] = functools.cache(cls)
     _READERS.append(reader)
     return reader
-
-
-def _constructor(cls: type[S]) -> Callable[[], S]:
-    def read() -> S:
-        return cls()
-
-    read.__name__ = f"read_{cls.__name__}"
-    return read
 
 
 def read_again() -> None:
