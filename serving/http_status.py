@@ -4,6 +4,8 @@ KServe V2 in serving/api, the TorchServe handler): the core raises typed errors
 
 from __future__ import annotations
 
+from typing import Any
+
 from serving.core.errors import (
     AdminDisabled,
     BodyTimeout,
@@ -49,3 +51,23 @@ def http_headers(exc: RequestError) -> dict[str, str] | None:
     found = next((PROTOCOL_HEADERS[c] for c in type(exc).__mro__ if c in PROTOCOL_HEADERS), {})
     merged = {**found, **(exc.headers or {})}
     return merged or None
+
+
+def documented_errors(
+    errors: tuple[type[Exception], ...],
+    text: dict[type[Exception], str],
+    schema: dict[str, Any],
+    headers: dict[type[Exception], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """OpenAPI answers of the errors a route raises: each under its status (``STATUS``), in
+    status order, described by ``text``, with a JSON body of ``schema`` (and ``headers``)."""
+    answers: dict[int, dict[str, Any]] = {}
+    for error in errors:
+        answer: dict[str, Any] = {
+            "description": text[error],
+            "content": {"application/json": {"schema": schema}},
+        }
+        if headers and error in headers:
+            answer["headers"] = headers[error]
+        answers[STATUS[error]] = answer
+    return {str(status): answers[status] for status in sorted(answers)}

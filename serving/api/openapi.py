@@ -45,7 +45,7 @@ from serving.core.errors import (
     UnsupportedMediaType,
 )
 from serving.core.schemas import BalanceRequest, GenerateRequest, Limits
-from serving.http_status import STATUS
+from serving.http_status import documented_errors
 
 JSON = "application/json"
 ERROR: dict[str, Any] = {
@@ -304,16 +304,5 @@ def _generated(*errors: type[Exception]) -> dict[str, Any]:
 
 
 def _errors(*errors: type[Exception]) -> dict[str, Any]:
-    """Each error's answer under its HTTP status (serving/http_status.py), in status order."""
-    answers = {
-        STATUS[error]: _error_response(ERROR_TEXT[error], retry_after=error is NotReady)
-        for error in errors
-    }
-    return {str(status): answers[status] for status in sorted(answers)}
-
-
-def _error_response(description: str, *, retry_after: bool = False) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ERROR}}}
-    if retry_after:  # the service's own 503s (no model yet, queue full) always name one
-        response["headers"] = RETRY_AFTER
-    return response
+    """Each error's answer; the service's own 503s (no model yet, queue full) name Retry-After."""
+    return documented_errors(errors, ERROR_TEXT, ERROR, {NotReady: RETRY_AFTER})

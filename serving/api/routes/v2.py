@@ -30,7 +30,7 @@ from serving.core.errors import (
 from serving.core.generation import plan_generate
 from serving.core.lifecycle import LoadedModel
 from serving.core.schemas import GenerateRequest, Limits
-from serving.http_status import STATUS
+from serving.http_status import documented_errors
 
 router = APIRouter(prefix="/v2", tags=["KServe V2 (Open Inference Protocol)"])
 SERVER_NAME, SERVER_VERSION = "dcgan-mnist-service", "0.1.0"
@@ -275,9 +275,4 @@ def _answer(description: str) -> dict[str, Any]:
 
 
 def _errors(*errors: type[Exception]) -> dict[str, Any]:
-    """Each error's answer under its HTTP status, in status order."""
-    answers = {
-        STATUS[error]: {"description": ERROR_TEXT[error], "content": {JSON: {"schema": ERROR}}}
-        for error in errors
-    }
-    return {str(status): answers[status] for status in sorted(answers)}
+    return documented_errors(errors, ERROR_TEXT, ERROR)
