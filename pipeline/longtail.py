@@ -12,9 +12,15 @@ kept from memorising the few real images of a rare class.
   borders are filled with the background (-1, black), as digits are drawn on black.
 - **LeCam regularisation** (Tseng et al., CVPR 2021): D's outputs on real images are pulled
   toward the moving average of its outputs on fakes and vice versa, which bounds how far apart D
-  can push them on a small training set. Group spectral regularisation (ECCV 2022) needs
-  class-conditional batch norm in G; this generator conditions by a label embedding, so it does
-  not apply here.
+  can push them on a small training set.
+- **Group spectral regularisation** (gSR; Rangwani et al., ECCV 2022): a long-tailed conditional
+  GAN's class-specific parameters of its tail classes grow one dominant direction ("spectral
+  collapse"), which goes with mode collapse in those classes. gSR reshapes each class's vector of
+  class-specific parameters into a near-square matrix (the "groups") and penalises its largest
+  singular value squared, weighted by the inverse of the class's effective number of images
+  (Cui et al. 2019), so the rarest classes are held hardest. The paper applies it to the gains
+  and biases of class-conditional batch norm; this generator's only class-specific parameters
+  are its label embedding (concatenated to the noise), so that is what is regularised here.
 - **Collapse signals**, per epoch: D(G(z)) near 0 (D rejects every fake) and classes whose
   samples vary with the noise far less than the class's real images vary (seen on a 1%-rare
   MNIST split with plain shuffling: every class at 0.3-0.45 of its real spread after epoch 1,
@@ -25,6 +31,7 @@ Everything draws from the trainer's own ``torch.Generator``, so a run stays repr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +40,7 @@ import torch
 BACKGROUND = -1.0  # pixel value of the empty background in [-1, 1]
 TRANSLATION_RATIO = 0.125  # DiffAugment's defaults: shift by up to 1/8 of the side,
 CUTOUT_RATIO = 0.5  # and blank a square of half the side
+EFFECTIVE_NUMBER_BETA = 0.999  # gSR's beta for the effective number (1 - beta^n) / (1 - beta)
 # Collapse: D's mean probability on fakes over an epoch below this, or a class's spread across
 # noise (pixel std in [0, 1] over a row of samples) below this share of its real images' spread.
 COLLAPSE_D_G_Z = 0.05
@@ -130,6 +138,34 @@ class LeCam:
         return (real_logits - self.ema_fake).relu().pow(2).mean() + (
             self.ema_real - fake_logits
         ).relu().pow(2).mean()
+
+
+def group_shape(size: int) -> tuple[int, int]:
+    """The most nearly square (rows, cols), rows <= cols, with rows * cols == ``size``: how gSR
+    groups a class's parameter vector into a matrix (16 -> 4 x 4, 50 -> 5 x 10)."""
+    rows = max(r for r in range(1, math.isqrt(size) + 1) if size % r == 0)
+    return rows, size // rows
+
+
+class GroupSpectral:
+    """gSR penalty on a (classes, dim) table of class-specific parameters: the mean over the
+    classes present of w_c * sigma_max(group(row_c))^2, with w_c proportional to 1 / E_c, the
+    class's effective number of images, and scaled so the present classes' weights average 1
+    (the paper's normalisation). Classes without images get weight 0: they are never drawn."""
+
+    def __init__(self, class_counts: torch.Tensor, beta: float = EFFECTIVE_NUMBER_BETA) -> None:
+        counts = class_counts.double()
+        effective = (1 - beta**counts) / (1 - beta)
+        inverse = torch.where(counts > 0, 1 / effective.clamp_min(1e-12), 0.0)
+        present = int((counts > 0).sum())
+        self.weights = (inverse * present / inverse.sum()).float()
+        self.present = present
+
+    def __call__(self, table: torch.Tensor) -> torch.Tensor:
+        rows, cols = group_shape(table.shape[1])
+        sigma: torch.Tensor = torch.linalg.matrix_norm(table.float().reshape(-1, rows, cols), ord=2)
+        penalty: torch.Tensor = (self.weights.to(table.device) * sigma.pow(2)).sum()
+        return penalty / self.present
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from models.netconfig import GANConfig
 from pipeline.settings import PrecisionChoice
@@ -95,6 +95,13 @@ class TrainConfig(GANConfig):
     lecam_weight: float = Field(
         default=0.0, ge=0, le=100, description="LeCam regularisation of D (0 = off; paper: 0.3)."
     )
+    gsr_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="Group spectral regularisation of G's class embedding, the rare classes held "
+        "hardest (0 = off; paper: 0.5; conditional models only).",
+    )
     seed: int = Field(
         default=0, ge=0, le=2**63 - 1, description="Seed: same seed, device and data -> same run."
     )
@@ -113,6 +120,12 @@ class TrainConfig(GANConfig):
     check_every: int = Field(
         default=50, ge=1, description="Steps between NaN checks and progress updates."
     )  # each is a host sync
+
+    @model_validator(mode="after")
+    def _gsr_needs_a_class_embedding(self) -> TrainConfig:
+        if self.gsr_weight > 0 and not self.conditional:
+            raise ValueError("gsr_weight regularises the class embedding: a conditional model only")
+        return self
 
     def gan_config(self) -> GANConfig:
         return GANConfig(**self.model_dump(include=set(GANConfig.model_fields)))

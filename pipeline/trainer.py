@@ -35,6 +35,7 @@ from pipeline.longtail import (
     MIN_STEPS_TO_JUDGE,
     ClassBalancedSampler,
     CollapseCheck,
+    GroupSpectral,
     LeCam,
     collapse_signals,
     diff_augment,
@@ -79,6 +80,7 @@ class GANTrainer:
         self.rng.manual_seed(cfg.seed)
         self.lecam = LeCam(self.device) if cfg.lecam_weight > 0 else None
         self.sampler: ClassBalancedSampler | None = None  # set by fit() when class-balanced
+        self.gsr: GroupSpectral | None = None  # set by fit() from the class counts, when on
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.dataset_info: dict[str, Any] = {}
@@ -184,12 +186,20 @@ class GANTrainer:
         with self.precision.autocast(self.device):
             logits = self._d(self._augment(fake), g_labels).float()
         loss_g = self._loss_g(logits)
+        if self.gsr is not None:
+            loss_g = loss_g + self.cfg.gsr_weight * self.gsr(self._class_embedding())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.generator)
         return d_stats, loss_g.detach()
+
+    def _class_embedding(self) -> torch.Tensor:
+        """G's (classes, embed_dim) label embedding: its class-specific parameters."""
+        embed = self.generator.embed
+        assert isinstance(embed, nn.Embedding), "gsr_weight needs a conditional generator"
+        return embed.weight
 
     def _loss_d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return discriminator_loss(self.cfg, real_logits, fake_logits)
@@ -229,6 +239,8 @@ class GANTrainer:
         real_spread = real_class_spread(images, labels, self.gan_cfg.num_classes)
         if cfg.sampling == "class-balanced":
             self.sampler = ClassBalancedSampler(y, self.gan_cfg.num_classes)
+        if cfg.gsr_weight > 0:
+            self.gsr = GroupSpectral(torch.bincount(y.cpu(), minlength=self.gan_cfg.num_classes))
         self.generator.train()
         self.discriminator.train()
         while self.epoch < cfg.epochs:

@@ -1,8 +1,9 @@
-"""Training on skewed data (pipeline.longtail): class-balanced sampling, DiffAugment, LeCam and
-the collapse signals, on real MNIST subsets and generated inputs."""
+"""Training on skewed data (pipeline.longtail): class-balanced sampling, DiffAugment, LeCam, group
+spectral regularisation and the collapse signals, on real MNIST subsets and generated inputs."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,18 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.promotion import collapse_reason
 from pipeline.longtail import (
     BACKGROUND,
     ClassBalancedSampler,
+    GroupSpectral,
     LeCam,
     collapse_signals,
     cutout,
+    group_shape,
     translate,
 )
 from pipeline.train import train
@@ -29,6 +33,7 @@ LONGTAIL = {
     "sampling": "class-balanced",
     "diffaugment": "translation-cutout",
     "lecam_weight": 0.3,
+    "gsr_weight": 0.5,
 }
 SMALL = {"limit": 512, "batch_size": 64, "g_width": 8, "d_width": 8, "check_every": 4}
 
@@ -133,7 +138,14 @@ def test_long_tail_options_train_reproducibly_and_resume_exactly(
     resumed = train(cfg, mnist, tmp_path / "c", resume=tmp_path / "c", progress=False)
     assert_same_weights(a.generator.state_dict(), resumed.generator.state_dict())
     plain = train(
-        cfg.model_copy(update={"sampling": "shuffle", "diffaugment": "none", "lecam_weight": 0.0}),
+        cfg.model_copy(
+            update={
+                "sampling": "shuffle",
+                "diffaugment": "none",
+                "lecam_weight": 0.0,
+                "gsr_weight": 0.0,
+            }
+        ),
         mnist,
         tmp_path / "plain",
         progress=False,
@@ -141,3 +153,39 @@ def test_long_tail_options_train_reproducibly_and_resume_exactly(
     assert not torch.equal(
         plain.generator.state_dict()["net.0.weight"], a.generator.state_dict()["net.0.weight"]
     )
+
+
+@given(st.integers(1, 4096))
+def test_gsr_groups_a_vector_into_the_most_nearly_square_matrix(size: int) -> None:
+    rows, cols = group_shape(size)
+    assert rows * cols == size and rows <= cols
+    assert not any(size % r == 0 for r in range(rows + 1, math.isqrt(size) + 1))
+
+
+def test_gsr_is_the_weighted_mean_of_each_class_s_squared_top_singular_value() -> None:
+    table = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor(
+        [np.linalg.svd(row.view(4, 4).numpy(), compute_uv=False)[0] for row in table]
+    )
+    equal = GroupSpectral(torch.tensor([100, 100, 100, 100]))
+    assert torch.allclose(equal.weights, torch.ones(4))
+    assert torch.allclose(equal(table), sigma.pow(2).mean(), rtol=1e-5)
+    skewed = GroupSpectral(torch.tensor([10, 5000, 0, 5000]))
+    rare, common, absent, _ = skewed.weights.tolist()
+    assert absent == 0 and rare > 10 * common  # effective numbers ~10 and ~993
+    assert skewed.weights.sum().item() == pytest.approx(3)  # the present classes average 1
+    expected = (skewed.weights * sigma.pow(2)).sum() / 3
+    assert torch.allclose(skewed(table), expected, rtol=1e-5)
+
+
+def test_gsr_pulls_the_rare_class_s_embedding_in_hardest() -> None:
+    table = torch.ones(2, 16, requires_grad=True)  # the same row for a rare and a common class
+    GroupSpectral(torch.tensor([20, 6000]))(table).backward()
+    assert table.grad is not None
+    rare, common = table.grad.norm(dim=1).tolist()
+    assert rare > 10 * common > 0
+
+
+def test_gsr_needs_a_conditional_model() -> None:
+    with pytest.raises(ValidationError, match="conditional"):
+        TrainConfig(gsr_weight=0.5, conditional=False)
