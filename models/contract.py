@@ -39,6 +39,9 @@ LATEST = "latest"  # moved by every publish to the newest version
 
 MAX_SEED = 2**63 - 1
 NUM_CLASSES = 10
+# Candidates a filtered image may draw before it is left out (the service's
+# DCGAN_SERVE_MAX_CANDIDATES default, every backend, and the balancing experiment's filter).
+DEFAULT_MAX_CANDIDATES = 16
 
 
 def latent_for_seed(seed: int, n: int, latent_dim: int) -> np.ndarray:

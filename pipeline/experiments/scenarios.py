@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from models.classifier import DigitClassifier
-from models.contract import NUM_CLASSES, candidate_latent, to_uint8
+from models.contract import DEFAULT_MAX_CANDIDATES, NUM_CLASSES, candidate_latent, to_uint8
 from models.netconfig import GANConfig
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.classifier import ClassifierRecipe, predict, train_classifier
@@ -52,7 +52,6 @@ log = logging.getLogger("dcgan.experiments.scenarios")
 
 Scenario = Literal["own-data", "public", "oracle"]
 SCENARIOS: tuple[Scenario, ...] = ("own-data", "public", "oracle")
-MAX_CANDIDATES = 16  # as the service's default (DCGAN_SERVE_MAX_CANDIDATES)
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def local_generator(
     device: torch.device | str = "cpu",
 ) -> Generate:
     """``Generate`` for the experiment from an in-process generator: each class filled up to its
-    target; with ``min_confidence`` each image is its first of ``MAX_CANDIDATES`` candidates
+    target; with ``min_confidence`` each image is its first of ``DEFAULT_MAX_CANDIDATES`` candidates
     that ``judge`` reads as its class that confidently (an image with none is left out)."""
 
     @torch.inference_mode()
@@ -172,7 +171,7 @@ def local_generator(
             return render(candidate_latent(seed, 0, n, cfg.latent_dim), labels), labels, None
         pixels = np.zeros((n, cfg.image_size, cfg.image_size), np.uint8)
         waiting, drawn = np.arange(n), 0
-        for k in range(MAX_CANDIDATES):
+        for k in range(DEFAULT_MAX_CANDIDATES):
             if not len(waiting):
                 break
             z = candidate_latent(seed, k, n, cfg.latent_dim)[waiting]

@@ -12,12 +12,12 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.contract import PRODUCTION
+from models.contract import DEFAULT_MAX_CANDIDATES, PRODUCTION
 from models.registry.names import check_alias, check_model_name
 from models.secrets import check_secret
 from models.settings import read_once
 from serving.core.onnx_backend import Device
-from serving.core.schemas import DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES_CEILING, Limits
+from serving.core.schemas import MAX_CANDIDATES_CEILING, Limits
 
 
 @dataclass(frozen=True)

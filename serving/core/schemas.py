@@ -32,7 +32,6 @@ Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Digit = Annotated[StrictInt, Field(ge=0, le=NUM_CLASSES - 1)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 MAX_CANDIDATES_CEILING = 1024  # as DCGAN_SERVE_MAX_CANDIDATES's own bound
-DEFAULT_MAX_CANDIDATES = 16  # DCGAN_SERVE_MAX_CANDIDATES's default, the same on every backend
 MaxCandidates = Annotated[StrictInt, Field(ge=1, le=MAX_CANDIDATES_CEILING)]
 MAX_CANDIDATES_HELP = (
     "With min_confidence: at most this many candidates per image (default and ceiling: the "

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.contract import GeneratorSignature
+from models.contract import DEFAULT_MAX_CANDIDATES, GeneratorSignature
 from models.datasets.files import DatasetLimits, remove_stale, resolve
 from models.registry.settings import RegistrySettings, open_registry, registry_settings
 from serving.core.decoding import validate
@@ -30,7 +30,7 @@ from serving.core.errors import DatasetError
 from serving.core.generation import plan_balance, resolve_seed
 from serving.core.lifecycle import LoadedModel, ModelManager, onnx_classifier_factory, onnx_factory
 from serving.core.onnx_backend import usable_cores
-from serving.core.schemas import DEFAULT_MAX_CANDIDATES, BalanceRequest, Limits
+from serving.core.schemas import BalanceRequest, Limits
 from serving.tools.client import DigitsClient
 from serving.tools.dataset_journal import STAGING_PREFIX, finish_pending, require_no_pending
 from serving.tools.datasets import (

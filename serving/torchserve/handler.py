@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.contract import CLASSIFIER_NAME, MANIFEST_NAME, TORCHSCRIPT_NAME, GeneratorSignature
+from models.contract import (
+    CLASSIFIER_NAME,
+    DEFAULT_MAX_CANDIDATES,
+    MANIFEST_NAME,
+    TORCHSCRIPT_NAME,
+    GeneratorSignature,
+)
 from serving.core.decoding import parse_body, parse_query
 from serving.core.digits import ChunkedRunner, DigitService, run_now
 from serving.core.encoding import JSON, answer_headers, encode_images
@@ -43,7 +49,7 @@ from serving.core.errors import (
 from serving.core.generation import Backend, Classifier, Plan, plan_generate
 from serving.core.lifecycle import warm_up_classifier
 from serving.core.onnx_backend import OnnxClassifier
-from serving.core.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
+from serving.core.schemas import GenerateRequest, Limits
 from serving.http_status import http_status
 
 log = logging.getLogger("serving.torchserve")

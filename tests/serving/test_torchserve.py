@@ -23,14 +23,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.contract import CLASSIFIER_NAME, GeneratorSignature
+from models.contract import CLASSIFIER_NAME, DEFAULT_MAX_CANDIDATES, GeneratorSignature
 from models.registry import LocalStore, ModelRegistry
 from serving.core.digits import Answer, ChunkedRunner, DigitService, run_now
 from serving.core.encoding import grid_png
 from serving.core.errors import RequestError
 from serving.core.generation import plan_generate, run_plan
 from serving.core.onnx_backend import OnnxBackend, OnnxClassifier
-from serving.core.schemas import DEFAULT_MAX_CANDIDATES, GenerateRequest, Limits
+from serving.core.schemas import GenerateRequest, Limits
 from serving.http_status import http_status
 from serving.torchserve.archive import build_archive
 from serving.torchserve.handler import HandlerConfigError, Loaded, _limits, parse_request
