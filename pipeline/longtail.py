@@ -147,6 +147,14 @@ def group_shape(size: int) -> tuple[int, int]:
     return rows, size // rows
 
 
+def group_sigma(table: torch.Tensor) -> torch.Tensor:
+    """Each row's top singular value once grouped (``group_shape``): gSR's spectral norm per
+    class, the quantity that grows for a collapsing tail class."""
+    rows, cols = group_shape(table.shape[1])
+    sigma: torch.Tensor = torch.linalg.matrix_norm(table.float().reshape(-1, rows, cols), ord=2)
+    return sigma
+
+
 class GroupSpectral:
     """gSR penalty on a (classes, dim) table of class-specific parameters: the mean over the
     classes present of w_c * sigma_max(group(row_c))^2, with w_c proportional to 1 / E_c, the
@@ -162,9 +170,7 @@ class GroupSpectral:
         self.present = present
 
     def __call__(self, table: torch.Tensor) -> torch.Tensor:
-        rows, cols = group_shape(table.shape[1])
-        sigma: torch.Tensor = torch.linalg.matrix_norm(table.float().reshape(-1, rows, cols), ord=2)
-        penalty: torch.Tensor = (self.weights.to(table.device) * sigma.pow(2)).sum()
+        penalty: torch.Tensor = (self.weights.to(table.device) * group_sigma(table).pow(2)).sum()
         return penalty / self.present
 
 

@@ -39,6 +39,7 @@ from pipeline.longtail import (
     LeCam,
     collapse_signals,
     diff_augment,
+    group_sigma,
     real_class_spread,
 )
 from pipeline.precision import decide
@@ -198,7 +199,7 @@ class GANTrainer:
     def _class_embedding(self) -> torch.Tensor:
         """G's (classes, embed_dim) label embedding: its class-specific parameters."""
         embed = self.generator.embed
-        assert isinstance(embed, nn.Embedding), "gsr_weight needs a conditional generator"
+        assert isinstance(embed, nn.Embedding), "only a conditional generator has a label embedding"
         return embed.weight
 
     def _loss_d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -289,6 +290,9 @@ class GANTrainer:
             }
             self.epoch = epoch
             record["sample_diversity"], record["class_spread"] = self._write_samples(epoch)
+            if self.gan_cfg.conditional:  # gSR's per-class spectral norm, on or off: to compare
+                with torch.no_grad():
+                    record["class_sigma"] = group_sigma(self._class_embedding()).tolist()
             check = (
                 collapse_signals(record["d_g_z"], record["class_spread"], real_spread)
                 if epoch * steps >= MIN_STEPS_TO_JUDGE

@@ -134,6 +134,7 @@ def test_long_tail_options_train_reproducibly_and_resume_exactly(
     b = train(cfg, mnist, tmp_path / "b", progress=False)
     assert_same_weights(a.generator.state_dict(), b.generator.state_dict())
     assert all("class_spread" in r and "collapse_signals" in r for r in a.history)
+    assert all(len(r["class_sigma"]) == 10 for r in a.history)
     train(cfg.model_copy(update={"epochs": 1}), mnist, tmp_path / "c", progress=False)
     resumed = train(cfg, mnist, tmp_path / "c", resume=tmp_path / "c", progress=False)
     assert_same_weights(a.generator.state_dict(), resumed.generator.state_dict())
