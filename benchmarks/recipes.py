@@ -130,6 +130,8 @@ def run_variant(
         last = trainer.history[-1]
         row["d_g_z"] = last["d_g_z"]
         row["collapse_signals"] = last["collapse_signals"]
+        row["class_spread"] = last["class_spread"]  # of the served generator, against its real
+        row["class_sigma"] = last.get("class_sigma")  # gSR's per-class norm (conditional only)
         row["raw"] = judge(trainer.generator.eval(), cfg, context, samples)
         trainer.generator.train()
         if trainer.ema is not None:

@@ -101,6 +101,7 @@ def test_recipes_benchmark_judges_raw_and_ema_per_epoch(tmp_path: Path) -> None:
             for kind in ("raw", "ema"):
                 assert 0 <= row[kind]["worst_digit"] <= row[kind]["accuracy"] <= 1
                 assert row[kind]["fd"] > 0
+            assert len(row["class_spread"]) == len(row["class_sigma"]) == 10
         assert epochs[0]["raw"] != epochs[0]["ema"]  # two different generators were judged
     assert results["table"].count("\n| ") == 4  # two variants x (raw, ema)
 
