@@ -19,8 +19,9 @@ kept from memorising the few real images of a rare class.
   class-specific parameters into a near-square matrix (the "groups") and penalises its largest
   singular value squared, weighted by the inverse of the class's effective number of images
   (Cui et al. 2019), so the rarest classes are held hardest. The paper applies it to the gains
-  and biases of class-conditional batch norm; this generator's only class-specific parameters
-  are its label embedding (concatenated to the noise), so that is what is regularised here.
+  and biases of class-conditional batch norm; this generator conditions by a label embedding
+  concatenated to the noise, so what is regularised is what that embedding adds to the first
+  layer, per class (``class_term``).
 - **Collapse signals**, per epoch: D(G(z)) near 0 (D rejects every fake) and classes whose
   samples vary with the noise far less than the class's real images vary (seen on a 1%-rare
   MNIST split with plain shuffling: every class at 0.3-0.45 of its real spread after epoch 1,
@@ -36,6 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+
+from models.dcgan import DCGANGenerator
+from models.fc import FCGenerator
 
 BACKGROUND = -1.0  # pixel value of the empty background in [-1, 1]
 TRANSLATION_RATIO = 0.125  # DiffAugment's defaults: shift by up to 1/8 of the side,
@@ -142,24 +147,48 @@ class LeCam:
 
 def group_shape(size: int) -> tuple[int, int]:
     """The most nearly square (rows, cols), rows <= cols, with rows * cols == ``size``: how gSR
-    groups a class's parameter vector into a matrix (16 -> 4 x 4, 50 -> 5 x 10)."""
+    groups a class's parameter vector into a matrix (256 -> 16 x 16, 50 -> 5 x 10)."""
     rows = max(r for r in range(1, math.isqrt(size) + 1) if size % r == 0)
     return rows, size // rows
 
 
-def group_sigma(table: torch.Tensor) -> torch.Tensor:
-    """Each row's top singular value once grouped (``group_shape``): gSR's spectral norm per
-    class, the quantity that grows for a collapsing tail class."""
-    rows, cols = group_shape(table.shape[1])
-    sigma: torch.Tensor = torch.linalg.matrix_norm(table.float().reshape(-1, rows, cols), ord=2)
+def class_term(generator: nn.Module) -> torch.Tensor:
+    """What the label adds to G's first layer, per class, as (classes, rows, cols) matrices.
+
+    G concatenates a label embedding e_c to the noise, so its first layer's output is
+    f([z; 0]) + t_c with t_c = W_label e_c, W_label being the first layer's weights on the label
+    inputs: the class-specific part of G, the role class-conditional batch norm's gains and
+    biases play in the gSR paper. The product, not the embedding alone, is regularised: the
+    first layer could undo any shrinking of e_c by growing W_label. A DCGAN term (channels,
+    7, 7) is a channels x positions matrix; a flat one (the fully connected G) is grouped
+    near-square (``group_shape``). Computed from the weights (a small matrix product), not by
+    running the layer, which costs 30 times more on a CPU.
+    """
+    if not isinstance(generator, DCGANGenerator | FCGenerator) or generator.embed is None:
+        raise ValueError("only a conditional generator has a class term")
+    first = generator.net[0]
+    table = generator.embed.weight  # (classes, embed_dim)
+    latent = generator.cfg.latent_dim
+    if isinstance(first, nn.ConvTranspose2d):  # weight (in, out, 7, 7); a 1x1 input, stride 1
+        return torch.einsum("ce,eop->cop", table, first.weight[latent:].flatten(2))
+    assert isinstance(first, nn.Linear)  # weight (out, in)
+    term = table @ first.weight[:, latent:].T  # (classes, out)
+    rows, cols = group_shape(term.shape[1])
+    return term.reshape(-1, rows, cols)
+
+
+def group_sigma(matrices: torch.Tensor) -> torch.Tensor:
+    """Each class's top singular value (``matrices``: (classes, rows, cols)): gSR's spectral
+    norm per class, the quantity that grows for a collapsing tail class."""
+    sigma: torch.Tensor = torch.linalg.matrix_norm(matrices.float(), ord=2)
     return sigma
 
 
 class GroupSpectral:
-    """gSR penalty on a (classes, dim) table of class-specific parameters: the mean over the
-    classes present of w_c * sigma_max(group(row_c))^2, with w_c proportional to 1 / E_c, the
-    class's effective number of images, and scaled so the present classes' weights average 1
-    (the paper's normalisation). Classes without images get weight 0: they are never drawn."""
+    """gSR penalty on (classes, rows, cols) class-specific matrices: the mean over the classes
+    present of w_c * sigma_max(matrix_c)^2, with w_c proportional to 1 / E_c, the class's
+    effective number of images, and scaled so the present classes' weights average 1 (the
+    paper's normalisation). Classes without images get weight 0: they are never drawn."""
 
     def __init__(self, class_counts: torch.Tensor, beta: float = EFFECTIVE_NUMBER_BETA) -> None:
         counts = class_counts.double()
@@ -169,8 +198,9 @@ class GroupSpectral:
         self.weights = (inverse * present / inverse.sum()).float()
         self.present = present
 
-    def __call__(self, table: torch.Tensor) -> torch.Tensor:
-        penalty: torch.Tensor = (self.weights.to(table.device) * group_sigma(table).pow(2)).sum()
+    def __call__(self, matrices: torch.Tensor) -> torch.Tensor:
+        sigma = group_sigma(matrices)
+        penalty: torch.Tensor = (self.weights.to(sigma.device) * sigma.pow(2)).sum()
         return penalty / self.present
 
 

@@ -37,6 +37,7 @@ from pipeline.longtail import (
     CollapseCheck,
     GroupSpectral,
     LeCam,
+    class_term,
     collapse_signals,
     diff_augment,
     group_sigma,
@@ -188,19 +189,13 @@ class GANTrainer:
             logits = self._d(self._augment(fake), g_labels).float()
         loss_g = self._loss_g(logits)
         if self.gsr is not None:
-            loss_g = loss_g + self.cfg.gsr_weight * self.gsr(self._class_embedding())
+            loss_g = loss_g + self.cfg.gsr_weight * self.gsr(class_term(self.generator))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.generator)
         return d_stats, loss_g.detach()
-
-    def _class_embedding(self) -> torch.Tensor:
-        """G's (classes, embed_dim) label embedding: its class-specific parameters."""
-        embed = self.generator.embed
-        assert isinstance(embed, nn.Embedding), "only a conditional generator has a label embedding"
-        return embed.weight
 
     def _loss_d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return discriminator_loss(self.cfg, real_logits, fake_logits)
@@ -290,9 +285,9 @@ class GANTrainer:
             }
             self.epoch = epoch
             record["sample_diversity"], record["class_spread"] = self._write_samples(epoch)
-            if self.gan_cfg.conditional:  # gSR's per-class spectral norm, on or off: to compare
+            if self.gan_cfg.conditional:  # gSR's per-class norm, on or off: to compare
                 with torch.no_grad():
-                    record["class_sigma"] = group_sigma(self._class_embedding()).tolist()
+                    record["class_sigma"] = group_sigma(class_term(self.generator)).tolist()
             check = (
                 collapse_signals(record["d_g_z"], record["class_spread"], real_spread)
                 if epoch * steps >= MIN_STEPS_TO_JUDGE

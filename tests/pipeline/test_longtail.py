@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from models.netconfig import GANConfig
+from models.networks import build_generator
 from pipeline.data.loading import ImageDataset
 from pipeline.evaluation.promotion import collapse_reason
 from pipeline.longtail import (
@@ -20,6 +22,7 @@ from pipeline.longtail import (
     ClassBalancedSampler,
     GroupSpectral,
     LeCam,
+    class_term,
     collapse_signals,
     cutout,
     group_shape,
@@ -164,27 +167,44 @@ def test_gsr_groups_a_vector_into_the_most_nearly_square_matrix(size: int) -> No
 
 
 def test_gsr_is_the_weighted_mean_of_each_class_s_squared_top_singular_value() -> None:
-    table = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
-    sigma = torch.tensor(
-        [np.linalg.svd(row.view(4, 4).numpy(), compute_uv=False)[0] for row in table]
-    )
+    matrices = torch.randn(4, 8, 5, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([np.linalg.svd(m.numpy(), compute_uv=False)[0] for m in matrices])
     equal = GroupSpectral(torch.tensor([100, 100, 100, 100]))
     assert torch.allclose(equal.weights, torch.ones(4))
-    assert torch.allclose(equal(table), sigma.pow(2).mean(), rtol=1e-5)
+    assert torch.allclose(equal(matrices), sigma.pow(2).mean(), rtol=1e-5)
     skewed = GroupSpectral(torch.tensor([10, 5000, 0, 5000]))
     rare, common, absent, _ = skewed.weights.tolist()
     assert absent == 0 and rare > 10 * common  # effective numbers ~10 and ~993
     assert skewed.weights.sum().item() == pytest.approx(3)  # the present classes average 1
     expected = (skewed.weights * sigma.pow(2)).sum() / 3
-    assert torch.allclose(skewed(table), expected, rtol=1e-5)
+    assert torch.allclose(skewed(matrices), expected, rtol=1e-5)
 
 
-def test_gsr_pulls_the_rare_class_s_embedding_in_hardest() -> None:
-    table = torch.ones(2, 16, requires_grad=True)  # the same row for a rare and a common class
-    GroupSpectral(torch.tensor([20, 6000]))(table).backward()
-    assert table.grad is not None
-    rare, common = table.grad.norm(dim=1).tolist()
+def test_gsr_pulls_the_rare_class_s_term_in_hardest() -> None:
+    matrices = torch.ones(
+        2, 4, 4, requires_grad=True
+    )  # the same term for a rare and a common class
+    GroupSpectral(torch.tensor([20, 6000]))(matrices).backward()
+    assert matrices.grad is not None
+    rare, common = matrices.grad.flatten(1).norm(dim=1).tolist()
     assert rare > 10 * common > 0
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "fc"])
+def test_class_term_is_what_the_label_adds_to_the_first_layer(arch: str) -> None:
+    torch.manual_seed(0)
+    cfg = GANConfig(arch=arch, g_width=8)  # type: ignore[arg-type]
+    generator = build_generator(cfg).eval()
+    seen: list[torch.Tensor] = []
+    generator.net[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    z = torch.randn(1, cfg.latent_dim).expand(10, -1)
+    generator(z, torch.arange(10))
+    terms = class_term(generator).detach()
+    assert terms.shape[0] == 10 and terms.dim() == 3
+    # The same noise under two labels differs in the first layer by the two classes' terms.
+    difference = (seen[0][3] - seen[0][7]).reshape(terms.shape[1:])
+    assert torch.allclose(difference, terms[3] - terms[7], atol=1e-5)
+    assert not torch.allclose(terms[3], terms[7])
 
 
 def test_gsr_needs_a_conditional_model() -> None:
