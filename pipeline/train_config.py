@@ -99,8 +99,8 @@ class TrainConfig(GANConfig):
         default=0.0,
         ge=0,
         le=100,
-        description="Group spectral regularisation of G's class embedding, the rare classes held "
-        "hardest (0 = off; paper: 0.5; conditional models only).",
+        description="Group spectral regularisation of what the label adds to G, the rare "
+        "classes held hardest (0 = off; paper: 0.5; conditional models only).",
     )
     seed: int = Field(
         default=0, ge=0, le=2**63 - 1, description="Seed: same seed, device and data -> same run."
@@ -122,9 +122,9 @@ class TrainConfig(GANConfig):
     )  # each is a host sync
 
     @model_validator(mode="after")
-    def _gsr_needs_a_class_embedding(self) -> TrainConfig:
+    def _gsr_needs_labels(self) -> TrainConfig:
         if self.gsr_weight > 0 and not self.conditional:
-            raise ValueError("gsr_weight regularises the class embedding: a conditional model only")
+            raise ValueError("gsr_weight regularises what the label adds: conditional models only")
         return self
 
     def gan_config(self) -> GANConfig:
