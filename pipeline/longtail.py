@@ -162,7 +162,7 @@ def class_term(generator: nn.Module) -> torch.Tensor:
     first layer could undo any shrinking of e_c by growing W_label. A DCGAN term (channels,
     7, 7) is a channels x positions matrix; a flat one (the fully connected G) is grouped
     near-square (``group_shape``). Computed from the weights (a small matrix product), not by
-    running the layer, which costs 30 times more on a CPU.
+    running the layer, which took about 20 times longer on a 2-core CPU.
     """
     if not isinstance(generator, DCGANGenerator | FCGenerator) or generator.embed is None:
         raise ValueError("only a conditional generator has a class term")
