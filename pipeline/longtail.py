@@ -200,7 +200,7 @@ class GroupSpectral:
 
     def __call__(self, matrices: torch.Tensor) -> torch.Tensor:
         sigma = group_sigma(matrices)
-        penalty: torch.Tensor = (self.weights.to(sigma.device) * sigma.pow(2)).sum()
+        penalty: torch.Tensor = (self.weights * sigma.pow(2)).sum()  # weights on the counts' device
         return penalty / self.present
 
 

@@ -236,7 +236,7 @@ class GANTrainer:
         if cfg.sampling == "class-balanced":
             self.sampler = ClassBalancedSampler(y, self.gan_cfg.num_classes)
         if cfg.gsr_weight > 0:
-            self.gsr = GroupSpectral(torch.bincount(y.cpu(), minlength=self.gan_cfg.num_classes))
+            self.gsr = GroupSpectral(torch.bincount(y, minlength=self.gan_cfg.num_classes))
         self.generator.train()
         self.discriminator.train()
         while self.epoch < cfg.epochs:
