@@ -52,6 +52,21 @@ log = logging.getLogger("dcgan.experiments.scenarios")
 
 Scenario = Literal["own-data", "public", "oracle"]
 SCENARIOS: tuple[Scenario, ...] = ("own-data", "public", "oracle")
+# What each part learnt from, in words, written into every result beside the counts.
+_METHODS_AND_JUDGES = (
+    "; each method's classifier learnt only from its own training set (the skewed set, plus "
+    "generated rows where the method says so) and is scored on the test split; the two judges of "
+    "the generator (trained on the whole training split) only judge and feed no method"
+)
+BOUNDARY_STATEMENTS: dict[Scenario, str] = {
+    "own-data": "the generator and the filter's classifier learnt only from the skewed set"
+    + _METHODS_AND_JUDGES,
+    "public": "the generator and the filter's classifier learnt only from the other half of the "
+    "training split, disjoint from the user's skewed set and its ceiling" + _METHODS_AND_JUDGES,
+    "oracle": "UPPER BOUND, not a user's case: the generator and the filter's classifier learnt "
+    "from the whole training split, including the rare images the skewed set was denied"
+    + _METHODS_AND_JUDGES,
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,7 @@ class Boundary:
         return {
             "scenario": self.scenario,
             "upper_bound": self.upper_bound,
+            "statement": BOUNDARY_STATEMENTS[self.scenario],
             "pool_images": len(self.pool[1]),
             "skewed_counts": np.bincount(self.pool[1][self.skewed], minlength=NUM_CLASSES).tolist(),
             "generator_counts": gen_counts.tolist(),

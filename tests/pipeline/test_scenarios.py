@@ -46,6 +46,7 @@ def test_public_generator_never_sees_the_users_half(mnist: ImageDataset) -> None
 def test_only_the_oracle_sees_the_denied_rare_images_and_it_says_so(mnist: ImageDataset) -> None:
     for scenario in SCENARIOS:
         b = boundary(mnist, scenario, SETUP)
+        assert ("UPPER BOUND" in str(b.describe()["statement"])) == (scenario == "oracle")
         denied = np.setdiff1d(np.arange(len(b.pool[1])), b.skewed)
         denied = denied[np.isin(b.pool[1][denied], SETUP.rare)]
         seen = _rows(b.generator_data[0]) & _rows(b.pool[0][denied])
