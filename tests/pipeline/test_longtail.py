@@ -26,6 +26,7 @@ from pipeline.longtail import (
     collapse_signals,
     cutout,
     group_shape,
+    real_class_spread,
     translate,
 )
 from pipeline.train import train
@@ -127,6 +128,20 @@ def test_collapse_signals_name_what_they_saw() -> None:
     history = [{"epoch": 1, "collapse_signals": []}, {"epoch": 2, "collapse_signals": ["x"]}]
     assert collapse_reason(history) == "training collapsed in epoch 2: x"
     assert collapse_reason(history[:1]) is None and collapse_reason([]) is None
+
+
+def test_real_spread_is_the_same_for_two_halves_of_each_class(mnist: ImageDataset) -> None:
+    """The collapse reference must be a property of the class, not of one draw: one draw of 10
+    differed up to 2x between halves and flagged a varied class as collapsed."""
+    labels = mnist.train_labels
+    halves = np.random.default_rng(7).permutation(len(labels)).reshape(2, -1)
+    first, second = (
+        real_class_spread(mnist.train_images[h], labels[h], num_classes=10) for h in halves
+    )
+    assert np.allclose(first, second, rtol=0.05), (first, second)
+    identical = np.repeat(mnist.train_images[:1], 20, axis=0)
+    assert real_class_spread(identical, np.zeros(20, np.int64), num_classes=2)[0] < 1e-12
+    assert math.isnan(real_class_spread(identical, np.zeros(20, np.int64), num_classes=2)[1])
 
 
 def test_long_tail_options_train_reproducibly_and_resume_exactly(
