@@ -70,6 +70,7 @@ def balance(
         run_balance_experiment,
         service_generator,
     )
+    from pipeline.experiments.scenarios import service_boundary
     from pipeline.machine import describe
     from serving.tools.client import DigitsClient
 
@@ -92,9 +93,11 @@ def balance(
         return
     generate = None
     model: dict[str, object] = {}
+    trained_on: str | None = None
     if setup.needs_service:
         with DigitsClient(url) as client:
             info = client.model()  # fails early, in one line, when the service is not there
+        trained_on = (info.get("metrics") or {}).get("dataset")
         model = {"name": info["model"], "version": info["version"], "url": url}
         generate = service_generator(url)
     ds = load_dataset(dataset)
@@ -108,7 +111,11 @@ def balance(
             "seconds": round(time.perf_counter() - started, 1),
         }
     )
-    _write(results, out / f"balance-{dataset}-{tag}", keep, rare, len(setup.seeds), "")
+    label = ""
+    if generate is not None:
+        results["boundary"] = service_boundary(trained_on)
+        label = "UPPER BOUND (the service's model) "
+    _write(results, out / f"balance-{dataset}-{tag}", keep, rare, len(setup.seeds), label)
 
 
 def _write(

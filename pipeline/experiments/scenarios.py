@@ -68,6 +68,25 @@ BOUNDARY_STATEMENTS: dict[Scenario, str] = {
     + _METHODS_AND_JUDGES,
 }
 
+# `--url`: the experiment cannot see what a served model learnt, only what its evaluation names.
+SERVICE_STATEMENT = (
+    "UPPER BOUND, not a user's case: the generator and the filter's classifier are the running "
+    "service's model (its evaluation names the dataset {trained_on}); a model this project's flow "
+    "publishes learnt from the whole training split, including the rare images the skewed set was "
+    "denied" + _METHODS_AND_JUDGES
+)
+
+
+def service_boundary(trained_on: str | None) -> dict[str, object]:
+    """The boundary of a run that fills from a running service (``--url``), always labelled an
+    upper bound: nothing the experiment can check shows the model never saw the denied images."""
+    return {
+        "scenario": "service",
+        "upper_bound": True,
+        "statement": SERVICE_STATEMENT.format(trained_on=trained_on or "(none named)"),
+        "generator_trained_on": trained_on,
+    }
+
 
 @dataclass(frozen=True)
 class Boundary:

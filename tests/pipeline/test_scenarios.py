@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from pipeline.data.loading import ImageDataset
 from pipeline.experiments.balance import BalanceSetup
-from pipeline.experiments.scenarios import SCENARIOS, boundary, run_scenario, stratified_halves
+from pipeline.experiments.scenarios import (
+    SCENARIOS,
+    boundary,
+    run_scenario,
+    service_boundary,
+    stratified_halves,
+)
 from pipeline.train_config import TrainConfig
 
 SETUP = BalanceSetup(keep=0.01, rare=(0, 1, 2, 3, 4))
@@ -102,3 +108,11 @@ def test_a_scenario_trains_its_generator_within_its_boundary_and_fills_the_skewe
     assert len(quality["per_class_fd"]) == 10 and 0 <= quality["rare_accuracy"] <= 1
     again = run_scenario(small, "own-data", setup, cfg, tmp_path)  # the finished run is reused
     assert again["methods"] == results["methods"]
+
+
+def test_a_service_s_fills_are_always_labelled_an_upper_bound() -> None:
+    unnamed = service_boundary(None)
+    assert unnamed["upper_bound"] is True and unnamed["scenario"] == "service"
+    assert str(unnamed["statement"]).startswith("UPPER BOUND") and "(none named)" in str(
+        unnamed["statement"]
+    )

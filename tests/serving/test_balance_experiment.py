@@ -182,6 +182,23 @@ def test_sample_weights_and_a_retrained_head_follow_their_data(mnist: ImageDatas
         train_classifier(images, labels, recipe, sample_weights=-weights)
 
 
+def test_experiment_command_labels_a_service_s_fills_an_upper_bound(
+    url: str, tmp_path: Path
+) -> None:
+    """The served model learnt from the whole training split: its result file and plot say so."""
+    args = ("--methods", "generated", "--seeds", "0", "--epochs", "1", "--tag", "t")
+    result = dcgan("experiment", "balance", "--url", url, "--out", str(tmp_path), *args)
+    assert result.returncode == 0, result.stderr
+    (written,) = tmp_path.glob("balance-mnist-t-*.json")
+    boundary = json.loads(written.read_text())["boundary"]
+    assert boundary["upper_bound"] is True and boundary["scenario"] == "service"
+    assert (
+        boundary["statement"].startswith("UPPER BOUND")
+        and "names the dataset mnist" in (boundary["statement"])
+    )
+    assert boundary["generator_trained_on"] == "mnist"
+
+
 def test_experiment_command_without_a_service_is_one_line(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = dcgan("experiment", "balance", "--url", url, "--out", str(tmp_path))
