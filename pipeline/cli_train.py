@@ -132,11 +132,12 @@ def train(**options: Any) -> None:
         f"checkpoint: {result.checkpoint}\nsamples:    {out / SAMPLES_NAME}"
     )
     if last.get("collapse_signals"):
+        from pipeline.longtail import collapse_advice
+
         typer.echo(
             "warning: the run looks collapsed: "
             + "; ".join(last["collapse_signals"])
-            + "\n  it will fail the quality gate and is never promoted; for skewed or scarce data"
-            " try --sampling class-balanced --diffaugment translation-cutout --lecam-weight 0.3",
+            + f"\n  it is never promoted; {collapse_advice(cfg)}",
             err=True,
         )
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from models.dcgan import DCGANGenerator
 from models.fc import FCGenerator
+from pipeline.train_config import TrainConfig
 
 BACKGROUND = -1.0  # pixel value of the empty background in [-1, 1]
 TRANSLATION_RATIO = 0.125  # DiffAugment's defaults: shift by up to 1/8 of the side,
@@ -241,6 +242,27 @@ def real_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int) 
         draws = [rng.choice(idx, size=size, replace=False) for _ in range(SPREAD_REFERENCE_DRAWS)]
         out.append(float(np.mean([spread(images[pick] / 255.0) for pick in draws])))
     return out
+
+
+# What to try against collapse on skewed or scarce data, in this order: (option, value, flag).
+_REMEDIES: tuple[tuple[str, object, str], ...] = (
+    ("sampling", "class-balanced", "--sampling class-balanced"),
+    ("diffaugment", "translation-cutout", "--diffaugment translation-cutout"),
+    ("lecam_weight", 0.3, "--lecam-weight 0.3"),
+    ("gsr_weight", 0.5, "--gsr-weight 0.5"),
+)
+
+
+def collapse_advice(cfg: TrainConfig) -> str:
+    """What a collapsed run could try next: the long-tail options it does not use yet."""
+    unused = [
+        flag
+        for option, value, flag in _REMEDIES
+        if getattr(cfg, option) != value and (option != "gsr_weight" or cfg.conditional)
+    ]
+    if unused:
+        return "for skewed or scarce data try " + " ".join(unused)
+    return "every long-tail option is on: train longer, or resume from an earlier checkpoint"
 
 
 def collapse_signals(

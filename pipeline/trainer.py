@@ -38,6 +38,7 @@ from pipeline.longtail import (
     GroupSpectral,
     LeCam,
     class_term,
+    collapse_advice,
     collapse_signals,
     diff_augment,
     group_sigma,
@@ -302,11 +303,10 @@ class GANTrainer:
             )
             if check.collapsed:
                 log.warning(
-                    "event=collapse_suspected epoch=%d %s (such a model fails the quality gate "
-                    "and is never promoted; for skewed data try --sampling class-balanced "
-                    "--diffaugment translation-cutout)",
+                    "event=collapse_suspected epoch=%d %s (such a model is never promoted; %s)",
                     epoch,
                     "; ".join(check.signals),
+                    collapse_advice(self.cfg),
                 )
             if on_epoch is not None:
                 on_epoch(record)

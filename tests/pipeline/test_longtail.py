@@ -23,6 +23,7 @@ from pipeline.longtail import (
     GroupSpectral,
     LeCam,
     class_term,
+    collapse_advice,
     collapse_signals,
     cutout,
     group_shape,
@@ -128,6 +129,16 @@ def test_collapse_signals_name_what_they_saw() -> None:
     history = [{"epoch": 1, "collapse_signals": []}, {"epoch": 2, "collapse_signals": ["x"]}]
     assert collapse_reason(history) == "training collapsed in epoch 2: x"
     assert collapse_reason(history[:1]) is None and collapse_reason([]) is None
+
+
+def test_collapse_advice_names_only_the_options_a_run_does_not_use() -> None:
+    flags = ("--sampling", "--diffaugment", "--lecam-weight 0.3", "--gsr-weight 0.5")
+    assert all(flag in collapse_advice(TrainConfig()) for flag in flags)
+    half = collapse_advice(TrainConfig(sampling="class-balanced", diffaugment="translation-cutout"))
+    assert "--sampling" not in half and "--diffaugment" not in half
+    assert "--lecam-weight 0.3" in half and "--gsr-weight 0.5" in half
+    assert "--gsr-weight" not in collapse_advice(TrainConfig(conditional=False))  # gSR needs labels
+    assert collapse_advice(TrainConfig(**LONGTAIL)).startswith("every long-tail option is on")
 
 
 def test_real_spread_is_the_same_for_two_halves_of_each_class(mnist: ImageDataset) -> None:
