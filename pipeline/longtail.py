@@ -244,21 +244,23 @@ def real_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int) 
     return out
 
 
-# What to try against collapse on skewed or scarce data, in this order: (option, value, flag).
-_REMEDIES: tuple[tuple[str, object, str], ...] = (
-    ("sampling", "class-balanced", "--sampling class-balanced"),
-    ("diffaugment", "translation-cutout", "--diffaugment translation-cutout"),
-    ("lecam_weight", 0.3, "--lecam-weight 0.3"),
-    ("gsr_weight", 0.5, "--gsr-weight 0.5"),
+# What to try against collapse on skewed or scarce data, in this order: (option, value).
+_REMEDIES: tuple[tuple[str, object], ...] = (
+    ("sampling", "class-balanced"),
+    ("diffaugment", "translation-cutout"),
+    ("lecam_weight", 0.3),
+    ("gsr_weight", 0.5),
 )
 
 
 def collapse_advice(cfg: TrainConfig) -> str:
-    """What a collapsed run could try next: the long-tail options it does not use yet."""
+    """What a collapsed run could try next: the long-tail options it leaves at their defaults
+    (off), with the value measured here."""
     unused = [
-        flag
-        for option, value, flag in _REMEDIES
-        if getattr(cfg, option) != value and (option != "gsr_weight" or cfg.conditional)
+        f"--{option.replace('_', '-')} {value}"
+        for option, value in _REMEDIES
+        if getattr(cfg, option) == TrainConfig.model_fields[option].default
+        and (option != "gsr_weight" or cfg.conditional)
     ]
     if unused:
         return "for skewed or scarce data try " + " ".join(unused)

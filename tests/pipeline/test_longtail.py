@@ -138,6 +138,7 @@ def test_collapse_advice_names_only_the_options_a_run_does_not_use() -> None:
     assert "--sampling" not in half and "--diffaugment" not in half
     assert "--lecam-weight 0.3" in half and "--gsr-weight 0.5" in half
     assert "--gsr-weight" not in collapse_advice(TrainConfig(conditional=False))  # gSR needs labels
+    assert "--lecam-weight" not in collapse_advice(TrainConfig(lecam_weight=0.1))  # on, at 0.1
     assert collapse_advice(TrainConfig(**LONGTAIL)).startswith("every long-tail option is on")
 
 
