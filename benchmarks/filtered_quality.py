@@ -50,6 +50,20 @@ if TYPE_CHECKING:
 
 RESULTS = Path(__file__).parent / "results"
 
+# What each part learnt from, in words, written into every result: the benchmark sees only what
+# the served model's evaluation names, so the statement says no more than that.
+BOUNDARY_STATEMENT = (
+    "the generator and the filter's classifier are the served model's, whose evaluation names the "
+    "dataset {trained_on} (this project's flow trains on its training split and holds its test "
+    "split out); the train-on-synthetic classifier learnt only from the service's generated "
+    "images; both judges (the evaluation classifier and the independent one) learnt from "
+    "{dataset}'s training split and only judge; every score is on {dataset}'s test split"
+)
+UNMATCHED_STATEMENT = (
+    "; the served model names another dataset than the judged one, so nothing here shows it never "
+    "saw these test images"
+)
+
 
 def fail(message: str) -> NoReturn:
     """Bad input: one line on stderr, exit status 2."""
@@ -65,6 +79,34 @@ def parse_thresholds(text: str) -> list[float]:
     if not values or not all(0 <= v <= 1 for v in values):
         fail(f"--thresholds {text!r}: write numbers in [0, 1], comma-separated")
     return values
+
+
+def boundary(evaluation: dict[str, Any], dataset: str) -> dict[str, object]:
+    """The run's information boundary, from what the served model's evaluation names (its
+    dataset, and the generator's own boundary where its evaluation stated one)."""
+    trained_on = evaluation.get("dataset")
+    trained_on = trained_on if isinstance(trained_on, str) else None
+    statement = BOUNDARY_STATEMENT.format(trained_on=trained_on or "(none named)", dataset=dataset)
+    matches = trained_on == dataset
+    stated = evaluation.get("boundary")
+    return {
+        "generator_trained_on": trained_on,
+        "judged_on": dataset,
+        "matches": matches,
+        "statement": statement if matches else statement + UNMATCHED_STATEMENT,
+        "evaluation_statement": stated.get("statement") if isinstance(stated, dict) else None,
+    }
+
+
+def served_evaluation(url: str, model: str | None) -> dict[str, Any]:
+    """The served model's evaluation (its metrics); one line and exit 2 without a service."""
+    try:
+        with DigitsClient(url) as client:
+            info = client.model(model)
+    except ServiceError as exc:
+        fail(str(exc))
+    metrics = info.get("metrics")
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def ask(
@@ -151,12 +193,14 @@ def main(argv: list[str] | None = None) -> Path:
     if args.per_class < 2 or args.tstr_count < 0:
         fail("--per-class must be at least 2 and --tstr-count at least 0")
 
+    evaluation = served_evaluation(args.url, args.model)
     dataset = load_dataset(args.dataset)
     device = resolve_device(args.device)
     classifier = get_classifier(dataset, device)
     reference = cached_real_reference(classifier.model, dataset, device)
     results: dict[str, Any] = {
         "machine": describe(),
+        "boundary": boundary(evaluation, args.dataset),
         "url": args.url,
         "dataset": args.dataset,
         "per_class": args.per_class,

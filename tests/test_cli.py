@@ -139,6 +139,8 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     payload = json.loads((out / "evaluation.json").read_text())
     assert payload["epoch"] == 2 and payload["num_samples"] == 500 and payload["tstr_count"] == 1000
     assert 0 <= payload["accuracy"] <= 1 and payload["gate"]["passed"] is False
+    assert payload["boundary"]["same_data"] and payload["boundary"]["scored_on"] == "test split"
+    assert "a 256-image subset of mnist's training split" in payload["boundary"]["statement"]
 
 
 def test_train_with_run_id_resumes_on_another_disk(tmp_path: Path) -> None:

@@ -95,9 +95,34 @@ def evaluate_run(
             "min_accuracy": min_accuracy,
             "max_fd": max_fd,
         },
+        "boundary": evaluation_boundary(state.get("dataset"), ds),
     }
     write_atomic(path, json.dumps(payload, indent=2).encode())
     return Evaluation(report, failures, payload, path)
+
+
+def evaluation_boundary(generator_data: dict[str, Any] | None, ds: ImageDataset) -> dict[str, Any]:
+    """What each part of the evaluation learnt from, in words: the generator's data as its
+    checkpoint records it, the judges' and the scored split as this evaluation used them. A
+    checkpoint that records other data (or none) is said to, not assumed to match."""
+    own = ds.holdout is not None
+    part, scored = ("part", "held-out part") if own else ("split", "test split")
+    same = generator_data is not None and generator_data.get("md5") == ds.md5
+    limit = (generator_data or {}).get("limit")
+    subset = f"a {limit}-image subset of " if limit else ""
+    generator = (
+        f"the generator learnt only from {subset}{ds.name}'s training {part}"
+        if same
+        else f"the generator's checkpoint records other data than {ds.name} (or none), so nothing "
+        f"here shows it never saw the {scored}"
+    )
+    statement = (
+        f"{generator}; the evaluation classifier and the independent classifier learnt from "
+        f"{ds.name}'s training {part} ({len(ds.train_labels)} images) and only judge; the "
+        f"train-on-synthetic classifier learnt only from the generator's images; every score is "
+        f"on the {scored} ({len(ds.test_labels)} images)"
+    )
+    return {"same_data": same, "scored_on": scored, "statement": statement}
 
 
 def classifier_onnx(

@@ -51,6 +51,30 @@ def test_every_balance_format_trains_as_the_same_data(
     assert sorted(map(bytes, together)) == sorted(map(bytes, images))  # nothing lost or added
 
 
+def test_an_evaluation_states_what_each_part_learnt_from(
+    mnist: ImageDataset, tmp_path: Path
+) -> None:
+    """The report's boundary: the user's held-out part is what is scored; a generator whose
+    checkpoint records other data is said to, not assumed to have been held out of it."""
+    from pipeline.evaluation.run import evaluation_boundary
+
+    images, labels = own_images(mnist)
+    np.savez(tmp_path / "mine.npz", images=images, labels=labels)
+    own = load_dataset("my-digits", str(tmp_path / "mine.npz"))
+    recorded = {"name": "my-digits", "md5": own.md5, "limit": None}
+    held = evaluation_boundary(recorded, own)
+    assert held["same_data"] and held["scored_on"] == "held-out part"
+    assert held["statement"].startswith("the generator learnt only from my-digits's training part")
+    assert f"on the held-out part ({len(own.test_labels)} images)" in held["statement"]
+    for other in ({"name": "mnist", "md5": mnist.md5, "limit": None}, None):
+        unknown = evaluation_boundary(other, own)
+        assert not unknown["same_data"]
+        assert "nothing here shows it never saw" in unknown["statement"]
+    public = evaluation_boundary({"name": "mnist", "md5": mnist.md5, "limit": 256}, mnist)
+    assert "a 256-image subset of mnist's training split" in public["statement"]
+    assert public["scored_on"] == "test split"
+
+
 def test_class_names_come_from_a_class_label(mnist: ImageDataset, tmp_path: Path) -> None:
     images, labels = own_images(mnist)
     names = [f"kind-{k}" for k in range(10)]

@@ -232,9 +232,17 @@ def test_filtered_quality_benchmark_judges_each_threshold_by_two_classifiers(
     assert filtered["accuracy"] >= 0.99 and filtered["accuracy"] >= unfiltered["accuracy"]
     assert 0.9 < results["independent_test_accuracy"] < 1
     assert results["table"].count("\n| ") == 3  # two thresholds and the real images
+    # The served model's evaluation names its dataset: the result states what each part learnt.
+    assert results["boundary"]["generator_trained_on"] == "mnist" and results["boundary"]["matches"]
+    assert "names the dataset mnist" in results["boundary"]["statement"]
+    assert "never saw" not in results["boundary"]["statement"]
+    # ... and carries the generator's own boundary as its evaluation stated it.
+    assert results["boundary"]["evaluation_statement"].startswith(
+        "the generator learnt only from a 6000-image subset of mnist's training split"
+    )
 
 
-def test_filtered_quality_benchmark_bad_thresholds_are_one_line_and_exit_2(
+def test_filtered_quality_benchmark_bad_input_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from benchmarks import filtered_quality
@@ -244,3 +252,18 @@ def test_filtered_quality_benchmark_bad_thresholds_are_one_line_and_exit_2(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "--thresholds '0.5,2'" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as stop:
+        filtered_quality.main(["--url", f"http://127.0.0.1:{free_port()}", "--tag", "none"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_filtered_quality_boundary_says_when_the_model_names_another_dataset() -> None:
+    from benchmarks.filtered_quality import boundary
+
+    other = boundary({"dataset": "fashion-mnist"}, "mnist")
+    assert other["matches"] is False and other["statement"].endswith("never saw these test images")
+    unnamed = boundary({}, "mnist")
+    assert not unnamed["matches"] and "names the dataset (none named)" in unnamed["statement"]
+    assert unnamed["evaluation_statement"] is None
