@@ -28,6 +28,10 @@ class CheckpointError(UserError):
     """A checkpoint is missing, unreadable or does not fit the run."""
 
 
+class DatasetMismatch(UserError):
+    """A run would be published under a model whose versions are of another dataset."""
+
+
 class TrainingDiverged(UserError):
     """A loss turned NaN/inf; the last good checkpoint is kept."""
 

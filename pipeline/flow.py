@@ -31,9 +31,9 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
-from models.contract import PRODUCTION, SAMPLES_NAME
+from models.contract import SAMPLES_NAME
 from models.registry import Manifest, ModelRegistry
-from models.registry.errors import AliasNotFound, BucketMissing, VersionExists, VersionNotFound
+from models.registry.errors import VersionExists
 from models.registry.settings import open_registry, registry_settings
 from pipeline.checkpoint import load_checkpoint
 from pipeline.checkpoint_sync import CheckpointSync
@@ -41,7 +41,7 @@ from pipeline.data.loading import ImageDataset, load_dataset
 from pipeline.evaluation.options import EVAL, EvalOptions
 from pipeline.evaluation.promotion import Decision, collapse_reason, compare_with_production
 from pipeline.evaluation.run import Evaluation, evaluate_run
-from pipeline.publish import publish_run
+from pipeline.publish import check_same_dataset, production_model, publish_run
 from pipeline.train import TrainResult, train
 from pipeline.train_config import TrainConfig
 
@@ -127,27 +127,6 @@ def evaluate_model(run_dir: Path, dataset: ImageDataset, options: EvalOptions) -
     retries=IO_RETRIES,
     retry_delay_seconds=IO_BACKOFF,
 )
-def production_model(registry: ModelRegistry) -> Manifest | None:
-    try:
-        return registry.show(PRODUCTION)
-    except (AliasNotFound, VersionNotFound, BucketMissing):  # nothing published there yet
-        return None
-
-
-def check_same_dataset(production: Manifest | None, dataset: str, model: str) -> None:
-    """A model's versions are all trained on one dataset: a run on another would be judged
-    against, and could replace, a generator of other images. Checked before training."""
-    if production is None:
-        return
-    trained_on = production.training_config.get("dataset", "mnist")
-    if trained_on != dataset:
-        raise ValueError(
-            f"model {model}'s production version {production.version} was trained on "
-            f"{trained_on}, this run is on {dataset}: publish it under a model of its own "
-            f"(dcgan retrain --model cdcgan-{dataset})"
-        )
-
-
 @task(name="publish", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF)
 def publish_version(
     run_dir: Path, registry: ModelRegistry, version: str, decision: Decision

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.contract import CHECKPOINT_NAME, CLASSIFIER_NAME, SAMPLES_NAME
+from models.contract import CHECKPOINT_NAME, CLASSIFIER_NAME, PRODUCTION, SAMPLES_NAME
 from models.fileio import sha256_file
 from models.registry import FileEntry, Manifest, ModelRegistry
+from models.registry.errors import AliasNotFound, BucketMissing, VersionNotFound
 from pipeline.checkpoint import load_generator, resolve_checkpoint_path
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, DatasetMismatch
 from pipeline.evaluation.promotion import Decision, gate_decision
 from pipeline.evaluation.run import EVALUATION_NAME
 from pipeline.export import ArtifactFile, export_generator
@@ -70,6 +71,30 @@ def evaluation_classifier(run_dir: Path, evaluation: dict[str, Any]) -> Artifact
     return ArtifactFile(path, sha256, size)
 
 
+def production_model(registry: ModelRegistry) -> Manifest | None:
+    """The model's production version, or None while nothing is published there."""
+    try:
+        return registry.show(PRODUCTION)
+    except (AliasNotFound, VersionNotFound, BucketMissing):
+        return None
+
+
+def check_same_dataset(production: Manifest | None, dataset: str, model: str) -> None:
+    """A model's versions are all trained on one dataset: a run on another would be judged
+    against, and could replace, a generator of other images. The flow checks before training;
+    every publish checks again."""
+    if production is None:
+        return
+    trained_on = production.training_config.get("dataset", "mnist")
+    if trained_on != dataset:
+        raise DatasetMismatch(
+            f"model {model}'s production version {production.version} was trained on "
+            f"{trained_on}, this run is on {dataset}: publish it under a model of its own "
+            f"(DCGAN_REGISTRY_MODEL_NAME=cdcgan-{dataset}, or "
+            f"dcgan retrain --model cdcgan-{dataset})"
+        )
+
+
 @dataclass(frozen=True)
 class PublishResult:
     manifest: Manifest
@@ -97,6 +122,7 @@ def publish_run(
     checkpoint = resolve_checkpoint_path(run)
     run_dir = checkpoint.parent
     generator, gan_config, state = load_generator(checkpoint)  # the one read of the checkpoint
+    check_same_dataset(production_model(registry), state["train_config"]["dataset"], registry.model)
     evaluation = read_evaluation(run_dir)
     if promote and decision is None:
         decision = gate_decision(evaluation, force)

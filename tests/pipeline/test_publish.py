@@ -152,3 +152,31 @@ def test_export_and_publish_commands(run_dir: Path, tmp_path: Path) -> None:
     assert "promoted to production: forced" in forced.stdout
     again = dcgan("publish", str(run_dir), "--version", "v7", env=env)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_publish_refuses_a_run_on_another_dataset_than_the_models(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The flow's rule holds for `dcgan publish` too: one line, exit 2, nothing published."""
+    from pipeline.data.loading import load_dataset
+
+    env = {"DCGAN_REGISTRY_URI": str(tmp_path / "registry")}
+    first = dcgan("publish", str(run_dir), "--version", "v1", "--promote", "--force", env=env)
+    assert first.returncode == 0, first.stderr
+    fashion = tmp_path / "fashion-run"
+    cfg = TrainConfig(
+        dataset="fashion-mnist", limit=256, epochs=1, batch_size=64, g_width=8, d_width=8
+    )
+    train(cfg, load_dataset("fashion-mnist"), fashion, progress=False)
+    refused = dcgan("publish", str(fashion), "--version", "v2", "--promote", "--force", env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "was trained on mnist, this run is on fashion-mnist" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), "cdcgan-mnist")
+    assert [v.version for v in registry.list_versions()] == ["v1"]
+    assert registry.get_alias("production").version == "v1"
+    # Under a model of its own it publishes.
+    own = dcgan("publish", str(fashion), "--version", "v2", env={
+        **env, "DCGAN_REGISTRY_MODEL_NAME": "cdcgan-fashion-mnist"
+    })  # fmt: skip
+    assert own.returncode == 0 and "published cdcgan-fashion-mnist v2" in own.stdout, own.stderr
