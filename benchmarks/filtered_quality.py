@@ -81,7 +81,7 @@ def parse_thresholds(text: str) -> list[float]:
     return values
 
 
-def boundary(evaluation: dict[str, Any], dataset: str) -> dict[str, object]:
+def boundary(evaluation: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The run's information boundary, from what the served model's evaluation names (its
     dataset, and the generator's own boundary where its evaluation stated one)."""
     trained_on = evaluation.get("dataset")
